@@ -1,0 +1,1 @@
+"""Hypervisor hosts and their NUMA topology (models arrive with the inventory issue)."""

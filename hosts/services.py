@@ -1,0 +1,26 @@
+"""Service functions for hosts: views and tasks stay thin and call these."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from numaportal.virt import connection as virt_connection
+
+
+def describe_host(uri: str) -> dict[str, str]:
+    """What `virsh version`, `virsh nodeinfo` and `virsh list --all` say about one host."""
+    with virt_connection.connect(
+        uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
+    ) as conn:
+        info = virt_connection.host_info(conn)
+        domains = virt_connection.list_domains(conn)
+    running = sum(1 for d in domains if d.active)
+    return {
+        "URI": uri,
+        "Host": info.hostname,
+        "Hypervisor": f"{info.hypervisor_type} {info.hypervisor_version}",
+        "libvirt": info.libvirt_version,
+        "Host CPUs": str(info.cpu_count),
+        "NUMA cells": str(len(info.cells_free_memory_kib)),
+        "Domains": f"{len(domains)} ({running} running)",
+    }

@@ -1,0 +1,11 @@
+"""Celery tasks for hosts: thin wrappers that load arguments and call services."""
+
+from celery import shared_task
+
+from hosts import services
+
+
+@shared_task(name="hosts.tasks.describe_host")
+def describe_host(uri: str) -> dict[str, str]:
+    """Run on a worker so that the libvirt connection is made where the workers are."""
+    return services.describe_host(uri)

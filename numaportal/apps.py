@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class NumaPortalConfig(AppConfig):
+    name = "numaportal"
+    verbose_name = "NUMA Portal"

@@ -1,0 +1,65 @@
+"""Celery over the real Redis broker: a worker runs tasks that talk to libvirt."""
+
+import time
+import uuid
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.core.cache import cache
+
+from hosts import tasks as host_tasks
+from numaportal import status
+from numaportal import tasks as portal_tasks
+from numaportal.celery import app
+
+pytestmark = [pytest.mark.web, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker_queue():
+    """A real worker thread on a queue of its own, so a `make run` worker cannot steal tasks."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    with start_worker(
+        app,
+        queues=[queue],
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=10,
+        loglevel="WARNING",
+    ):
+        yield queue
+
+
+def test_worker_describes_the_lab_host(worker_queue):
+    result = host_tasks.describe_host.apply_async(args=["qemu:///system"], queue=worker_queue)
+    info = result.get(timeout=30)
+    assert info["URI"] == "qemu:///system"
+    assert info["Hypervisor"].startswith("QEMU")
+    assert int(info["Host CPUs"]) >= 1
+
+
+def test_worker_reports_libvirt_refusal_as_task_error(worker_queue):
+    result = host_tasks.describe_host.apply_async(
+        args=["qemu+tcp://127.0.0.1:1/system"], queue=worker_queue
+    )
+    with pytest.raises(Exception) as excinfo:
+        result.get(timeout=30)
+    assert "127.0.0.1" in str(excinfo.value)
+
+
+def test_heartbeat_task_marks_beat_alive(worker_queue):
+    cache.delete(status.HEARTBEAT_KEY)
+    assert not status.check_beat().ok
+    portal_tasks.heartbeat.apply_async(queue=worker_queue)
+    # the task ignores its result; poll the cache it writes
+    for _ in range(100):
+        if status.check_beat().ok:
+            break
+        time.sleep(0.1)
+    assert status.check_beat().ok
+
+
+def test_home_page_sees_the_worker(worker_queue):
+    row = status.check_workers(timeout=2.0)
+    assert row.ok, row.detail
+    assert "celery@" in row.detail or "@" in row.detail
