@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
-from numaportal.celery import app as celery_app
 from hosts.services import describe_host
+from numaportal.celery import app as celery_app
 from numaportal.virt.errors import VirtError
 
 HEARTBEAT_KEY = "heartbeat"

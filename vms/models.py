@@ -1,0 +1,1 @@
+"""Virtual machines, their pins and changes (models arrive with the inventory issue)."""
