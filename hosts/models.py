@@ -1,1 +1,114 @@
-"""Hypervisor hosts and their NUMA topology (models arrive with the inventory issue)."""
+"""Hypervisor hosts and their NUMA topology, as last read from libvirt.
+
+Topology is stored as rows (cells, physical CPUs) rather than one blob so that pages and
+later the placement planner can join VM pins on CPUs and cells in SQL.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class HostQuerySet(models.QuerySet["Host"]):
+    def active(self) -> HostQuerySet:
+        """Hosts that have not been removed from the portal."""
+        return self.filter(removed_at__isnull=True)
+
+
+class Host(models.Model):
+    class SyncStatus(models.TextChoices):
+        NEVER = "never", "never synced"
+        QUEUED = "queued", "sync queued"
+        RUNNING = "running", "syncing"
+        OK = "ok", "in sync"
+        ERROR = "error", "sync failed"
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Short name, e.g. hv01.")
+    uri = models.CharField(
+        "libvirt URI", max_length=1024, help_text="e.g. qemu+ssh://root@hv01.example.net/system"
+    )
+    enabled = models.BooleanField(default=True, help_text="Synced by the periodic task.")
+    worker_queue = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Celery queue of a worker on this host (host.<name>); empty: central workers.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Removing a host keeps its row, its VMs and (later) its change history.
+    removed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Last sync.
+    sync_status = models.CharField(
+        max_length=16, choices=SyncStatus.choices, default=SyncStatus.NEVER, editable=False
+    )
+    sync_task_id = models.CharField(max_length=64, blank=True, editable=False)
+    last_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_sync_ok_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+
+    # Facts from the last successful sync (`virsh version`, `virsh capabilities`).
+    hostname = models.CharField(max_length=255, blank=True, editable=False)
+    hypervisor = models.CharField(max_length=64, blank=True, editable=False)
+    libvirt_version = models.CharField(max_length=32, blank=True, editable=False)
+    arch = models.CharField(max_length=32, blank=True, editable=False)
+    cpu_model = models.CharField(max_length=128, blank=True, editable=False)
+    cpu_vendor = models.CharField(max_length=64, blank=True, editable=False)
+    capabilities_xml = models.TextField(blank=True, editable=False)
+
+    objects = HostQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("hosts:detail", args=[self.name])
+
+    @property
+    def is_removed(self) -> bool:
+        return self.removed_at is not None
+
+
+class Cell(models.Model):
+    """One NUMA cell (node) of a host, as `numactl -H` shows it."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="cells")
+    cell_id = models.PositiveIntegerField()
+    memory_kib = models.BigIntegerField(default=0)
+    free_kib = models.BigIntegerField(null=True, blank=True)
+    # node id (as a string: JSON keys) -> distance; empty when the host reports none.
+    distances = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["host", "cell_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "cell_id"], name="unique_cell_per_host")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host.name} cell {self.cell_id}"
+
+
+class PhysicalCpu(models.Model):
+    """A hardware thread of a host, with where it sits: socket, die, core, siblings, cell."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="cpus")
+    cell = models.ForeignKey(Cell, on_delete=models.CASCADE, related_name="cpus")
+    cpu_id = models.PositiveIntegerField()
+    socket_id = models.IntegerField(null=True, blank=True)
+    die_id = models.IntegerField(null=True, blank=True)
+    core_id = models.IntegerField(null=True, blank=True)
+    siblings = models.CharField(max_length=255, help_text="cpuset of SMT siblings, e.g. 0,32")
+
+    class Meta:
+        ordering = ["host", "cpu_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "cpu_id"], name="unique_cpu_per_host")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host.name} cpu {self.cpu_id}"

@@ -1,1 +1,111 @@
-"""Virtual machines, their pins and changes (models arrive with the inventory issue)."""
+"""Virtual machines and their CPU/memory placement, as last read from their host."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+
+from hosts.models import Host
+
+
+class VirtualMachineQuerySet(models.QuerySet["VirtualMachine"]):
+    def present(self) -> VirtualMachineQuerySet:
+        """VMs seen on their host at the last sync (not gone)."""
+        return self.filter(gone_at__isnull=True)
+
+
+class VirtualMachine(models.Model):
+    class Placement(models.TextChoices):
+        PINNED = "pinned", "pinned"
+        PARTLY = "partly", "partly pinned"
+        UNPINNED = "unpinned", "unpinned"
+
+    # PROTECT: a host is removed by marking it (its VMs and history stay), never deleted.
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="vms")
+    uuid = models.UUIDField()
+    name = models.CharField(max_length=255)
+    state = models.CharField(max_length=32, help_text="as virsh says it: running, shut off, ...")
+    persistent = models.BooleanField(default=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Set when the VM was not on its host at a sync; cleared when it comes back (same uuid).
+    gone_at = models.DateTimeField(null=True, blank=True)
+
+    # `virsh vcpucount`: maximum/current x config/live (live is null when not running).
+    vcpu_max_config = models.PositiveIntegerField(default=0)
+    vcpu_current_config = models.PositiveIntegerField(default=0)
+    vcpu_max_live = models.PositiveIntegerField(null=True, blank=True)
+    vcpu_current_live = models.PositiveIntegerField(null=True, blank=True)
+
+    memory_kib = models.BigIntegerField(default=0)
+    current_memory_kib = models.BigIntegerField(default=0)
+
+    # Effective placement: live when running, else the persistent config.
+    numatune_mode = models.CharField(max_length=16, blank=True)
+    numatune_nodeset = models.CharField(max_length=255, blank=True)
+    emulatorpin = models.CharField(max_length=255, blank=True, help_text="live cpuset")
+    emulatorpin_config = models.CharField(max_length=255, blank=True)
+
+    # Derived at sync time so that lists can filter on them in SQL.
+    placement = models.CharField(
+        max_length=16, choices=Placement.choices, default=Placement.UNPINNED
+    )
+    cells = models.CharField(
+        max_length=255, blank=True, help_text="cells its vCPUs may run on (nodeset)"
+    )
+    memory_cells = models.CharField(
+        max_length=255, blank=True, help_text="cells its memory is bound to (nodeset)"
+    )
+    cross_node = models.BooleanField(default=False)
+    # Live tuning differs from the persistent config: "live-only: lost at next shutdown".
+    drift = models.BooleanField(default=False)
+    drift_detail = models.TextField(blank=True)
+
+    # Parsed tuning (numaportal.virt.domain.tuning_dict) of both definitions.
+    tuning_live = models.JSONField(null=True, blank=True)
+    tuning_config = models.JSONField(null=True, blank=True)
+
+    objects = VirtualMachineQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "uuid"], name="unique_vm_uuid_per_host")
+        ]
+        indexes = [models.Index(fields=["host", "gone_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.host.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("vms:detail", args=[self.host.name, self.uuid])
+
+    @property
+    def is_gone(self) -> bool:
+        return self.gone_at is not None
+
+    @property
+    def is_running(self) -> bool:
+        return self.vcpu_current_live is not None
+
+
+class VcpuPin(models.Model):
+    """One vCPU of a VM: where it may run (live and config) and where it last ran."""
+
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="vcpus")
+    vcpu = models.PositiveIntegerField()
+    online = models.BooleanField(default=True, help_text="enabled in the live definition")
+    # cpusets; blank = no <vcpupin> for this vCPU (it floats over the VM's default affinity)
+    pin_live = models.CharField(max_length=255, blank=True)
+    pin_config = models.CharField(max_length=255, blank=True)
+    # What `virsh vcpuinfo` shows: effective affinity, physical CPU it last ran on, state.
+    affinity = models.CharField(max_length=255, blank=True)
+    last_cpu = models.IntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        ordering = ["vm", "vcpu"]
+        constraints = [models.UniqueConstraint(fields=["vm", "vcpu"], name="unique_vcpu_per_vm")]
+
+    def __str__(self) -> str:
+        return f"{self.vm.name} vCPU {self.vcpu}"
