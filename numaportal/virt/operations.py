@@ -67,6 +67,7 @@ __all__ = [
     "set_vcpus",
     "snapshot",
     "vcpu_info",
+    "vcpu_info_from",
     "vcpucount",
 ]
 
@@ -526,10 +527,10 @@ def _vcpucount(dom: libvirt.virDomain, active: bool, persistent: bool) -> VcpuCo
     )
 
 
-def _vcpu_info(dom: libvirt.virDomain, active: bool) -> tuple[VcpuInfo, ...]:
-    if not active:
-        return ()
-    infos, maps = _live(dom, dom.vcpus)
+def vcpu_info_from(
+    infos: Sequence[tuple[int, int, int, int]], maps: Sequence[Sequence[bool]]
+) -> tuple[VcpuInfo, ...]:
+    """``virsh vcpuinfo`` rows from what ``dom.vcpus()`` returns (its info and cpumap lists)."""
     return tuple(
         VcpuInfo(
             vcpu=number,
@@ -540,6 +541,13 @@ def _vcpu_info(dom: libvirt.virDomain, active: bool) -> tuple[VcpuInfo, ...]:
         )
         for (number, state, cpu_time, cpu), cpumap in zip(infos, maps, strict=False)
     )
+
+
+def _vcpu_info(dom: libvirt.virDomain, active: bool) -> tuple[VcpuInfo, ...]:
+    if not active:
+        return ()
+    infos, maps = _live(dom, dom.vcpus)
+    return vcpu_info_from(infos, maps)
 
 
 def _retrying(dom: libvirt.virDomain, fn: Callable[[bool, bool], T]) -> T:
