@@ -154,6 +154,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # they are edited in the admin like any other schedule.
 CELERY_BEAT_SCHEDULE = {
     "numaportal-heartbeat": {"task": "numaportal.tasks.heartbeat", "schedule": 30.0},
+    "sync-all-hosts": {"task": "hosts.tasks.sync_all_hosts", "schedule": 300.0},
 }
 
 # Shared cache (also what tells the web page that beat and a worker are alive).

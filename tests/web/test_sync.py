@@ -1,0 +1,391 @@
+"""Host registration and inventory sync end to end: services, database and a real worker.
+
+Hosts here use libvirt's in-process test driver (test:///default: 2 cells x 8 CPUs, one
+running domain "test" with 2 vCPUs) and a port nothing listens on for an unreachable host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import time
+import uuid
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from hosts import services
+from hosts import tasks as host_tasks
+from hosts.models import Cell, Host, PhysicalCpu
+from numaportal.celery import app
+from numaportal.virt.connection import open_connection
+from numaportal.virt.errors import HostUnreachable, InvalidURI
+from numaportal.virt.inventory import HostInventory, read_inventory
+from vms.models import VcpuPin, VirtualMachine
+
+pytestmark = pytest.mark.web
+
+TEST_URI = "test:///default"
+TEST_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+UNREACHABLE_URI = "qemu+tcp://127.0.0.1:1/system"
+
+
+@pytest.fixture(autouse=True)
+def fresh_test_driver():
+    # The test driver keeps state while any connection to it lives (see tests/libvirt).
+    gc.collect()
+    yield
+    gc.collect()
+
+
+@pytest.fixture
+def test_inventory() -> HostInventory:
+    conn = open_connection(TEST_URI)
+    try:
+        return read_inventory(conn)
+    finally:
+        conn.close()
+
+
+def make_host(name: str = "t1", uri: str = TEST_URI, **kwargs) -> Host:
+    return Host.objects.create(name=name, uri=uri, **kwargs)
+
+
+# --- sync ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_sync_test_driver_end_to_end():
+    host = make_host()
+    result = services.sync_host(host.pk)
+    host.refresh_from_db()
+    assert result.sync_status == host.sync_status == Host.SyncStatus.OK
+    assert host.last_error == ""
+    assert host.last_sync_at == host.last_sync_ok_at is not None
+    assert host.hypervisor.startswith("TEST")
+    assert host.arch == "i686"
+    assert Cell.objects.filter(host=host).count() == 2
+    assert PhysicalCpu.objects.filter(host=host).count() == 16
+    cells = {c.cell_id: c for c in host.cells.all()}
+    assert (cells[0].memory_kib, cells[0].free_kib) == (2097152, 2048)
+    assert set(cells[1].cpus.values_list("cpu_id", flat=True)) == set(range(8, 16))
+
+    vm = VirtualMachine.objects.get(host=host)
+    assert (vm.name, str(vm.uuid), vm.state) == ("test", TEST_UUID, "running")
+    assert (vm.vcpu_max_config, vm.vcpu_current_config) == (2, 2)
+    assert (vm.vcpu_max_live, vm.vcpu_current_live) == (2, 2)
+    assert vm.placement == VirtualMachine.Placement.UNPINNED
+    # Unpinned: its vCPUs (affinity 0-7 in the test driver's 8-wide maps) run on cell 0.
+    assert vm.cells == "0"
+    assert not vm.drift and vm.drift_detail == ""
+    assert vm.tuning_live["domain_id"] == 1 and vm.tuning_config["domain_id"] is None
+    assert vm.last_seen_at == host.last_sync_at and vm.gone_at is None
+    pins = list(vm.vcpus.order_by("vcpu"))
+    assert [(p.vcpu, p.online, p.state, p.pin_live, p.pin_config) for p in pins] == [
+        (0, True, "running", "", ""),
+        (1, True, "running", "", ""),
+    ]
+    assert all(p.affinity == "0-7" and p.last_cpu is not None for p in pins)
+
+
+@pytest.mark.django_db
+def test_sync_twice_keeps_row_ids():
+    host = make_host()
+    services.sync_host(host.pk)
+    ids = (
+        set(Cell.objects.values_list("pk", flat=True)),
+        set(PhysicalCpu.objects.values_list("pk", flat=True)),
+        set(VirtualMachine.objects.values_list("pk", flat=True)),
+        set(VcpuPin.objects.values_list("pk", flat=True)),
+    )
+    services.sync_host(host.pk)
+    assert ids == (
+        set(Cell.objects.values_list("pk", flat=True)),
+        set(PhysicalCpu.objects.values_list("pk", flat=True)),
+        set(VirtualMachine.objects.values_list("pk", flat=True)),
+        set(VcpuPin.objects.values_list("pk", flat=True)),
+    )
+
+
+@pytest.mark.django_db
+def test_live_pin_shows_as_pin_and_drift(test_inventory):
+    host = make_host()
+    (dom,) = test_inventory.domains
+    live = dataclasses.replace(dom.live, vcpupin={1: frozenset({9})})
+    pinned = dataclasses.replace(dom, live=live)
+    services.apply_inventory(host, dataclasses.replace(test_inventory, domains=(pinned,)))
+    vm = VirtualMachine.objects.get(host=host)
+    assert vm.placement == VirtualMachine.Placement.PARTLY
+    assert vm.drift
+    assert vm.drift_detail == "vCPU 1 pinned to 9 live, not pinned in config"
+    row = vm.vcpus.get(vcpu=1)
+    assert (row.pin_live, row.pin_config) == ("9", "")
+
+
+@pytest.mark.django_db
+def test_unreachable_host_records_libvirt_error_and_keeps_inventory(test_inventory):
+    host = make_host()
+    services.apply_inventory(host, test_inventory)
+    host.uri = UNREACHABLE_URI
+    host.save()
+    services.sync_host(host.pk)  # does not raise
+    host.refresh_from_db()
+    assert host.sync_status == Host.SyncStatus.ERROR
+    assert "Connection refused" in host.last_error and "127.0.0.1:1" in host.last_error
+    assert host.last_sync_at > host.last_sync_ok_at
+    # What the last good sync stored is still there, untouched.
+    assert host.cells.count() == 2 and host.cpus.count() == 16
+    vm = VirtualMachine.objects.get(host=host)
+    assert vm.gone_at is None and vm.vcpus.count() == 2
+
+
+@pytest.mark.django_db
+def test_recovering_host_clears_the_error():
+    host = make_host(uri=UNREACHABLE_URI)
+    services.sync_host(host.pk)
+    host.uri = TEST_URI
+    host.save()
+    services.sync_host(host.pk)
+    host.refresh_from_db()
+    assert (host.sync_status, host.last_error) == (Host.SyncStatus.OK, "")
+
+
+@pytest.mark.django_db
+def test_removed_host_is_not_synced():
+    host = make_host()
+    services.remove_host(host)
+    services.sync_host(host.pk)
+    host.refresh_from_db()
+    assert host.sync_status == Host.SyncStatus.NEVER
+    assert not host.enabled and host.removed_at is not None
+
+
+@pytest.mark.django_db
+def test_vm_disappears_and_reappears_same_row(test_inventory):
+    host = make_host()
+    services.apply_inventory(host, test_inventory)
+    vm = VirtualMachine.objects.get(host=host)
+    pin_ids = set(vm.vcpus.values_list("pk", flat=True))
+
+    services.apply_inventory(host, dataclasses.replace(test_inventory, domains=()))
+    gone = VirtualMachine.objects.get(pk=vm.pk)
+    assert gone.gone_at is not None and gone.is_gone
+    assert gone.last_seen_at == vm.last_seen_at  # when it was last actually there
+    assert set(gone.vcpus.values_list("pk", flat=True)) == pin_ids  # history kept
+    assert not VirtualMachine.objects.present().filter(host=host).exists()
+
+    services.apply_inventory(host, test_inventory)
+    back = VirtualMachine.objects.get(host=host)
+    assert back.pk == vm.pk
+    assert back.gone_at is None and back.last_seen_at > vm.last_seen_at
+    assert set(back.vcpus.values_list("pk", flat=True)) == pin_ids
+
+
+@pytest.mark.django_db
+def test_lowered_maximum_drops_extra_vcpu_rows(test_inventory):
+    host = make_host()
+    (dom,) = test_inventory.domains
+    bigger = dataclasses.replace(
+        dom,
+        config=dataclasses.replace(dom.config, vcpu_max=4),
+        vcpucount=dataclasses.replace(dom.vcpucount, max_config=4),
+    )
+    services.apply_inventory(host, dataclasses.replace(test_inventory, domains=(bigger,)))
+    vm = VirtualMachine.objects.get(host=host)
+    assert list(vm.vcpus.values_list("vcpu", "online")) == [
+        (0, True),
+        (1, True),
+        (2, False),
+        (3, False),
+    ]
+    services.apply_inventory(host, test_inventory)
+    assert list(vm.vcpus.values_list("vcpu", flat=True)) == [0, 1]
+
+
+def synthetic(inventory: HostInventory, count: int) -> HostInventory:
+    (dom,) = inventory.domains
+    domains = tuple(
+        dataclasses.replace(dom, name=f"vm{i}", uuid=str(uuid.UUID(int=i + 1)))
+        for i in range(count)
+    )
+    return dataclasses.replace(inventory, domains=domains)
+
+
+@pytest.mark.django_db
+def test_apply_inventory_query_count_does_not_grow_with_vms(test_inventory):
+    counts = {}
+    for n in (1, 10):
+        host = make_host(name=f"q{n}")
+        services.apply_inventory(host, synthetic(test_inventory, n))  # first: all inserts
+        with CaptureQueriesContext(connection) as first_vm_gone:
+            services.apply_inventory(host, synthetic(test_inventory, n - 1 or 1))
+        with CaptureQueriesContext(connection) as ctx:
+            services.apply_inventory(host, synthetic(test_inventory, n))  # updates
+        counts[n] = (len(first_vm_gone), len(ctx))
+    assert VirtualMachine.objects.filter(host__name="q10").count() == 10
+    print("apply_inventory queries (one VM gone, all present):", counts)
+    assert counts[1] == counts[10], counts
+    assert counts[10][1] <= 16, counts
+
+
+# --- queueing ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_request_sync_queues_on_commit_with_own_task_id(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(host_tasks.sync_host, "apply_async", lambda **kw: sent.append(kw))
+    host = make_host(worker_queue="host.t1")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.request_sync(host)
+        host.refresh_from_db()
+        assert host.sync_status == Host.SyncStatus.QUEUED
+        assert sent == []  # nothing leaves before commit
+    assert len(callbacks) == 1
+    assert sent == [{"args": [host.pk], "task_id": host.sync_task_id, "queue": "host.t1"}]
+    uuid.UUID(host.sync_task_id)
+
+
+@pytest.mark.django_db
+def test_sync_enabled_hosts_queues_every_enabled_active_host(django_capture_on_commit_callbacks):
+    make_host("good")
+    make_host("broken", uri=UNREACHABLE_URI)
+    make_host("off", enabled=False)
+    services.remove_host(make_host("gone"))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert services.sync_enabled_hosts() == 2
+    assert len(callbacks) == 2
+    assert set(
+        Host.objects.filter(sync_status=Host.SyncStatus.QUEUED).values_list("name", flat=True)
+    ) == {"good", "broken"}
+
+
+@pytest.mark.django_db
+def test_broker_failure_is_recorded_not_left_queued(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    def refuse(**_kw):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(host_tasks.sync_host, "apply_async", refuse)
+    host = make_host()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.request_sync(host)
+    host.refresh_from_db()
+    assert host.sync_status == Host.SyncStatus.ERROR
+    assert "broker down" in host.last_error
+
+
+# --- registration --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_register_refuses_hostile_uri():
+    with pytest.raises(InvalidURI, match="transport 'ext' is not allowed"):
+        services.register_host(name="evil", uri="qemu+ext:///system?command=/bin/sh")
+    assert not Host.objects.exists()
+
+
+@pytest.mark.django_db
+def test_register_refuses_unreachable_host_with_libvirts_message():
+    with pytest.raises(HostUnreachable) as excinfo:
+        services.register_host(name="far", uri=UNREACHABLE_URI)
+    assert "unable to connect to server at '127.0.0.1:1': Connection refused" in str(excinfo.value)
+    assert not Host.objects.exists()
+
+
+@pytest.mark.django_db
+def test_register_saves_a_good_host_and_queues_first_sync(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        host = services.register_host(name="lab2", uri="TEST:///default")
+    assert host.uri == "test:///default"  # normalised
+    assert host.enabled and host.sync_status == Host.SyncStatus.QUEUED
+    assert len(callbacks) == 1
+
+
+@pytest.mark.django_db
+def test_register_refuses_duplicates_by_field():
+    services.register_host(name="one", uri=TEST_URI, queue_first_sync=False)
+    with pytest.raises(ValidationError) as excinfo:
+        services.register_host(name="one", uri=TEST_URI)
+    assert set(excinfo.value.message_dict) == {"name", "uri"}
+    assert "exists already" in excinfo.value.message_dict["name"][0]
+    assert "'one' already uses test:///default" in excinfo.value.message_dict["uri"][0]
+    with pytest.raises(ValidationError) as excinfo:
+        services.register_host(name="not a slug!", uri=UNREACHABLE_URI)
+    assert set(excinfo.value.message_dict) == {"name"}
+
+
+@pytest.mark.django_db
+def test_removed_host_frees_its_uri_but_not_its_name():
+    host = services.register_host(name="old", uri=TEST_URI, queue_first_sync=False)
+    services.remove_host(host)
+    with pytest.raises(ValidationError, match="removed host"):
+        services.register_host(name="old", uri=TEST_URI)
+    assert services.register_host(name="new", uri=TEST_URI, queue_first_sync=False).pk
+
+
+@pytest.mark.django_db
+def test_load_topology(test_inventory):
+    host = make_host()
+    assert services.load_topology(host) is None
+    services.apply_inventory(host, test_inventory)
+    topology = services.load_topology(host)
+    assert topology == test_inventory.topology
+
+
+# --- the Celery tasks on a real worker -----------------------------------------------------
+
+
+@pytest.fixture
+def worker_queue():
+    """A real worker thread on a queue of its own, so a `make run` worker cannot steal tasks."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    with start_worker(
+        app,
+        queues=[queue],
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=10,
+        loglevel="WARNING",
+    ):
+        yield queue
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_task_on_a_worker(worker_queue):
+    host = make_host()
+    result = host_tasks.sync_host.apply_async(args=[host.pk], queue=worker_queue)
+    assert result.get(timeout=30) == {"host": "t1", "status": "ok", "error": ""}
+    assert VirtualMachine.objects.get(host=host).name == "test"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_periodic_task_syncs_good_host_despite_broken_one(worker_queue):
+    # Both hosts route to the test worker's queue, as hosts with an on-host worker would.
+    broken = make_host("broken", uri=UNREACHABLE_URI, worker_queue=worker_queue)
+    good = make_host("good", worker_queue=worker_queue)
+    queued = host_tasks.sync_all_hosts.apply_async(queue=worker_queue).get(timeout=30)
+    assert queued == 2
+    for _ in range(100):
+        statuses = set(Host.objects.values_list("sync_status", flat=True))
+        if statuses <= {Host.SyncStatus.OK, Host.SyncStatus.ERROR}:
+            break
+        time.sleep(0.1)
+    broken.refresh_from_db()
+    good.refresh_from_db()
+    assert broken.sync_status == Host.SyncStatus.ERROR
+    assert "Connection refused" in broken.last_error
+    assert good.sync_status == Host.SyncStatus.OK
+    assert good.vms.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_task_for_a_missing_host(worker_queue):
+    result = host_tasks.sync_host.apply_async(args=[999999], queue=worker_queue)
+    assert result.get(timeout=30)["status"] == "missing"
