@@ -389,3 +389,66 @@ def test_periodic_task_syncs_good_host_despite_broken_one(worker_queue):
 def test_sync_task_for_a_missing_host(worker_queue):
     result = host_tasks.sync_host.apply_async(args=[999999], queue=worker_queue)
     assert result.get(timeout=30)["status"] == "missing"
+
+
+# --- admin ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_admin_add_refuses_hostile_and_unreachable_uris(admin_client):
+    for uri, words in [
+        ("qemu+ext:///system?command=/bin/sh", "transport &#x27;ext&#x27; is not allowed"),
+        (UNREACHABLE_URI, "Connection refused"),
+    ]:
+        response = admin_client.post(
+            "/admin/hosts/host/add/", {"name": "h1", "uri": uri, "enabled": "on"}
+        )
+        assert response.status_code == 200
+        assert words in response.content.decode()
+    assert not Host.objects.exists()
+
+
+@pytest.mark.django_db
+def test_admin_add_registers_and_queues_first_sync(
+    admin_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client.post(
+            "/admin/hosts/host/add/", {"name": "h1", "uri": "TEST:///default", "enabled": "on"}
+        )
+    assert response.status_code == 302
+    host = Host.objects.get(name="h1")
+    assert host.uri == TEST_URI and host.sync_status == Host.SyncStatus.QUEUED
+    assert len(callbacks) == 1
+
+
+@pytest.mark.django_db
+def test_admin_cannot_delete_but_removes_keeping_history(admin_client, test_inventory):
+    host = make_host()
+    services.apply_inventory(host, test_inventory)
+    change = admin_client.get(f"/admin/hosts/host/{host.pk}/change/").content.decode()
+    assert "Last sync" in change and "0-7" in change  # facts and the read-only cells inline
+    assert admin_client.get(f"/admin/hosts/host/{host.pk}/delete/").status_code == 403
+    page = admin_client.get("/admin/hosts/host/").content.decode()
+    assert "remove_selected_hosts" in page and "delete_selected" not in page
+    response = admin_client.post(
+        "/admin/hosts/host/",
+        {"action": "remove_selected_hosts", "_selected_action": [host.pk]},
+    )
+    assert response.status_code == 302
+    host.refresh_from_db()
+    assert host.is_removed and not host.enabled
+    assert VirtualMachine.objects.filter(host=host).count() == 1
+
+
+@pytest.mark.django_db
+def test_admin_vm_pages_are_read_only(admin_client, test_inventory):
+    host = make_host()
+    services.apply_inventory(host, test_inventory)
+    vm = VirtualMachine.objects.get(host=host)
+    listing = admin_client.get("/admin/vms/virtualmachine/?gone=no&cross_node__exact=0")
+    assert listing.status_code == 200 and "test" in listing.content.decode()
+    page = admin_client.get(f"/admin/vms/virtualmachine/{vm.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    assert admin_client.get("/admin/vms/virtualmachine/add/").status_code == 403

@@ -1,0 +1,169 @@
+"""Admin for hosts: registration goes through the same validation and connection attempt as
+the portal's form, and hosts are removed (kept with their history), never deleted."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.text import Truncator
+
+from hosts import services
+from hosts.models import Cell, Host
+from numaportal.virt.errors import VirtError
+
+
+class HostAdminForm(forms.ModelForm):
+    class Meta:
+        model = Host
+        fields = ["name", "uri", "enabled", "worker_queue"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        name = data.get("name") or (self.instance.name if self.instance.pk else None)
+        uri = data.get("uri")
+        if self.errors or not name or not uri:
+            return data
+        if self.instance.pk and uri == self.instance.uri and name == self.instance.name:
+            return data  # nothing to re-check: enabling/disabling or a queue change
+        try:
+            data["uri"] = services.check_registration(
+                name=name, uri=uri, exclude_pk=self.instance.pk
+            )
+        except VirtError as exc:
+            # libvirt's own words (or the URI validator's), next to the URI field.
+            self.add_error("uri", str(exc))
+        except ValidationError as exc:
+            self.add_error(None, exc)
+        return data
+
+
+class CellInline(admin.TabularInline):
+    model = Cell
+    fields = ["cell_id", "memory_kib", "free_kib", "distances", "cpu_list"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Host | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Host | None = None) -> bool:
+        return False
+
+    @admin.display(description="CPUs")
+    def cpu_list(self, cell: Cell) -> str:
+        from numaportal.virt.cpuset import format_cpuset
+
+        ids = list(cell.cpus.values_list("cpu_id", flat=True))
+        return format_cpuset(ids) if ids else "none (memory only)"
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    form = HostAdminForm
+    list_display = [
+        "name",
+        "uri",
+        "enabled",
+        "sync_status",
+        "last_sync_at",
+        "last_error_short",
+        "removed_at",
+    ]
+    list_filter = ["enabled", "sync_status", ("removed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "uri", "hostname"]
+    actions = ["sync_selected_hosts", "remove_selected_hosts"]
+    inlines = [CellInline]
+    readonly_fields = [
+        "sync_status",
+        "sync_task_id",
+        "last_sync_at",
+        "last_sync_ok_at",
+        "last_error",
+        "hostname",
+        "hypervisor",
+        "libvirt_version",
+        "arch",
+        "cpu_model",
+        "cpu_vendor",
+        "created_at",
+        "removed_at",
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Host | None = None) -> list[str]:
+        # The name is in every URL of the host; it is chosen once.
+        return [*self.readonly_fields, "name"] if obj is not None else self.readonly_fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Host | None = None):
+        registration = ("Registration", {"fields": ["name", "uri", "enabled", "worker_queue"]})
+        if obj is None:
+            return [registration]
+        return [
+            registration,
+            (
+                "Last sync",
+                {
+                    "fields": [
+                        "sync_status",
+                        "sync_task_id",
+                        "last_sync_at",
+                        "last_sync_ok_at",
+                        "last_error",
+                    ]
+                },
+            ),
+            (
+                "Facts",
+                {
+                    "fields": [
+                        "hostname",
+                        "hypervisor",
+                        "libvirt_version",
+                        "arch",
+                        "cpu_model",
+                        "cpu_vendor",
+                        "created_at",
+                        "removed_at",
+                    ]
+                },
+            ),
+        ]
+
+    def get_inlines(self, request: HttpRequest, obj: Host | None):
+        return self.inlines if obj is not None else []
+
+    @admin.display(description="last error")
+    def last_error_short(self, host: Host) -> str:
+        return Truncator(host.last_error).chars(80)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Host | None = None) -> bool:
+        # Deleting would orphan the change history; "Remove" keeps it (see the action).
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Host, form: forms.ModelForm, change: bool):
+        super().save_model(request, obj, form, change)
+        if not change or "uri" in form.changed_data:
+            # Checked and reachable (HostAdminForm.clean): read it now, as register_host does.
+            services.request_sync(obj)
+
+    @admin.action(description="Sync selected hosts now", permissions=["change"])
+    def sync_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
+        hosts = list(queryset.active())
+        for host in hosts:
+            services.request_sync(host)
+        self.message_user(request, f"Queued a sync of {len(hosts)} host(s).", messages.SUCCESS)
+
+    @admin.action(description="Remove selected hosts (keeps history)", permissions=["change"])
+    def remove_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
+        hosts = list(queryset.active())
+        for host in hosts:
+            services.remove_host(host)
+        self.message_user(
+            request,
+            f"Removed {len(hosts)} host(s); their VMs and history are kept.",
+            messages.SUCCESS,
+        )

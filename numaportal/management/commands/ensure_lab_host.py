@@ -1,0 +1,82 @@
+"""Register the lab as host "lab" (once) and sync it in-process, so the first page shows it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand
+
+from hosts import services
+from hosts.models import Host
+from numaportal.virt import connection as virt_connection
+from numaportal.virt.errors import VirtError
+
+LAB_HOST = "lab"
+# Short: `make run` waits for this, and the lab daemon is local (it answers in milliseconds).
+PROBE_TIMEOUT = 5.0
+
+
+def _answers(uri: str) -> str | None:
+    """None if *uri* answers, else libvirt's reason."""
+    try:
+        with virt_connection.connect(uri, timeout=PROBE_TIMEOUT, readonly=True) as conn:
+            virt_connection.host_info(conn)
+    except VirtError as exc:
+        return str(exc)
+    return None
+
+
+class Command(BaseCommand):
+    help = (
+        f"Register host '{LAB_HOST}' with NUMAPORTAL_LAB_URI when that daemon answers, else with "
+        "libvirt's built-in test:///default, and sync it right away (no worker needed). "
+        "Idempotent; a removed 'lab' host stays removed."
+    )
+
+    def handle(self, *args: object, **options: object) -> None:
+        lab_uri = virt_connection.validate_uri(settings.NUMAPORTAL_LAB_URI)
+        fallback = settings.NUMAPORTAL_FALLBACK_URI
+        reason = _answers(lab_uri)
+        if reason is None:
+            uri, why = lab_uri, f"the lab daemon answers on {lab_uri}"
+        else:
+            uri = fallback
+            why = (
+                f"{lab_uri} does not answer ({reason}); using libvirt's in-process test driver "
+                f"{fallback} (2 NUMA cells x 8 CPUs, one domain) so the portal has a host to show"
+            )
+
+        host = Host.objects.filter(name=LAB_HOST).first()
+        if host is not None and host.is_removed:
+            self.stdout.write(f"Host '{LAB_HOST}' was removed by an operator; leaving it removed.")
+            return
+        if host is None:
+            try:
+                host = services.register_host(name=LAB_HOST, uri=uri, queue_first_sync=False)
+            except (VirtError, ValidationError) as exc:
+                # Not fatal: `make run` goes on and the portal simply starts without a lab host.
+                messages = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
+                self.stderr.write(
+                    f"Not registering host '{LAB_HOST}' at {uri}: {' '.join(messages)}"
+                )
+                return
+            self.stdout.write(f"Registered host '{LAB_HOST}' at {uri}: {why}.")
+        elif host.uri != uri and host.uri in {lab_uri, fallback}:
+            # Only switch between the two URIs this command chooses itself: a URI an operator
+            # set by hand is theirs.
+            host.uri = uri
+            host.save(update_fields=["uri"])
+            self.stdout.write(f"Host '{LAB_HOST}' now uses {uri}: {why}.")
+        else:
+            self.stdout.write(f"Host '{LAB_HOST}' exists ({host.uri}).")
+
+        host = services.sync_host(host.pk)
+        if host.sync_status == Host.SyncStatus.OK:
+            vms = host.vms.filter(gone_at__isnull=True).count()
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Synced host '{LAB_HOST}': {vms} VMs, {host.cpus.count()} CPUs."
+                )
+            )
+        else:
+            self.stderr.write(f"Sync of host '{LAB_HOST}' failed: {host.last_error}")
