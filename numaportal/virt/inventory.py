@@ -25,7 +25,8 @@ side), the vCPU count matrix is derived from the two XML documents and the stats
 
 A domain that disappears between the stats call and its own calls (undefined, or a transient
 domain that stopped) is left out of this inventory, not an error: the next sync marks it gone.
-A domain that stops between the two calls is recorded as shut off.
+A domain that stops between the two calls is recorded as shut off. Telling those races from
+real errors costs one ``isActive`` call, made only when a per-domain call has failed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import libvirt
 
 from numaportal.virt.connection import HostInfo, host_info, uri_of
 from numaportal.virt.domain import DomainTuning, parse_domain
-from numaportal.virt.errors import DomainNotFound, InvalidRequest, translate
+from numaportal.virt.errors import DomainNotFound, VirtError, translate
 from numaportal.virt.operations import (
     VcpuCount,
     VcpuInfo,
@@ -120,24 +121,42 @@ def _call(conn: libvirt.virConnect, fn: Callable[[], T]) -> T:
         raise translate(exc, uri_of(conn)) from exc
 
 
-def _domain_call(conn: libvirt.virConnect, fn: Callable[[], T]) -> T:
+def _still_there(dom: libvirt.virDomain) -> bool:
+    """Whether *dom* is still defined and running (False: it stopped or is gone)."""
+    try:
+        return bool(dom.isActive())
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            raise _Vanished from exc
+        return True  # cannot tell: the caller reports its original error
+
+
+def _domain_call(conn: libvirt.virConnect, dom: libvirt.virDomain, fn: Callable[[], T]) -> T:
     """A per-domain call; :class:`_Vanished` if the domain no longer exists."""
     try:
         return _call(conn, fn)
     except DomainNotFound as exc:
         raise _Vanished from exc
+    except VirtError:
+        # Undefining races show up under other codes too; only a domain that is still
+        # there makes this a real error.
+        _still_there(dom)
+        raise
 
 
 def _live_call(conn: libvirt.virConnect, dom: libvirt.virDomain, fn: Callable[[], T]) -> T | None:
-    """A live-only call; None when the domain stopped meanwhile ("domain is not running")."""
+    """A live-only call; None when the domain stopped meanwhile.
+
+    A domain being destroyed fails in several ways depending on how far QEMU got ("domain is
+    not running", "cannot get CPU affinity of process N: No such process"): whatever the
+    error, if the domain is no longer active it stopped, which is not an error of the sync.
+    """
     try:
-        return _domain_call(conn, fn)
-    except InvalidRequest:
-        try:
-            active = dom.isActive()
-        except libvirt.libvirtError:
-            active = True
-        if active:
+        return _call(conn, fn)
+    except DomainNotFound as exc:
+        raise _Vanished from exc
+    except VirtError:
+        if _still_there(dom):
             raise
         return None
 
@@ -169,14 +188,16 @@ def _read_domain(
     persistent: bool,
 ) -> DomainInventory:
     state = int(stats.get("state.state", libvirt.VIR_DOMAIN_NOSTATE))
-    config = parse_domain(_domain_call(conn, lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+    config = parse_domain(
+        _domain_call(conn, dom, lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    )
     live: DomainTuning | None = None
     vcpu_info: tuple[VcpuInfo, ...] = ()
     if state not in _INACTIVE_STATES:
-        live_xml = _domain_call(conn, lambda: dom.XMLDesc(0))
-        parsed = parse_domain(live_xml)
+        live_xml = _live_call(conn, dom, lambda: dom.XMLDesc(0))
+        parsed = parse_domain(live_xml) if live_xml is not None else None
         # XMLDesc(0) of a domain that stopped meanwhile is its inactive XML (no id=).
-        if parsed.is_live_xml:
+        if parsed is not None and parsed.is_live_xml:
             live = parsed
             placement = _live_call(conn, dom, dom.vcpus)
             if placement is None:

@@ -148,6 +148,21 @@ def test_a_domain_that_vanishes_midway_is_skipped(conn, monkeypatch):
     assert [d.name for d in inv.domains] == [TEST_DOMAIN]
 
 
+def test_a_domain_that_stops_midway_is_recorded_shut_off(conn, monkeypatch):
+    real_stats = conn.getAllDomainStats
+
+    def stats_then_destroy(*args):
+        result = real_stats(*args)
+        conn.lookupByName(TEST_DOMAIN).destroy()  # stats said running; now it is not
+        return result
+
+    counting = CountingConnection(conn)
+    monkeypatch.setattr(counting, "getAllDomainStats", stats_then_destroy, raising=False)
+    (dom,) = read_inventory(counting).domains
+    assert dom.state == "shut off"
+    assert dom.live is None and dom.vcpu_info == ()
+
+
 def test_transient_domain_has_no_config_counts(conn):
     xml = conn.lookupByName(TEST_DOMAIN).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     transient = xml.replace(f"<name>{TEST_DOMAIN}</name>", "<name>transient</name>").replace(
