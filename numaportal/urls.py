@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from numaportal import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("status/", views.status_fragment, name="status-fragment"),
+    path("hosts/", include("hosts.urls", namespace="hosts")),
+    path("vms/", include("vms.urls", namespace="vms")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,0 +1,194 @@
+"""Host pages: dashboard, registration, topology, sync and removal.
+
+Views stay thin: reads go through ``hosts.selectors``, writes through ``hosts.services``.
+Every page needs a login and the model's view permission (the "viewer" group has exactly the
+view permissions); registering, syncing and removing need add/change/delete_host.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from hosts import selectors, services
+from hosts.diagram import render_topology_svg
+from hosts.forms import CellChoiceForm, HostRegisterForm
+from hosts.models import Host
+from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
+from numaportal.virt.errors import VirtError
+
+SYNC_POLL_STATUSES = frozenset({Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING})
+
+
+def _perm(codename: str):
+    """login first (anonymous -> login page), then the permission (logged in -> 403)."""
+
+    def decorate(view):
+        return login_required(permission_required(codename, raise_exception=True)(view))
+
+    return decorate
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+@require_GET
+@_perm("hosts.view_host")
+def host_list(request: HttpRequest) -> HttpResponse:
+    hosts = selectors.dashboard_hosts()
+    return render(request, "hosts/host_list.html", {"hosts": hosts})
+
+
+@require_http_methods(["GET", "POST"])
+@_perm("hosts.add_host")
+def host_add(request: HttpRequest) -> HttpResponse:
+    form = HostRegisterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            host = services.register_host(
+                name=data["name"],
+                uri=data["uri"],
+                enabled=data["enabled"],
+                worker_queue=data["worker_queue"],
+            )
+        except VirtError as exc:
+            # libvirt's own words (or the URI validator's), next to the field they are about.
+            form.add_error("uri", str(exc))
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            # register_host queues the first sync (on commit); the host page follows it.
+            messages.success(request, f"Host {host.name} registered; its first sync is queued.")
+            return redirect(host)
+    return render(request, "hosts/host_form.html", {"form": form})
+
+
+def _distance_context(topology, request: HttpRequest) -> dict:
+    if topology is None or not topology.cells:
+        return {"distance_ids": [], "distance_rows": [], "chosen_cell": None}
+    ids, rows = distance_matrix(topology)
+    ids = list(ids)
+    form = CellChoiceForm(request.GET or None, cell_ids=ids)
+    chosen = form.chosen(default=ids[0] if ids else None)
+    if chosen not in ids:
+        chosen = ids[0] if ids else None
+    classes = distance_classes(topology, chosen) if chosen is not None else {}
+    labelled = [
+        {
+            "cell": row_id,
+            "chosen": row_id == chosen,
+            "values": [
+                {
+                    "cell": col_id,
+                    "value": value,
+                    "kind": classes.get(col_id, "unknown") if row_id == chosen else "",
+                }
+                for col_id, value in zip(ids, row, strict=False)
+            ],
+        }
+        for row_id, row in zip(ids, rows, strict=False)
+    ]
+    kinds = [{"cell": c, "kind": classes.get(c, "unknown")} for c in ids]
+    return {
+        "distance_ids": ids,
+        "distance_rows": labelled,
+        "distance_kinds": kinds,
+        "chosen_cell": chosen,
+        "cell_form": form,
+    }
+
+
+@require_GET
+@_perm("hosts.view_host")
+def host_detail(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_object_or_404(Host, name=name)
+    topology = services.load_topology(host)
+    cells, cpus_by_cell = selectors.host_cells(host)
+    vms = selectors.host_vms(host)
+    host_cpus = frozenset(cpu for ids in cpus_by_cell.values() for cpu in ids)
+    placements = selectors.vm_placements(host, vms, host_cpus)
+    diagram = None
+    summary = None
+    summary_cells = []
+    if topology is not None:
+        summary = lscpu_summary(topology)
+        summary_cells = [
+            {"id": line.cell_id, "cpus": line.cpus, "memory": selectors.format_kib(line.memory_kib)}
+            for line in summary.cells
+        ]
+        # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
+        diagram = mark_safe(  # noqa: S308
+            render_topology_svg(topology, placements, selectors.cell_memory(cells))
+        )
+    context = {
+        "host": host,
+        "summary": summary,
+        "summary_cells": summary_cells,
+        "total_memory": selectors.format_kib(summary.total_memory_kib) if summary else "",
+        "diagram": diagram,
+        "cells": selectors.cell_usage(cells, cpus_by_cell),
+        "vms": vms,
+        "cpu_count": len(host_cpus),
+        **_sync_context(host),
+        **_distance_context(topology, request),
+    }
+    return render(request, "hosts/host_detail.html", context)
+
+
+@require_GET
+@_perm("hosts.view_host")
+def host_distances(request: HttpRequest, name: str) -> HttpResponse:
+    """The distance matrix alone, for htmx when the operator picks another cell."""
+    host = get_object_or_404(Host, name=name)
+    context = {"host": host, **_distance_context(services.load_topology(host), request)}
+    return render(request, "hosts/_distances.html", context)
+
+
+@require_GET
+@_perm("hosts.view_host")
+def host_sync_status(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_object_or_404(Host, name=name)
+    response = render(request, "hosts/_sync_status.html", _sync_context(host))
+    # A poll that sees the sync end reloads the page so that the new topology and VMs show.
+    if request.GET.get("polling") and host.sync_status not in SYNC_POLL_STATUSES:
+        response["HX-Refresh"] = "true"
+    return response
+
+
+def _sync_context(host: Host) -> dict:
+    return {"host": host, "polling": host.sync_status in SYNC_POLL_STATUSES}
+
+
+@require_POST
+@_perm("hosts.change_host")
+def host_sync(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_object_or_404(Host.objects.active(), name=name)
+    services.request_sync(host)
+    host.refresh_from_db()
+    if _is_htmx(request):
+        return render(request, "hosts/_sync_status.html", _sync_context(host))
+    messages.info(request, f"Sync of {host.name} queued.")
+    return redirect(host)
+
+
+@require_http_methods(["GET", "POST"])
+@_perm("hosts.delete_host")
+def host_remove(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_object_or_404(Host.objects.active(), name=name)
+    if request.method == "POST":
+        services.remove_host(host)
+        messages.success(
+            request, f"Host {host.name} removed from the portal; its VMs and history are kept."
+        )
+        return redirect("hosts:list")
+    vm_count = host.vms.count()
+    return render(request, "hosts/host_confirm_remove.html", {"host": host, "vm_count": vm_count})

@@ -1,0 +1,136 @@
+"""A real browser on the inventory: dashboard, a host's topology diagram, a VM page.
+
+Hosts are synced in-process (``services.sync_host``) from libvirt's test driver (2 cells x 8
+CPUs) and from the lab daemon (qemu:///system with its numalab-* VMs). Screenshots go to
+``test-output/e2e/`` (git-ignored) so that a person can look at them after the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from hosts import services
+from vms.models import VirtualMachine
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+OUTPUT = Path(__file__).resolve().parent.parent.parent / "test-output" / "e2e"
+
+
+def screenshot(browser, name: str) -> Path:
+    """A full-page PNG: the window is stretched to the document's height first."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(max(int(height) + 40, 900), 6000))
+    browser.execute_script("window.scrollTo(0, 0)")
+    path = OUTPUT / f"{name}.png"
+    assert browser.save_screenshot(str(path))
+    browser.set_window_size(1280, 900)
+    return path
+
+
+def log_in(browser, live_server, password: str) -> None:
+    browser.get(live_server.url + "/hosts/")
+    assert "/login/" in browser.current_url
+    browser.find_element(By.ID, "id_username").send_keys("ops")
+    browser.find_element(By.ID, "id_password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    # "/login/?next=/hosts/" contains "/hosts/" too: wait for the dashboard itself.
+    WebDriverWait(browser, 10).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "table.hosts"))
+    )
+
+
+@pytest.fixture
+def synced_hosts(settings):
+    settings.NUMAPORTAL_LIBVIRT_TIMEOUT = 15
+    hosts = {}
+    for name, uri in (("testdrv", "test:///default"), ("lab", "qemu:///system")):
+        host = services.register_host(name=name, uri=uri, queue_first_sync=False)
+        hosts[name] = services.sync_host(host.pk)
+        assert hosts[name].sync_status == "ok", hosts[name].last_error
+    return hosts
+
+
+def test_dashboard_and_host_topology_in_a_browser(
+    browser, live_server, operator, admin_password, synced_hosts
+):
+    log_in(browser, live_server, admin_password)
+
+    # dashboard: both hosts, their cell/CPU counts, a link to each host page
+    rows = {
+        row.get_attribute("data-host"): row
+        for row in browser.find_elements(By.CSS_SELECTOR, "table.hosts tbody tr[data-host]")
+    }
+    assert set(rows) == {"testdrv", "lab"}
+    cells = rows["testdrv"].find_elements(By.CSS_SELECTOR, "td.num")
+    assert [c.text.split()[0] for c in cells[:2]] == ["2", "16"]
+    assert "in sync" in rows["lab"].text
+    screenshot(browser, "dashboard")
+
+    # the test driver's host page: summary, diagram with every CPU, distances
+    rows["testdrv"].find_element(By.LINK_TEXT, "testdrv").click()
+    WebDriverWait(browser, 10).until(EC.url_contains("/hosts/testdrv/"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "testdrv"
+    diagram = browser.find_element(By.CSS_SELECTOR, ".numa-diagram")
+    assert diagram.is_displayed()
+    drawn = browser.find_elements(By.CSS_SELECTOR, ".numa-diagram g.thread[data-cpu]")
+    assert len(drawn) == 16
+    assert browser.find_element(By.CSS_SELECTOR, '[data-lscpu="cpus"]').text == "16"
+    # choosing another cell re-labels the distance matrix through htmx, without a reload
+    browser.execute_script("window.__same_page = true")
+    select = browser.find_element(By.ID, "id_cell")
+    select.find_element(By.CSS_SELECTOR, "option[value='1']").click()
+    WebDriverWait(browser, 10).until(
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#distances p.kinds"), "From cell 1")
+    )
+    assert browser.execute_script("return window.__same_page") is True
+    screenshot(browser, "host-testdrv")
+
+    # the lab host: its VMs in the table, one VM's vcpuinfo page
+    browser.get(live_server.url + synced_hosts["lab"].get_absolute_url())
+    assert browser.find_elements(By.CSS_SELECTOR, ".numa-diagram g.thread[data-cpu]")
+    lab_vm = (
+        VirtualMachine.objects.filter(host=synced_hosts["lab"], name__startswith="numalab-")
+        .order_by("name")
+        .first()
+    )
+    assert lab_vm is not None
+    assert browser.find_element(By.CSS_SELECTOR, f'tr[data-vm="{lab_vm.uuid}"]')
+    screenshot(browser, "host-lab")
+
+    browser.find_element(By.LINK_TEXT, lab_vm.name).click()
+    WebDriverWait(browser, 10).until(EC.url_contains(str(lab_vm.uuid)))
+    strips = browser.find_elements(By.CSS_SELECTOR, "table.vcpuinfo td.strip code")
+    assert strips and all(set(s.text) <= {"y", "-"} for s in strips)
+    screenshot(browser, "vm-lab")
+
+
+def test_add_host_form_shows_libvirts_refusal(browser, live_server, operator, admin_password):
+    log_in(browser, live_server, admin_password)
+    browser.find_element(By.LINK_TEXT, "Add host").click()
+    browser.find_element(By.ID, "id_name").send_keys("evil")
+    browser.find_element(By.ID, "id_uri").send_keys("qemu+ext:///system?command=/bin/true")
+    browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]").click()
+    error = browser.find_element(By.CSS_SELECTOR, "#field-uri .field-errors")
+    assert "transport 'ext' is not allowed" in error.text
+    screenshot(browser, "add-host-refused")
+
+
+def test_vm_list_filters_in_a_browser(browser, live_server, operator, admin_password, synced_hosts):
+    log_in(browser, live_server, admin_password)
+    browser.get(live_server.url + "/vms/")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.vms tbody tr[data-vm]")
+    assert len(rows) >= 4  # the test driver's VM and the lab's three
+    browser.find_element(By.CSS_SELECTOR, "#id_host option[value='testdrv']").click()
+    browser.find_element(By.CSS_SELECTOR, "#vm-filters button[type=submit]").click()
+    WebDriverWait(browser, 10).until(EC.url_contains("host=testdrv"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.vms tbody tr[data-vm]")
+    assert [r.find_element(By.TAG_NAME, "a").text for r in rows] == ["test"]
+    browser.get(live_server.url + "/vms/")
+    screenshot(browser, "vm-list")

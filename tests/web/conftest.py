@@ -1,0 +1,174 @@
+"""Factories for the page tests: hosts from capabilities fixtures and VMs, without libvirt."""
+
+from __future__ import annotations
+
+import importlib
+import uuid as uuid_module
+from pathlib import Path
+
+import pytest
+from django.apps import apps as django_apps
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from hosts.models import Cell, Host, PhysicalCpu
+from numaportal.virt.cpuset import format_cpuset, format_nodeset, parse_cpuset
+from numaportal.virt.topology import parse_capabilities
+from vms.models import VcpuPin, VirtualMachine
+
+CAPABILITIES = Path(__file__).parent.parent / "fixtures" / "capabilities"
+CAPABILITY_FIXTURES = sorted(p.name for p in CAPABILITIES.glob("*.xml"))
+
+
+def make_host(
+    name: str, fixture: str = "x86_64-2node-24cpu-ht.xml", *, xml: str | None = None, **fields
+) -> Host:
+    """A synced-looking host whose topology rows come from a capabilities fixture file.
+
+    *xml* overrides the fixture. Free memory per cell is a quarter of the cell's memory.
+    """
+    if xml is None:
+        xml = (CAPABILITIES / fixture).read_text()
+    topology = parse_capabilities(xml)
+    now = timezone.now()
+    defaults = {
+        "uri": f"qemu+ssh://root@{name}.example.net/system",
+        "sync_status": Host.SyncStatus.OK,
+        "last_sync_at": now,
+        "last_sync_ok_at": now,
+        "arch": topology.arch,
+        "cpu_model": topology.cpu_model or "",
+        "cpu_vendor": topology.cpu_vendor or "",
+        "capabilities_xml": xml,
+        "hostname": f"{name}.example.net",
+    }
+    host = Host.objects.create(name=name, **{**defaults, **fields})
+    for cell in topology.cells:
+        row = Cell.objects.create(
+            host=host,
+            cell_id=cell.id,
+            memory_kib=cell.memory_kib,
+            free_kib=cell.memory_kib // 4,
+            distances={str(k): v for k, v in cell.distances.items()},
+        )
+        PhysicalCpu.objects.bulk_create(
+            PhysicalCpu(
+                host=host,
+                cell=row,
+                cpu_id=cpu.id,
+                socket_id=cpu.socket_id,
+                die_id=cpu.die_id,
+                core_id=cpu.core_id,
+                siblings=format_cpuset(cpu.siblings),
+            )
+            for cpu in cell.cpus
+        )
+    return host
+
+
+def make_vm(
+    host: Host,
+    name: str,
+    *,
+    pins: dict[int, str] | None = None,
+    vcpus: int = 2,
+    vcpu_max: int | None = None,
+    running: bool = True,
+    last_cpus: dict[int, int] | None = None,
+    **fields,
+) -> VirtualMachine:
+    """A VM with *vcpus* online vCPUs; *pins* vCPU -> cpuset (live and config alike).
+
+    ``cells`` and ``placement`` follow from the pins and the host's stored CPUs unless given.
+    """
+    pins = pins or {}
+    vcpu_max = vcpu_max or vcpus
+    cell_of = dict(PhysicalCpu.objects.filter(host=host).values_list("cpu_id", "cell__cell_id"))
+    all_cpus = frozenset(cell_of)
+    affinity = {v: parse_cpuset(pins[v]) if v in pins else all_cpus for v in range(vcpu_max)}
+    cells = {cell_of[c] for v in range(vcpus) for c in affinity[v] if c in cell_of}
+    pinned = sum(1 for v in range(vcpus) if v in pins)
+    placement = (
+        VirtualMachine.Placement.PINNED
+        if pinned == vcpus
+        else VirtualMachine.Placement.PARTLY
+        if pinned
+        else VirtualMachine.Placement.UNPINNED
+    )
+    defaults = {
+        "uuid": uuid_module.uuid4(),
+        "state": "running" if running else "shut off",
+        "last_seen_at": timezone.now(),
+        "vcpu_max_config": vcpu_max,
+        "vcpu_current_config": vcpus,
+        "vcpu_max_live": vcpu_max if running else None,
+        "vcpu_current_live": vcpus if running else None,
+        "memory_kib": 2 * 1024 * 1024,
+        "current_memory_kib": 2 * 1024 * 1024,
+        "placement": placement,
+        "cells": format_nodeset(cells) if cells else "",
+        "cross_node": len(cells) > 1,
+    }
+    vm = VirtualMachine.objects.create(host=host, name=name, **{**defaults, **fields})
+    last_cpus = last_cpus or {}
+    VcpuPin.objects.bulk_create(
+        VcpuPin(
+            vm=vm,
+            vcpu=v,
+            online=v < vcpus,
+            pin_live=pins.get(v, "") if running else "",
+            pin_config=pins.get(v, ""),
+            affinity=format_cpuset(affinity[v]) if affinity[v] else "",
+            last_cpu=last_cpus.get(v, min(affinity[v], default=None)) if running else None,
+            state=("running" if v < vcpus else "offline") if running else "",
+        )
+        for v in range(vcpu_max)
+    )
+    return vm
+
+
+@pytest.fixture
+def viewer_group() -> Group:
+    """The "viewer" group made by numaportal's data migration.
+
+    A transactional test (live server, Celery worker) flushes every table when it ends, and
+    a flush recreates permissions but not groups: then run the migration's own function again.
+    """
+    group = Group.objects.filter(name="viewer").first()
+    if group is None:
+        migration = importlib.import_module("numaportal.migrations.0001_viewer_group")
+        migration.create_viewer_group(django_apps, None)
+        group = Group.objects.get(name="viewer")
+    return group
+
+
+@pytest.fixture
+def viewer(django_user_model, viewer_group):
+    """A user in the "viewer" group: view permissions only."""
+    user = django_user_model.objects.create_user("viewer", password="viewer-password-123")
+    user.groups.add(viewer_group)
+    return user
+
+
+@pytest.fixture
+def viewer_client(client, viewer):
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def ops_client(client, operator):
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def host_factory():
+    """``host_factory(name, fixture="...xml", xml=None, **fields)``: see :func:`make_host`."""
+    return make_host
+
+
+@pytest.fixture
+def vm_factory():
+    """``vm_factory(host, name, pins={vcpu: cpuset}, vcpus=2, ...)``: see :func:`make_vm`."""
+    return make_vm

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from vms import views
+
+app_name = "vms"
+
+urlpatterns = [
+    path("", views.vm_list, name="list"),
+    path("<slug:host_name>/<uuid:uuid>/", views.vm_detail, name="detail"),
+]
