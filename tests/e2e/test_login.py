@@ -2,6 +2,8 @@
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -14,19 +16,21 @@ def test_login_and_status_page(browser, live_server, operator, admin_password):
     browser.find_element(By.ID, "id_password").send_keys(admin_password)
     browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
 
-    heading = browser.find_element(By.TAG_NAME, "h1")
-    assert heading.text == "What is running"
-    rows = {
-        row.get_attribute("data-component"): row.find_element(By.CLASS_NAME, "state").text
-        for row in browser.find_elements(By.CSS_SELECTOR, "table.status tbody tr")
-    }
+    WebDriverWait(browser, 15).until(
+        ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "What is running")
+    )
+    # Read the table in one script: htmx may swap it in while Python walks the rows.
+    rows = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('table.status tbody tr')]"
+        ".map(r => [r.dataset.component, r.querySelector('.state').textContent.trim()]))"
+    )
     assert rows["Database"] == "running"
     assert rows["libvirt"] == "running"
     # htmx is served from our own static files (no CDN): the refresh attribute is wired.
     assert browser.execute_script("return typeof htmx") == "object"
 
     browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
-    assert "/login/" in browser.current_url
+    WebDriverWait(browser, 15).until(ec.url_contains("/login/"))
 
 
 def test_wrong_password_shows_an_error(browser, live_server, operator):
@@ -34,4 +38,7 @@ def test_wrong_password_shows_an_error(browser, live_server, operator):
     browser.find_element(By.ID, "id_username").send_keys("ops")
     browser.find_element(By.ID, "id_password").send_keys("wrong")
     browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
-    assert "correct username and password" in browser.find_element(By.CLASS_NAME, "errors").text
+    errors = WebDriverWait(browser, 15).until(
+        ec.visibility_of_element_located((By.CLASS_NAME, "errors"))
+    )
+    assert "correct username and password" in errors.text

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import uuid as uuid_module
 from pathlib import Path
 
 import pytest
-from django.apps import apps as django_apps
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from hosts.models import Cell, Host, PhysicalCpu
+from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.cpuset import format_cpuset, format_nodeset, parse_cpuset
 from numaportal.virt.topology import parse_capabilities
 from vms.models import VcpuPin, VirtualMachine
@@ -129,17 +128,8 @@ def make_vm(
 
 @pytest.fixture
 def viewer_group() -> Group:
-    """The "viewer" group made by numaportal's data migration.
-
-    A transactional test (live server, Celery worker) flushes every table when it ends, and
-    a flush recreates permissions but not groups: then run the migration's own function again.
-    """
-    group = Group.objects.filter(name="viewer").first()
-    if group is None:
-        migration = importlib.import_module("numaportal.migrations.0001_viewer_group")
-        migration.create_viewer_group(django_apps, None)
-        group = Group.objects.get(name="viewer")
-    return group
+    """The "viewer" group that `migrate` ensures (numaportal.roles)."""
+    return Group.objects.get(name=VIEWER_GROUP)
 
 
 @pytest.fixture
