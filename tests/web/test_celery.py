@@ -1,34 +1,16 @@
 """Celery over the real Redis broker: a worker runs tasks that talk to libvirt."""
 
 import time
-import uuid
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core.cache import cache
 
 from hosts import tasks as host_tasks
 from numaportal import status
 from numaportal import tasks as portal_tasks
-from numaportal.celery import app
 from numaportal.virt.errors import HostUnreachable
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def worker_queue():
-    """A real worker thread on a queue of its own, so a `make run` worker cannot steal tasks."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    with start_worker(
-        app,
-        queues=[queue],
-        pool="solo",
-        perform_ping_check=False,
-        shutdown_timeout=10,
-        loglevel="WARNING",
-    ):
-        yield queue
 
 
 def test_worker_describes_the_lab_host(worker_queue):

@@ -12,7 +12,6 @@ import time
 import uuid
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -20,7 +19,6 @@ from django.test.utils import CaptureQueriesContext
 from hosts import services
 from hosts import tasks as host_tasks
 from hosts.models import Cell, Host, PhysicalCpu
-from numaportal.celery import app
 from numaportal.virt.connection import open_connection
 from numaportal.virt.errors import HostUnreachable, InvalidURI
 from numaportal.virt.inventory import HostInventory, read_inventory
@@ -340,21 +338,6 @@ def test_load_topology(test_inventory):
 
 
 # --- the Celery tasks on a real worker -----------------------------------------------------
-
-
-@pytest.fixture
-def worker_queue():
-    """A real worker thread on a queue of its own, so a `make run` worker cannot steal tasks."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    with start_worker(
-        app,
-        queues=[queue],
-        pool="solo",
-        perform_ping_check=False,
-        shutdown_timeout=10,
-        loglevel="WARNING",
-    ):
-        yield queue
 
 
 @pytest.mark.django_db(transaction=True)
