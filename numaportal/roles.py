@@ -1,25 +1,40 @@
 """Roles of the portal, kept as Django groups.
 
-- "viewer": sees every inventory page (the view_* permissions of hosts and vms), changes
-  nothing. Staff grant it in the admin.
+- "viewer": sees every page (the view_* permissions of hosts, vms and changes), changes
+  nothing.
+- "operator": what a viewer sees, plus requesting changes to VMs (``changes.add_change``,
+  checked by ``vms.services.request_change`` itself, not only by the views).
+- admin: superusers (hosts, schedules, users).
 
-The group is ensured after every `migrate` (post_migrate) rather than by a data migration:
-then a model added later to hosts or vms joins the group by itself, and a test database that
-was flushed gets the group back.
+Staff grant the groups in the admin. They are ensured after every `migrate` (post_migrate)
+rather than by a data migration: then a model added later to these apps joins the groups by
+itself, and a test database that was flushed gets the groups back.
 """
 
 from typing import Any
 
 VIEWER_GROUP = "viewer"
-VIEWER_APPS = ("hosts", "vms")
+OPERATOR_GROUP = "operator"
+VIEWER_APPS = ("hosts", "vms", "changes")
+#: On top of the viewer's permissions.
+OPERATOR_PERMISSIONS = (("changes", "add_change"),)
 
 
 def ensure_viewer_group(**_kwargs: Any) -> None:
+    """Ensure every role group (the name is the post_migrate hook's, kept for apps.py)."""
     from django.contrib.auth.models import Group, Permission
+    from django.db.models import Q
 
-    group, _ = Group.objects.get_or_create(name=VIEWER_GROUP)
-    group.permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label__in=VIEWER_APPS, codename__startswith="view_"
-        )
+    view = Permission.objects.filter(
+        content_type__app_label__in=VIEWER_APPS, codename__startswith="view_"
     )
+    viewer, _ = Group.objects.get_or_create(name=VIEWER_GROUP)
+    viewer.permissions.add(*view)
+    operate = Q()
+    for app_label, codename in OPERATOR_PERMISSIONS:
+        operate |= Q(content_type__app_label=app_label, codename=codename)
+    operator, _ = Group.objects.get_or_create(name=OPERATOR_GROUP)
+    operator.permissions.add(*view, *Permission.objects.filter(operate))
+
+
+ensure_role_groups = ensure_viewer_group

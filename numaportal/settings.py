@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "numaportal",
     "hosts",
     "vms",
+    "changes",
 ]
 
 MIDDLEWARE = [
@@ -155,6 +156,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "numaportal-heartbeat": {"task": "numaportal.tasks.heartbeat", "schedule": 30.0},
     "sync-all-hosts": {"task": "hosts.tasks.sync_all_hosts", "schedule": 300.0},
+    # Changes whose worker died (or whose task was lost) end failed, with the state read back.
+    "reconcile-stale-changes": {
+        "task": "changes.tasks.reconcile_stale_changes",
+        "schedule": 120.0,
+    },
+    "check-drift": {"task": "changes.tasks.check_drift", "schedule": 600.0},
 }
 
 # Shared cache (also what tells the web page that beat and a worker are alive).
@@ -172,6 +179,11 @@ CACHES = {
 NUMAPORTAL_LAB_URI = os.environ.get("NUMAPORTAL_LAB_URI", "qemu:///system")
 NUMAPORTAL_FALLBACK_URI = "test:///default"
 NUMAPORTAL_LIBVIRT_TIMEOUT = float(os.environ.get("NUMAPORTAL_LIBVIRT_TIMEOUT", "15"))
+# Changes: how long a second change to the same VM waits for the first one's lock before it
+# fails ("another change to this VM is running"), and how long a change may stay queued before
+# the reconciler decides its task was lost.
+NUMAPORTAL_CHANGE_LOCK_WAIT = float(os.environ.get("NUMAPORTAL_CHANGE_LOCK_WAIT", "120"))
+NUMAPORTAL_CHANGE_QUEUED_TIMEOUT = float(os.environ.get("NUMAPORTAL_CHANGE_QUEUED_TIMEOUT", "3600"))
 
 LOGGING = {
     "version": 1,

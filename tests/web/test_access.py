@@ -54,7 +54,7 @@ def test_viewer_group_holds_only_view_permissions(viewer_group):
     assert "view_vcpupin" in codenames
     assert all(code.startswith("view_") for code in codenames)
     apps = set(group.permissions.values_list("content_type__app_label", flat=True))
-    assert apps == {"hosts", "vms"}
+    assert apps == {"hosts", "vms", "changes"}
 
 
 def test_anonymous_is_sent_to_login_everywhere(client, inventory):

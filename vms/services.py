@@ -1,0 +1,111 @@
+"""The single entry point for every mutation of a VM: :func:`request_change`.
+
+Forms, the scheduler and (later) the API all call it. It enforces the role (``changes.add_change``,
+the "operator" group), validates against the stored topology (:mod:`vms.validation`), writes the
+audit record (status ``queued``) and enqueues ``changes.tasks.apply_change`` once the transaction
+commits, with the record's id as the Celery task id.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuid_module
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from changes.models import Change
+from vms.models import VirtualMachine
+from vms.validation import effective_scope, validate_change
+
+__all__ = ["SCHEDULER_ACTOR", "request_change"]
+
+log = logging.getLogger(__name__)
+
+#: ``actor_name`` of changes made by the portal itself (balancing, scheduled plans).
+SCHEDULER_ACTOR = "scheduler"
+ADD_CHANGE_PERMISSION = "changes.add_change"
+
+
+def _enqueue(change_id: str, queue: str) -> None:
+    from changes import tasks  # tasks imports changes.services: import when needed
+
+    options: dict[str, Any] = {"args": [change_id], "task_id": change_id}
+    if queue:
+        options["queue"] = queue
+    try:
+        tasks.apply_change.apply_async(**options)
+    except Exception as exc:  # broker down: the record says so instead of "queued" forever
+        log.exception("could not queue change %s", change_id)
+        Change.objects.filter(pk=change_id, status=Change.Status.QUEUED).update(
+            status=Change.Status.FAILED,
+            finished_at=timezone.now(),
+            error=f"could not queue the change: {exc}",
+            outcome="nothing was changed: the task never reached a worker",
+        )
+
+
+def request_change(
+    *,
+    actor: Any,
+    target: VirtualMachine,
+    kind: str,
+    params: dict[str, Any],
+    scope: str = "live+config",
+    reason: str,
+    group_id: uuid_module.UUID | str | None = None,
+) -> Change:
+    """Validate, record (status ``queued``) and enqueue one change; the record.
+
+    *actor*: a user, or None for the scheduler (recorded as "scheduler"). A user without
+    ``changes.add_change`` gets :class:`~django.core.exceptions.PermissionDenied`. Invalid
+    parameters, scope or a blank *reason* raise
+    :class:`~django.core.exceptions.ValidationError` keyed by form field. *group_id* ties
+    together the changes of one request or one balancing plan (a new one when None).
+    The task goes to the host's ``worker_queue`` when it has one.
+    """
+    if actor is not None:
+        if not getattr(actor, "is_authenticated", False) or not actor.is_active:
+            raise PermissionDenied("log in to request changes")
+        if not actor.has_perm(ADD_CHANGE_PERMISSION):
+            raise PermissionDenied(
+                f"{actor.get_username()} may not change VMs (operator role required)"
+            )
+    if not isinstance(target, VirtualMachine):
+        raise ValidationError(f"a change needs a VM as its target, not {target!r}")
+    errors: dict[str, list[str]] = {}
+    if not isinstance(reason, str) or not reason.strip():
+        errors["reason"] = ["say why: a reason is required for the audit trail"]
+    try:
+        normalised = validate_change(target, kind, params, scope)
+    except ValidationError as exc:
+        errors = {**exc.message_dict, **errors}
+    if errors:
+        raise ValidationError(errors)
+
+    with transaction.atomic():
+        change = Change.objects.create(
+            group_id=uuid_module.UUID(str(group_id)) if group_id else uuid_module.uuid4(),
+            actor=actor,
+            actor_name=actor.get_username() if actor is not None else SCHEDULER_ACTOR,
+            host=target.host,
+            vm=target,
+            target_name=target.name,
+            kind=kind,
+            params=normalised,
+            scope=effective_scope(kind, scope),
+            reason=reason.strip(),
+        )
+        change_id, queue = str(change.id), target.host.worker_queue
+        transaction.on_commit(lambda: _enqueue(change_id, queue))
+    log.info(
+        "change %s queued: %s %s on %s by %s",
+        change.id,
+        kind,
+        normalised,
+        target.name,
+        change.actor_name,
+    )
+    return change
