@@ -331,3 +331,52 @@ def test_beat_entries() -> None:
     assert schedule["reconcile-stale-changes"]["task"] == "changes.tasks.reconcile_stale_changes"
     assert schedule["reconcile-stale-changes"]["schedule"] == 120.0
     assert schedule["check-drift"] == {"task": "changes.tasks.check_drift", "schedule": 600.0}
+
+
+# --- the worker path without a worker: libvirt's test driver and an unreachable host ----------
+
+TEST_URI = "test:///default"
+TEST_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"  # the test driver's domain "test"
+
+
+@pytest.fixture
+def test_driver_vm(host_factory, vm_factory):
+    import gc
+
+    gc.collect()  # the test driver keeps state while a connection to it lives
+    host = host_factory("td", uri=TEST_URI)
+    yield vm_factory(host, "test", uuid=uuid.UUID(TEST_UUID), vcpus=2)
+    gc.collect()
+
+
+def test_unreachable_host_ends_the_change_failed(host_factory, vm_factory, operator, enqueued):
+    vm = vm_factory(host_factory("gone", uri="qemu+tcp://127.0.0.1:1/system"), "x")
+    change = request_change(
+        actor=operator, target=vm, kind="emulatorpin", params={"cpuset": "0"}, reason="r"
+    )
+    result = change_services.apply_change(str(change.id))
+    assert result.status == Change.Status.FAILED
+    assert result.error and result.started_at and result.finished_at
+    assert result.before is None
+    # Applied once only: a second delivery leaves the record as it is.
+    assert change_services.apply_change(str(change.id)).finished_at == result.finished_at
+
+
+def test_a_lost_queued_change_is_reconciled(test_driver_vm, operator, enqueued) -> None:
+    change = request_change(
+        actor=operator,
+        target=test_driver_vm,
+        kind="emulatorpin",
+        params={"cpuset": "0"},
+        scope="live",
+        reason="never delivered",
+    )
+    assert change_services.reconcile_stale_changes() == 0  # not old enough
+    assert change_services.reconcile_stale_changes(queued_older_than_s=0) == 1
+    change.refresh_from_db()
+    assert change.status == Change.Status.FAILED
+    assert change.error == change_services.LOST
+    assert change.after["name"] == "test"
+    assert change.started_at is None and change.finished_at is not None
+    # A late delivery of its task does nothing.
+    assert change_services.apply_change(str(change.id)).status == Change.Status.FAILED
