@@ -42,7 +42,8 @@ def _is_htmx(request: HttpRequest) -> bool:
 @_perm("hosts.view_host")
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = selectors.dashboard_hosts()
-    return render(request, "hosts/host_list.html", {"hosts": hosts})
+    drift_total = sum(host.drift_count for host in hosts)
+    return render(request, "hosts/host_list.html", {"hosts": hosts, "drift_total": drift_total})
 
 
 @require_http_methods(["GET", "POST"])

@@ -9,6 +9,7 @@ urlpatterns = [
     path("status/", views.status_fragment, name="status-fragment"),
     path("hosts/", include("hosts.urls", namespace="hosts")),
     path("vms/", include("vms.urls", namespace="vms")),
+    path("changes/", include("changes.urls", namespace="changes")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

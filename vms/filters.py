@@ -43,6 +43,12 @@ class VirtualMachineFilter(django_filters.FilterSet):
         label="Live-only tuning",
         empty_value="",
     )
+    changed_outside = django_filters.TypedChoiceFilter(
+        choices=YES_NO,
+        coerce=lambda v: {"true": True, "false": False}.get(v, v),
+        label="Changed outside the portal",
+        empty_value="",
+    )
     include_gone = django_filters.BooleanFilter(
         label="Include gone VMs",
         method="filter_include_gone",
@@ -52,7 +58,7 @@ class VirtualMachineFilter(django_filters.FilterSet):
 
     class Meta:
         model = VirtualMachine
-        fields = ["host", "state", "placement", "cross_node", "drift", "name"]
+        fields = ["host", "state", "placement", "cross_node", "drift", "changed_outside", "name"]
 
     def filter_include_gone(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
         # Applied in filter_queryset (it must act when the box is *not* ticked).

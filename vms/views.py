@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import uuid as uuid_module
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
 
 from hosts import selectors
+from hosts.services import load_topology
+from numaportal.virt.cpuset import format_cpuset
+from vms import forms
 from vms.filters import VirtualMachineFilter
 from vms.models import VirtualMachine
 
@@ -50,5 +60,158 @@ def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
         "strip_width": width,
         "memory": selectors.format_kib(vm.memory_kib),
         "current_memory": selectors.format_kib(vm.current_memory_kib),
+        "recent_changes": recent_changes(vm),
+        "change_forms": [(f.slug, f.title) for f in forms.FORMS.values()],
     }
     return render(request, "vms/vm_detail.html", context)
+
+
+RECENT_CHANGES = 10
+
+
+def recent_changes(vm: VirtualMachine) -> list:
+    """The VM's last changes, newest first (none before the changes app is installed)."""
+    from django.apps import apps
+
+    if not apps.is_installed("changes"):
+        return []
+    from changes.models import Change
+    from changes.views import decorate
+
+    return decorate(Change.objects.recent_for_vm(vm, RECENT_CHANGES))
+
+
+# --- change forms -----------------------------------------------------------------------------
+
+CHANGE_PERMISSION = "changes.add_change"
+
+
+def _operator(view):
+    """login first (anonymous -> login page), then changes.add_change (viewer -> 403).
+
+    Applies to GET too: a viewer does not even see the forms.
+    """
+    return login_required(permission_required(CHANGE_PERMISSION, raise_exception=True)(view))
+
+
+def _load_vm(host_name: str, uuid) -> VirtualMachine:
+    vm = selectors.vm_with_vcpus(host_name, uuid).first()
+    if vm is None:
+        raise Http404("No such VM on this host.")
+    if vm.gone_at is not None or vm.host.removed_at is not None:
+        raise Http404("This VM is gone from its host: nothing to change.")
+    return vm
+
+
+def _helper_pins(request: HttpRequest, form_class, vm, topology) -> dict[int, str]:
+    """Pins proposed by the helper links of the vCPU pinning form (?fill=cell|cores&cell=N)."""
+    fill = request.GET.get("fill")
+    if form_class is not forms.VcpuPinForm or fill not in ("cell", "cores"):
+        return {}
+    count = max(vm.vcpu_max_config, vm.vcpu_max_live or 0)
+    try:
+        cell = int(request.GET["cell"]) if request.GET.get("cell", "") != "" else None
+    except ValueError:
+        cell = None
+    if cell is not None and cell not in topology.cell_ids:
+        cell = None
+    try:
+        if fill == "cell" and cell is not None:
+            return forms.pin_all_into_cell(topology, cell, count)
+        if fill == "cores":
+            return forms.one_vcpu_per_core(topology, count, cell)
+    except (KeyError, ValueError):
+        return {}
+    return {}
+
+
+@require_http_methods(["GET", "POST"])
+@_operator
+def vm_change(request: HttpRequest, host_name: str, uuid, kind: str) -> HttpResponse:
+    """One change form: fill in -> preview (before -> after) -> confirm -> change page."""
+    form_class = forms.FORMS.get(kind)
+    if form_class is None:
+        raise Http404("No such change form.")
+    vm = _load_vm(host_name, uuid)
+    topology = load_topology(vm.host)
+    if topology is None:
+        raise Http404("The host has not been synced yet: its topology is unknown.")
+    step = "form"
+    if request.method == "POST":
+        form = form_class(request.POST, vm=vm, topology=topology)
+        # "edit" goes back to the filled-in form (bound to the same, already valid, data).
+        if "edit" not in request.POST and form.is_valid():
+            if "confirm" in request.POST:
+                redirect_to = _request_changes(request, form)
+                if redirect_to is not None:
+                    return redirect(redirect_to)
+            else:
+                step = "preview"
+    else:
+        form = (
+            form_class(
+                vm=vm,
+                topology=topology,
+                initial_pins=_helper_pins(request, form_class, vm, topology),
+            )
+            if form_class is forms.VcpuPinForm
+            else form_class(vm=vm, topology=topology)
+        )
+    width, cell_of = selectors.host_cpu_map(vm.host)
+    context = {
+        "vm": vm,
+        "host": vm.host,
+        "form": form,
+        "kind": kind,
+        "step": step,
+        "preview": form.preview() if step == "preview" else None,
+        "change_forms": [(f.slug, f.title) for f in forms.FORMS.values()],
+        "cells": [
+            {"id": c.id, "cpus": format_cpuset(c.cpu_ids) if c.cpu_ids else "memory only"}
+            for c in topology.cells
+        ],
+        "vcpu_rows": selectors.vcpuinfo_rows(vm, width, cell_of),
+        "strip_width": width,
+        "strict_refusal": forms.STRICT_LIVE_REFUSAL,
+        "unplug_refusal": forms.UNPLUG_REFUSAL,
+    }
+    return render(request, "vms/vm_change.html", context)
+
+
+def _request_changes(request: HttpRequest, form: forms.ChangeForm) -> str | None:
+    """request_change for every record of the form, in one transaction and one group.
+
+    Returns where to go next (the change's page, or the group's list), or None when the
+    service refused the input (its message is then on the form).
+    """
+    from vms.services import request_change
+
+    records = form.changes()
+    group_id = uuid_module.uuid4()  # one request, one group
+    created = []
+    try:
+        with transaction.atomic():
+            for kind, params, scope in records:
+                created.append(
+                    request_change(
+                        actor=request.user,
+                        target=form.vm,
+                        kind=kind,
+                        params=params,
+                        scope=scope,
+                        reason=form.cleaned_data["reason"],
+                        group_id=group_id,
+                    )
+                )
+    except ValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            for name, errors in exc.error_dict.items():
+                form.add_error(name if name in form.fields else None, errors)
+        else:
+            form.add_error(None, exc.messages)
+        return None
+    if len(created) == 1:
+        messages.success(request, "Change queued.")
+        return created[0].get_absolute_url()
+    messages.success(request, f"{len(created)} changes queued as one group.")
+    return reverse("changes:list") + "?" + urlencode({"group": str(group_id)})

@@ -1,0 +1,259 @@
+"""Change history review: the filtered list, its CSV export, one change with its diffs.
+
+Read-only by design: there is no edit or delete URL for a change record (they are
+append-only; the worker is the only writer after ``request_change`` created them).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from changes.filters import ChangeFilter
+from changes.models import Change
+
+PAGE_SIZE = 50
+ACTIVE_STATUSES = frozenset({"queued", "running"})
+
+
+def _viewer(view):
+    return login_required(permission_required("changes.view_change", raise_exception=True)(view))
+
+
+def params_text(params: Any) -> str:
+    """Parameters as compact JSON, the way they were requested."""
+    if not params:
+        return ""
+    return json.dumps(params, sort_keys=True, separators=(", ", ": "))
+
+
+def decorate(changes: Iterable[Change]) -> list[Change]:
+    """Rows as the templates show them (parameters as text)."""
+    rows = list(changes)
+    for change in rows:
+        change.params_text = params_text(change.params)
+    return rows
+
+
+def _queryset():
+    return Change.objects.select_related("host", "vm__host").order_by("-created_at", "-pk")
+
+
+@require_GET
+@_viewer
+def change_list(request: HttpRequest) -> HttpResponse:
+    change_filter = ChangeFilter(request.GET, queryset=_queryset())
+    page = Paginator(change_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    changes = decorate(page.object_list)
+    return render(
+        request,
+        "changes/change_list.html",
+        {
+            "filter": change_filter,
+            "page": page,
+            "changes": changes,
+            # the table refreshes itself while a change on this page is queued or running
+            "polling": any(c.status in ACTIVE_STATUSES for c in changes),
+            "query": query.urlencode(),
+            "group": change_filter.form.cleaned_data.get("group")
+            if change_filter.is_valid()
+            else None,
+            "for_vm": _filtered_vm(change_filter),
+        },
+    )
+
+
+def _filtered_vm(change_filter: ChangeFilter):
+    """The VM the list is narrowed to (?vm=<id>), to name it in the heading."""
+    from vms.models import VirtualMachine
+
+    if not change_filter.is_valid() or not change_filter.form.cleaned_data.get("vm"):
+        return None
+    return (
+        VirtualMachine.objects.select_related("host")
+        .filter(pk=change_filter.form.cleaned_data["vm"])
+        .first()
+    )
+
+
+# --- CSV export -------------------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "id",
+    "group_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "host",
+    "vm",
+    "vm_uuid",
+    "kind",
+    "params",
+    "scope",
+    "status",
+    "actor",
+    "reason",
+    "error",
+    "outcome",
+]
+
+#: A cell starting with one of these is a formula to spreadsheet programs (CSV injection).
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> str:
+    """Text for one CSV cell; a formula-leading cell gets a leading apostrophe (OWASP)."""
+    if value is None:
+        return ""
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    if text.startswith(FORMULA_LEADS):
+        return "'" + text
+    return text
+
+
+def csv_row(change: Change) -> list[str]:
+    values = [
+        change.pk,
+        change.group_id,
+        change.created_at,
+        change.started_at,
+        change.finished_at,
+        change.host.name if change.host_id else "",
+        change.target_name,
+        change.vm.uuid if change.vm_id else "",
+        change.kind,
+        params_text(change.params),
+        change.scope,
+        change.status,
+        change.actor_name,
+        change.reason,
+        change.error,
+        change.outcome,
+    ]
+    return [csv_safe(v) for v in values]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(changes: Iterable[Change]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for change in changes:
+        yield writer.writerow(csv_row(change))
+
+
+@require_GET
+@_viewer
+def change_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The filtered list (same filters as the page, every page) as CSV."""
+    change_filter = ChangeFilter(request.GET, queryset=_queryset())
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(
+        _csv_lines(change_filter.qs.iterator(chunk_size=500)), content_type="text/csv"
+    )
+    response["Content-Disposition"] = f'attachment; filename="changes-{stamp}.csv"'
+    return response
+
+
+# --- one change -------------------------------------------------------------------------------
+
+
+def _tuning(snapshot: dict | None) -> dict | None:
+    if not snapshot:
+        return None
+    if "tuning" in snapshot:
+        return snapshot["tuning"]
+    keys = ("config_tuning", "live_tuning", "vcpucount", "emulatorpin_config", "emulatorpin_live")
+    return {key: snapshot.get(key) for key in keys if key in snapshot} or None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, sort_keys=True)
+
+
+def unified(before: Any, after: Any, what: str) -> str:
+    """A unified diff of two texts (or JSON values); empty when they are equal."""
+    a, b = _text(before), _text(after)
+    if a == b:
+        return ""
+    return "".join(
+        difflib.unified_diff(
+            a.splitlines(keepends=True),
+            b.splitlines(keepends=True),
+            fromfile=f"{what} before",
+            tofile=f"{what} after",
+        )
+    )
+
+
+def diffs(change: Change) -> list[dict[str, str]]:
+    """The before/after diffs the page shows: persistent XML, live XML and the tuning."""
+    before, after = change.before or {}, change.after or {}
+    if not before or not after:
+        return []
+    sections = [
+        ("persistent XML", before.get("persistent_xml"), after.get("persistent_xml")),
+        ("live XML", before.get("live_xml"), after.get("live_xml")),
+        ("tuning", _tuning(before), _tuning(after)),
+        ("vCPU placement (vcpuinfo)", before.get("vcpu_info"), after.get("vcpu_info")),
+    ]
+    return [
+        {"what": what, "diff": unified(a, b, what), "slug": what.split()[0].lower()}
+        for what, a, b in sections
+    ]
+
+
+def _status_context(change: Change) -> dict[str, Any]:
+    return {"change": change, "polling": change.status in ACTIVE_STATUSES}
+
+
+@require_GET
+@_viewer
+def change_detail(request: HttpRequest, pk) -> HttpResponse:
+    change = get_object_or_404(Change.objects.select_related("host", "vm__host", "actor"), pk=pk)
+    change.params_text = params_text(change.params)
+    group = []
+    if change.group_id:
+        group = decorate(_queryset().filter(group_id=change.group_id))
+    duration = None
+    if change.started_at and change.finished_at:
+        duration = (change.finished_at - change.started_at).total_seconds()
+    context = {
+        **_status_context(change),
+        "params": sorted((change.params or {}).items()),
+        "diffs": diffs(change),
+        "group": group,
+        "duration": duration,
+    }
+    return render(request, "changes/change_detail.html", context)
+
+
+@require_GET
+@_viewer
+def change_status(request: HttpRequest, pk) -> HttpResponse:
+    """The status box alone, for htmx polling; when the change has ended the page reloads
+    (HX-Refresh) so that its diffs and outcome show."""
+    change = get_object_or_404(Change, pk=pk)
+    response = render(request, "changes/_change_status.html", _status_context(change))
+    if request.GET.get("polling") and change.status not in ACTIVE_STATUSES:
+        response["HX-Refresh"] = "true"
+    return response
