@@ -142,6 +142,9 @@ def dashboard_hosts() -> list[Host]:
             vm_count=_count(VirtualMachine, gone_at__isnull=True),
             cross_node_count=_count(VirtualMachine, gone_at__isnull=True, cross_node=True),
             drift_count=_count(VirtualMachine, gone_at__isnull=True, drift=True),
+            changed_outside_count=_count(
+                VirtualMachine, gone_at__isnull=True, changed_outside=True
+            ),
         )
         .prefetch_related(Prefetch("cells", queryset=Cell.objects.order_by("cell_id")))
     )

@@ -43,7 +43,16 @@ def _is_htmx(request: HttpRequest) -> bool:
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = selectors.dashboard_hosts()
     drift_total = sum(host.drift_count for host in hosts)
-    return render(request, "hosts/host_list.html", {"hosts": hosts, "drift_total": drift_total})
+    changed_outside_total = sum(host.changed_outside_count for host in hosts)
+    return render(
+        request,
+        "hosts/host_list.html",
+        {
+            "hosts": hosts,
+            "drift_total": drift_total,
+            "changed_outside_total": changed_outside_total,
+        },
+    )
 
 
 @require_http_methods(["GET", "POST"])

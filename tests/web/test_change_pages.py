@@ -487,3 +487,19 @@ def test_list_refreshes_itself_while_a_change_on_it_is_active(ops_client, invent
     page = ops_client.get(url, {"vm": db01.pk}).content.decode()
     assert 'hx-trigger="every 2s"' in page and 'hx-select="#change-table"' in page
     assert done.get_absolute_url() in page
+
+
+def test_dashboard_lists_vms_changed_outside_the_portal(ops_client, host_factory, vm_factory):
+    host = host_factory("hv02")
+    vm_factory(
+        host,
+        "tampered",
+        changed_outside=True,
+        changed_outside_detail="vCPU 0 pinned to 1 live; the last change left 0",
+    )
+    vm_factory(host, "fine")
+    page = ops_client.get(reverse("hosts:list")).content.decode()
+    assert 'id="changed-outside-summary"' in page
+    assert 'data-changed-outside-count="1"' in page
+    listed = ops_client.get(reverse("vms:list"), {"changed_outside": "true"})
+    assert [vm.name for vm in listed.context["vms"]] == ["tampered"]
