@@ -32,7 +32,6 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -632,9 +631,8 @@ def reconcile_stale_changes(
                 ended += 1
                 log.warning("change %s reconciled: %s", change.pk, message)
         except Exception:
+            # One host that cannot be read must not keep the other stale changes running.
             log.exception("reconciling change %s failed", change.pk)
-        finally:
-            close_old_connections()
     return ended
 
 

@@ -366,12 +366,22 @@ def agent_guest(qemu_conn, tmp_path) -> libvirt.virDomain:
         .replace("@CONSOLE_LOG@", str(console))
     )
     dom = qemu_conn.defineXML(xml)
+    failed = False
     try:
-        dom.create()
-        deadline = time.monotonic() + 180
-        while not _agent_answers(name):
-            assert time.monotonic() < deadline, f"agent of {name} silent; see {console}"
-            time.sleep(1)
+        # Under TCG on a busy 2-CPU machine a boot can stall; a second boot is the operator's
+        # own remedy, and the console log of both is kept when the agent stays silent.
+        for _attempt in (1, 2):
+            dom.create()
+            deadline = time.monotonic() + 120
+            while not _agent_answers(name) and time.monotonic() < deadline:
+                time.sleep(1)
+            if _agent_answers(name):
+                break
+            dom.destroy()
+        else:
+            failed = True
+            tail = console.read_text(errors="replace")[-2000:] if console.exists() else ""
+            pytest.fail(f"agent of {name} silent after two boots; console {console}:\n{tail}")
         yield dom
     finally:
         try:
@@ -379,7 +389,8 @@ def agent_guest(qemu_conn, tmp_path) -> libvirt.virDomain:
                 dom.destroy()
         finally:
             dom.undefine()
-            console.unlink(missing_ok=True)
+            if not failed:
+                console.unlink(missing_ok=True)
 
 
 def test_hot_add_online_offline_and_remove_in_a_guest(lab_host, actor, agent_guest) -> None:
