@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from django import forms
 from django.core.exceptions import ValidationError
 
+from hosts.selectors import safe_cpuset
 from numaportal.virt.cpuset import CpusetError, format_cpuset, format_nodeset, parse_cpuset
 from numaportal.virt.cpuset import parse_nodeset as _parse_nodeset
 from numaportal.virt.topology import HostTopology
@@ -113,15 +114,6 @@ def guest_online_commands(first: int, last: int, online: bool = True) -> list[st
 def _nodes(cells: Iterable[int]) -> str:
     cells = frozenset(cells)
     return format_nodeset(cells) if cells else "—"
-
-
-def _safe_cpus(text: str | None) -> frozenset[int]:
-    if not text:
-        return frozenset()
-    try:
-        return parse_cpuset(text)
-    except CpusetError:
-        return frozenset()
 
 
 # --- fields -----------------------------------------------------------------------------------
@@ -306,12 +298,12 @@ class ChangeForm(forms.Form):
         for name, running, live, config in VcpuPin.objects.filter(vm__in=others).values_list(
             "vm__name", "vm__vcpu_current_live", "pin_live", "pin_config"
         ):
-            for cpu in _safe_cpus(live if running is not None else config):
+            for cpu in safe_cpuset(live if running is not None else config):
                 used.setdefault(cpu, set()).add(name)
         for name, running, live, config in others.values_list(
             "name", "vcpu_current_live", "emulatorpin", "emulatorpin_config"
         ):
-            cpus = _safe_cpus(live if running is not None else config)
+            cpus = safe_cpuset(live if running is not None else config)
             if cpus and cpus != self.topology.cpu_ids:
                 for cpu in cpus:
                     used.setdefault(cpu, set()).add(f"{name} (emulator)")
@@ -434,8 +426,8 @@ class VcpuPinForm(ChangeForm):
         for vcpu in range(self.vcpu_count):
             before = self.current.get(vcpu, "")
             after = changed.get(vcpu, before)
-            before_cells = cells_of(topo, _safe_cpus(before) or topo.cpu_ids)
-            cells_after = cells_of(topo, _safe_cpus(after) or topo.cpu_ids)
+            before_cells = cells_of(topo, safe_cpuset(before) or topo.cpu_ids)
+            cells_after = cells_of(topo, safe_cpuset(after) or topo.cpu_ids)
             if online.get(vcpu, True):
                 after_cells |= cells_after
             preview.rows.append(
@@ -504,7 +496,7 @@ class EmulatorPinForm(ChangeForm):
                 "emulator threads",
                 before or "not pinned",
                 after,
-                _nodes(cells_of(topo, _safe_cpus(before) or topo.cpu_ids)),
+                _nodes(cells_of(topo, safe_cpuset(before) or topo.cpu_ids)),
                 _nodes(cells_of(topo, parse_cpuset(after))),
             )
         )
