@@ -41,6 +41,7 @@ from numaportal.virt import operations
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset, parse_nodeset
 from numaportal.virt.errors import VirtError
 from vms.models import VirtualMachine
+from vms.numa import guest_online_commands
 
 __all__ = [
     "INTERRUPTED",
@@ -256,8 +257,7 @@ def _cpus_text(cpus: Iterable[int]) -> str:
 
 
 def _online_commands(cpus: Iterable[int], online: bool) -> str:
-    value = 1 if online else 0
-    return "; ".join(f"echo {value} > /sys/devices/system/cpu/cpu{c}/online" for c in sorted(cpus))
+    return "; ".join(guest_online_commands(cpus, online))
 
 
 def _scope_words(scope: str) -> str:

@@ -25,6 +25,7 @@ from numaportal.virt.cpuset import CpusetError, format_cpuset, format_nodeset, p
 from numaportal.virt.cpuset import parse_nodeset as _parse_nodeset
 from numaportal.virt.topology import HostTopology
 from vms.models import VirtualMachine
+from vms.numa import guest_online_commands
 
 __all__ = [
     "SCOPES",
@@ -103,12 +104,6 @@ def cells_of(topology: HostTopology, cpus: Iterable[int]) -> frozenset[int]:
     """Cells of the CPUs the topology knows (unknown CPUs are ignored, not guessed)."""
     known = topology.cpu_ids
     return topology.cells_of(c for c in cpus if c in known)
-
-
-def guest_online_commands(first: int, last: int, online: bool = True) -> list[str]:
-    """What to run inside the guest for vCPUs first..last when the guest agent is not there."""
-    value = 1 if online else 0
-    return [f"echo {value} > /sys/devices/system/cpu/cpu{n}/online" for n in range(first, last + 1)]
 
 
 def _nodes(cells: Iterable[int]) -> str:
@@ -668,7 +663,7 @@ class HotAddForm(ChangeForm):
         )
         if live:
             first, last = self.current, data["count"] - 1
-            preview.commands = guest_online_commands(first, last)
+            preview.commands = guest_online_commands(range(first, last + 1))
             if data.get("online_in_guest"):
                 preview.notes.append(
                     "The worker then onlines the new CPUs through the guest agent. When the "
@@ -791,7 +786,7 @@ class HotRemoveForm(ChangeForm):
                 "request can time out, the guest no longer lists the CPU and the host may "
                 "still count it. The change record's outcome shows what really happened."
             )
-            preview.commands = guest_online_commands(data["count"], self.current - 1, False)
+            preview.commands = guest_online_commands(range(data["count"], self.current), False)
             preview.notes.append(
                 "Without the guest agent, offline the CPUs inside the guest first:"
             )

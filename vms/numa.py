@@ -189,3 +189,10 @@ def tuning_drift(live: DomainTuning, config: DomainTuning) -> list[str]:
     if live.numatune_memnodes != config.numatune_memnodes:
         drift.append("numatune memnode bindings differ between live and config")
     return drift
+
+
+def guest_online_commands(vcpus: Iterable[int], online: bool = True) -> list[str]:
+    """What to run inside the guest to online (or offline) vCPUs when no guest agent answers:
+    the seed's own ``echo 1 > /sys/devices/system/cpu/cpuN/online``."""
+    value = 1 if online else 0
+    return [f"echo {value} > /sys/devices/system/cpu/cpu{n}/online" for n in sorted(vcpus)]

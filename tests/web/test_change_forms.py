@@ -92,11 +92,11 @@ def test_helpers_only_use_cpus_of_the_host(fixture):
 
 
 def test_guest_online_commands():
-    assert forms.guest_online_commands(2, 3) == [
+    assert forms.guest_online_commands([3, 2]) == [
         "echo 1 > /sys/devices/system/cpu/cpu2/online",
         "echo 1 > /sys/devices/system/cpu/cpu3/online",
     ]
-    assert forms.guest_online_commands(3, 3, online=False) == [
+    assert forms.guest_online_commands([3], online=False) == [
         "echo 0 > /sys/devices/system/cpu/cpu3/online"
     ]
 
