@@ -1,0 +1,307 @@
+"""Host probe: numastat counters, per-process memory per cell, numa_balancing.
+
+What ``numastat``, ``numastat -p <pid>`` and ``/proc/sys/kernel/numa_balancing`` give an
+operator on one host, read from a configurable ``root`` so that tests point it at a fixture
+tree and an on-host worker at ``/``. Pure file reading: no libvirt call, no Django.
+
+Every failure (missing, unreadable or malformed file, hostile name) raises
+:class:`HostProbeError` naming the file and the problem, never another exception type, so a
+sampler can record "this host: <message>" and go on with the next host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from numaportal.virt.errors import VirtError
+
+__all__ = [
+    "NUMASTAT_COUNTERS",
+    "CellMemory",
+    "HostProbeError",
+    "InvalidProbeArgument",
+    "ProcessMemory",
+    "qemu_pid",
+    "read_numa_balancing",
+    "read_numa_maps",
+    "read_numastat",
+    "write_numa_balancing",
+]
+
+# The counters every kernel since 2.6 writes to node*/numastat, in the order numastat prints.
+NUMASTAT_COUNTERS = (
+    "numa_hit",
+    "numa_miss",
+    "numa_foreign",
+    "interleave_hit",
+    "local_node",
+    "other_node",
+)
+
+# 0 off, 1 normal NUMA balancing, 2 memory tiering (kernel 5.18+).
+NUMA_BALANCING_VALUES = frozenset({0, 1, 2})
+# The kernel treats the value as a bit mask (1|2 = 3 is accepted by newer kernels), so a
+# host may report 3 even though the portal never writes it; reading it must not fail.
+_NUMA_BALANCING_READABLE = frozenset({0, 1, 2, 3})
+
+_NODE_DIR = re.compile(r"node(\d+)")
+_NODE_TOKEN = re.compile(r"N(\d+)=(\d+)")
+_MIB = 1024 * 1024
+# Bounds that keep a hostile file from producing absurd numbers (or huge int parsing).
+_MAX_DIGITS = 20
+
+
+class HostProbeError(VirtError):
+    """A /sys or /proc file of a host is missing, unreadable or not what the kernel writes.
+
+    ``path`` is the file concerned (under the probe's root), or ``None``.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+
+class InvalidProbeArgument(HostProbeError, ValueError):
+    """An argument was refused before touching any file (bad value, hostile VM name).
+
+    Also a ValueError, since it is the caller's value that is wrong, and a HostProbeError so
+    that a sampler catching the latter never crashes on a hostile name from a host.
+    """
+
+
+@dataclass(frozen=True)
+class CellMemory:
+    """One process's memory on one cell, in MiB, split as ``numastat -p`` splits it."""
+
+    huge: float = 0.0
+    heap: float = 0.0
+    stack: float = 0.0
+    private: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.huge + self.heap + self.stack + self.private
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """Memory per cell of one process, from ``/proc/<pid>/numa_maps``.
+
+    ``cells`` holds only the cells the process has pages on; a cell absent means 0 MiB.
+    """
+
+    pid: int
+    cells: dict[int, CellMemory] = field(default_factory=dict, hash=False)
+
+    @property
+    def total(self) -> float:
+        return sum(c.total for c in self.cells.values())
+
+    def as_dict(self) -> dict[int, dict[str, float]]:
+        return {
+            node: {
+                "huge": c.huge,
+                "heap": c.heap,
+                "stack": c.stack,
+                "private": c.private,
+                "total": c.total,
+            }
+            for node, c in sorted(self.cells.items())
+        }
+
+
+def _read_text(path: Path) -> str:
+    # One place turns every I/O or decoding failure into a HostProbeError naming the file.
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise HostProbeError(f"{path}: no such file", path) from None
+    except OSError as e:
+        raise HostProbeError(f"{path}: cannot read: {e.strerror or e}", path) from None
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        # The kernel writes ASCII here, except file names in numa_maps; decode those leniently
+        # below rather than refuse a process that maps a file with a non-ASCII name.
+        if path.name == "numa_maps":
+            return data.decode("utf-8", errors="replace")
+        raise HostProbeError(f"{path}: not ASCII text", path) from None
+
+
+def _parse_int(text: str, path: Path, what: str) -> int:
+    # str.isdigit() accepts Unicode digits ("²") that int() then rejects; check ASCII only.
+    if not text or len(text) > _MAX_DIGITS or not all("0" <= ch <= "9" for ch in text):
+        raise HostProbeError(f"{path}: {what} is not a non-negative integer: {text!r}", path)
+    return int(text)
+
+
+def read_numastat(root: str | os.PathLike[str] = "/") -> dict[int, dict[str, int]]:
+    """The counters of ``<root>/sys/devices/system/node/node*/numastat``, per cell.
+
+    Node ids come from the directory names (``node3`` -> 3); entries that are not ``node<N>``
+    directories (``possible``, ``online``, ``has_cpu``, ...) are ignored. Counters beyond the
+    six documented ones, if a future kernel adds some, are kept too.
+    """
+    base = Path(root) / "sys/devices/system/node"
+    try:
+        entries = sorted(os.listdir(base))
+    except FileNotFoundError:
+        raise HostProbeError(f"{base}: no such directory (kernel without NUMA?)", base) from None
+    except OSError as e:
+        raise HostProbeError(f"{base}: cannot list: {e.strerror or e}", base) from None
+    result: dict[int, dict[str, int]] = {}
+    for entry in entries:
+        m = _NODE_DIR.fullmatch(entry)
+        if m is None or not (base / entry).is_dir():
+            continue
+        path = base / entry / "numastat"
+        counters: dict[str, int] = {}
+        for lineno, line in enumerate(_read_text(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise HostProbeError(
+                    f"{path}: line {lineno}: expected '<counter> <value>', got {line!r}", path
+                )
+            name, value = parts
+            if name in counters:
+                raise HostProbeError(f"{path}: counter {name!r} appears twice", path)
+            counters[name] = _parse_int(value, path, name)
+        missing = [c for c in NUMASTAT_COUNTERS if c not in counters]
+        if missing:
+            raise HostProbeError(f"{path}: missing counters: {', '.join(missing)}", path)
+        result[int(m.group(1))] = counters
+    if not result:
+        raise HostProbeError(f"{base}: no node<N> directories", base)
+    return result
+
+
+def _category(tokens: list[str]) -> str:
+    # numastat.c classifies a line by substring (strstr) in this order: "huge", "heap",
+    # "stack", else private. We match whole tokens instead, so a mapped file whose path
+    # happens to contain "heap" or "huge" is not misfiled; older kernels write "stack:<tid>"
+    # for thread stacks, hence the prefix match.
+    if "huge" in tokens:
+        return "huge"
+    if "heap" in tokens:
+        return "heap"
+    if any(t == "stack" or t.startswith("stack:") for t in tokens):
+        return "stack"
+    return "private"
+
+
+def read_numa_maps(pid: int, root: str | os.PathLike[str] = "/") -> ProcessMemory:
+    """Memory per cell of process ``pid``, in MiB, from ``<root>/proc/<pid>/numa_maps``.
+
+    Each line's ``N<node>=<pages>`` counts are multiplied by its ``kernelpagesize_kB``
+    (4 KiB when absent, as on kernels before 3.8) and added to the line's category.
+    """
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        raise InvalidProbeArgument(f"not a process id: {pid!r}")
+    path = Path(root) / "proc" / str(pid) / "numa_maps"
+    sums: dict[int, dict[str, int]] = {}  # node -> category -> KiB (ints: exact, then MiB)
+    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        # "<start address in hex> <policy> ...": anything else is not a numa_maps line.
+        try:
+            int(tokens[0], 16)
+        except ValueError:
+            raise HostProbeError(
+                f"{path}: line {lineno}: does not start with an address: {line[:80]!r}", path
+            ) from None
+        if len(tokens) < 2:
+            raise HostProbeError(f"{path}: line {lineno}: no memory policy", path)
+        page_kib = 4
+        pages: list[tuple[int, int]] = []
+        for token in tokens[2:]:
+            if token.startswith("kernelpagesize_kB="):
+                page_kib = _parse_int(token.partition("=")[2], path, "kernelpagesize_kB")
+                if page_kib == 0:
+                    raise HostProbeError(f"{path}: line {lineno}: kernelpagesize_kB=0", path)
+            elif token.startswith("N") and "=" in token:
+                m = _NODE_TOKEN.fullmatch(token)
+                if m is None:
+                    raise HostProbeError(
+                        f"{path}: line {lineno}: malformed node count {token[:40]!r}", path
+                    )
+                node = _parse_int(m.group(1), path, "node id")
+                count = _parse_int(m.group(2), path, "page count")
+                pages.append((node, count))
+        category = _category(tokens[2:])
+        for node, count in pages:
+            cell = sums.setdefault(node, {})
+            cell[category] = cell.get(category, 0) + count * page_kib
+    cells = {
+        node: CellMemory(**{cat: kib / 1024 for cat, kib in cats.items()})
+        for node, cats in sorted(sums.items())
+    }
+    return ProcessMemory(pid=pid, cells=cells)
+
+
+def _check_vm_name(name: str) -> None:
+    # Names come from hypervisors, which we do not trust: a name must not escape the
+    # directory of pid files nor smuggle a NUL into the path.
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\x00" in name
+        or ".." in name
+        or name == "."
+    ):
+        raise InvalidProbeArgument(f"refused VM name {name!r}: empty, or contains '/', '..' or NUL")
+
+
+def qemu_pid(name: str, root: str | os.PathLike[str] = "/") -> int:
+    """The pid of VM ``name``'s QEMU process, from ``<root>/run/libvirt/qemu/<name>.pid``."""
+    _check_vm_name(name)
+    path = Path(root) / "run/libvirt/qemu" / f"{name}.pid"
+    text = _read_text(path).strip()
+    pid = _parse_int(text, path, "pid")
+    if pid == 0:
+        raise HostProbeError(f"{path}: pid 0", path)
+    return pid
+
+
+def _balancing_path(root: str | os.PathLike[str]) -> Path:
+    return Path(root) / "proc/sys/kernel/numa_balancing"
+
+
+def read_numa_balancing(root: str | os.PathLike[str] = "/") -> int:
+    """``/proc/sys/kernel/numa_balancing``: 0 off, 1 on, 2 memory tiering (3 = both)."""
+    path = _balancing_path(root)
+    value = _parse_int(_read_text(path).strip(), path, "numa_balancing")
+    if value not in _NUMA_BALANCING_READABLE:
+        raise HostProbeError(f"{path}: unknown numa_balancing mode {value}", path)
+    return value
+
+
+def write_numa_balancing(value: int, root: str | os.PathLike[str] = "/") -> None:
+    """Set ``/proc/sys/kernel/numa_balancing`` to 0, 1 or 2; anything else is refused."""
+    # bool is an int subclass: True would silently mean 1; refuse it as a caller mistake.
+    if isinstance(value, bool) or not isinstance(value, int) or value not in NUMA_BALANCING_VALUES:
+        raise InvalidProbeArgument(f"numa_balancing must be 0, 1 or 2, not {value!r}")
+    path = _balancing_path(root)
+    # No O_CREAT: in /proc the file exists or the kernel lacks NUMA balancing; creating a
+    # regular file under a fixture (or a mistyped) root would hide that.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    except FileNotFoundError:
+        raise HostProbeError(
+            f"{path}: no such file (kernel without NUMA balancing?)", path
+        ) from None
+    except OSError as e:
+        raise HostProbeError(f"{path}: cannot open for writing: {e.strerror or e}", path) from None
+    try:
+        os.write(fd, f"{value}\n".encode())
+    except OSError as e:
+        raise HostProbeError(f"{path}: write of {value} refused: {e.strerror or e}", path) from None
+    finally:
+        os.close(fd)
