@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from django import forms
 from django.core.exceptions import ValidationError
 
-from hosts.selectors import safe_cpuset
+from hosts.selectors import safe_cpuset, safe_nodeset
 from numaportal.virt.cpuset import CpusetError, format_cpuset, format_nodeset, parse_cpuset
 from numaportal.virt.cpuset import parse_nodeset as _parse_nodeset
 from numaportal.virt.topology import HostTopology
@@ -114,57 +114,56 @@ def _nodes(cells: Iterable[int]) -> str:
 # --- fields -----------------------------------------------------------------------------------
 
 
-class CpusetField(forms.CharField):
-    """A cpuset in virsh syntax whose CPUs all exist on the host; cleans to canonical text."""
+class _IdSetField(forms.CharField):
+    """A set of ids in virsh syntax whose members all exist on the host; cleans to canonical
+    text. The subclasses say which ids (CPUs or cells) and how to name them."""
 
-    def __init__(self, *, host_cpus: frozenset[int] = frozenset(), **kwargs) -> None:
+    parse = staticmethod(parse_cpuset)
+    format = staticmethod(format_cpuset)
+    what, plural, missing_code = "CPU", "CPUs", "no_such_cpu"
+
+    def __init__(self, *, known: frozenset[int] = frozenset(), **kwargs) -> None:
         kwargs.setdefault("max_length", 1024)
-        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 14, "autocomplete": "off"}))
         super().__init__(**kwargs)
-        self.host_cpus = host_cpus
+        self.known = known
 
     def clean(self, value):
         value = super().clean(value)
         if value in self.empty_values:
             return ""
         try:
-            cpus = parse_cpuset(value)
+            ids = self.parse(value)
         except CpusetError as exc:
             raise ValidationError(str(exc), code="syntax") from None
-        missing = cpus - self.host_cpus
+        missing = ids - self.known
         if missing:
-            known = format_cpuset(self.host_cpus) if self.host_cpus else "none known"
+            known = self.format(self.known) if self.known else "none known"
             raise ValidationError(
-                f"CPU {format_cpuset(missing)} is not on this host (its CPUs: {known})",
-                code="no_such_cpu",
+                f"{self.what} {self.format(missing)} is not on this host "
+                f"(its {self.plural}: {known})",
+                code=self.missing_code,
             )
-        return format_cpuset(cpus)
+        return self.format(ids)
 
 
-class NodesetField(forms.CharField):
-    """A nodeset whose cells exist on the host; cleans to canonical text."""
+class CpusetField(_IdSetField):
+    """A cpuset whose CPUs all exist on the host."""
+
+    def __init__(self, *, host_cpus: frozenset[int] = frozenset(), **kwargs) -> None:
+        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 14, "autocomplete": "off"}))
+        super().__init__(known=host_cpus, **kwargs)
+
+
+class NodesetField(_IdSetField):
+    """A nodeset whose cells exist on the host."""
+
+    parse = staticmethod(_parse_nodeset)
+    format = staticmethod(format_nodeset)
+    what, plural, missing_code = "cell", "cells", "no_such_cell"
 
     def __init__(self, *, cells: frozenset[int] = frozenset(), **kwargs) -> None:
         kwargs.setdefault("max_length", 255)
-        super().__init__(**kwargs)
-        self.cells = cells
-
-    def clean(self, value):
-        value = super().clean(value)
-        if value in self.empty_values:
-            return ""
-        try:
-            nodes = _parse_nodeset(value)
-        except CpusetError as exc:
-            raise ValidationError(str(exc), code="syntax") from None
-        missing = nodes - self.cells
-        if missing:
-            known = format_nodeset(self.cells) if self.cells else "none known"
-            raise ValidationError(
-                f"cell {format_nodeset(missing)} is not on this host (its cells: {known})",
-                code="no_such_cell",
-            )
-        return format_nodeset(nodes)
+        super().__init__(known=cells, **kwargs)
 
 
 # --- preview ----------------------------------------------------------------------------------
@@ -470,7 +469,7 @@ class EmulatorPinForm(ChangeForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["cpuset"].host_cpus = self.topology.cpu_ids
+        self.fields["cpuset"].known = self.topology.cpu_ids
         self.fields["cpuset"].initial = self._current()
 
     def _current(self) -> str:
@@ -498,7 +497,7 @@ class EmulatorPinForm(ChangeForm):
         cells = cells_of(topo, parse_cpuset(after))
         if len(cells) > 1:
             preview.warnings.append(f"The emulator threads span cells {_nodes(cells)}.")
-        vcpu_cells = _safe_nodes(self.vm.cells)
+        vcpu_cells = safe_nodeset(self.vm.cells)
         if vcpu_cells and not cells <= vcpu_cells:
             preview.warnings.append(
                 f"The emulator lands on cell(s) {_nodes(cells - vcpu_cells)}, where none of the "
@@ -509,15 +508,6 @@ class EmulatorPinForm(ChangeForm):
             preview.warnings.append(shared)
         preview.notes.append(self.scope_note())
         return preview
-
-
-def _safe_nodes(text: str | None) -> frozenset[int]:
-    if not text:
-        return frozenset()
-    try:
-        return _parse_nodeset(text)
-    except CpusetError:
-        return frozenset()
 
 
 # --- memory placement -------------------------------------------------------------------------
@@ -539,7 +529,7 @@ class NumatuneForm(ChangeForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["nodeset"].cells = frozenset(c.id for c in self.topology.cells)
+        self.fields["nodeset"].known = frozenset(c.id for c in self.topology.cells)
         self.fields["mode"].initial = self.vm.numatune_mode or "strict"
         self.fields["nodeset"].initial = self.vm.numatune_nodeset
 
@@ -574,7 +564,7 @@ class NumatuneForm(ChangeForm):
                 f'("{STRICT_LIVE_REFUSAL}"): the live part will fail with that message. '
                 "Choose config scope to apply it at the next boot."
             )
-        vcpu_cells = _safe_nodes(self.vm.cells)
+        vcpu_cells = safe_nodeset(self.vm.cells)
         nodes = _parse_nodeset(data["nodeset"])
         if vcpu_cells and nodes != vcpu_cells:
             preview.warnings.append(

@@ -31,6 +31,7 @@ from hosts.models import Host
 from numaportal.celery import app
 from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.cpuset import parse_cpuset
+from tests.virsh_cli import virsh, virsh_vcpupin
 from vms.models import VirtualMachine
 from vms.services import request_change
 
@@ -40,22 +41,6 @@ URI = "qemu:///system"
 REPO = Path(__file__).resolve().parents[2]
 GUEST_DIR = Path("/var/lib/numaportal-lab/guest")
 TASK_WAIT = 120
-
-
-def virsh(*args: str, check: bool = True) -> str:
-    done = subprocess.run(
-        ["virsh", "-c", URI, *args], capture_output=True, text=True, check=check, timeout=60
-    )
-    return done.stdout
-
-
-def virsh_vcpupin(name: str, *flags: str) -> dict[int, frozenset[int]]:
-    pins = {}
-    for line in virsh("vcpupin", name, *flags).splitlines():
-        match = re.fullmatch(r"\s*(\d+)\s+(\S+)\s*", line)
-        if match:
-            pins[int(match.group(1))] = parse_cpuset(match.group(2))
-    return pins
 
 
 def virsh_vcpucount(name: str) -> dict[tuple[str, str], int]:

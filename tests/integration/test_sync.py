@@ -3,8 +3,6 @@ says. Lab VMs (numalab-*) are only read; pins are tried on throwaway numatest-* 
 
 from __future__ import annotations
 
-import re
-import subprocess
 import time
 
 import libvirt
@@ -14,53 +12,13 @@ from hosts import services
 from hosts.models import Host
 from numaportal.virt.cpuset import format_cpuset, parse_cpuset
 from numaportal.virt.operations import pin_vcpu
+from tests.virsh_cli import virsh, virsh_vcpucount, virsh_vcpuinfo, virsh_vcpupin
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 URI = "qemu:///system"
 LAB_VMS = ("numalab-small1", "numalab-small2", "numalab-guest")
-
-
-def virsh(*args: str) -> str:
-    done = subprocess.run(
-        ["virsh", "-c", URI, *args], capture_output=True, text=True, check=True, timeout=30
-    )
-    return done.stdout
-
-
-def virsh_vcpucount(name: str) -> dict[tuple[str, str], int]:
-    """`virsh vcpucount NAME` as {("maximum"|"current", "config"|"live"): count}."""
-    counts = {}
-    for line in virsh("vcpucount", name).splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            counts[(parts[0], parts[1])] = int(parts[2])
-    return counts
-
-
-def virsh_vcpupin(name: str, *flags: str) -> dict[int, frozenset[int]]:
-    """`virsh vcpupin NAME [--config]`: vCPU -> effective affinity, as virsh prints it."""
-    pins = {}
-    for line in virsh("vcpupin", name, *flags).splitlines():
-        match = re.fullmatch(r"\s*(\d+)\s+(\S+)\s*", line)
-        if match:
-            pins[int(match.group(1))] = parse_cpuset(match.group(2))
-    return pins
-
-
-def virsh_vcpuinfo(name: str) -> dict[int, dict[str, str]]:
-    """`virsh vcpuinfo NAME`: vCPU -> {"CPU", "State", "CPU Affinity"} (the y/- strip)."""
-    rows: dict[int, dict[str, str]] = {}
-    current: dict[str, str] = {}
-    for line in virsh("vcpuinfo", name).splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "VCPU":
-            current = {}
-            rows[int(value)] = current
-        elif key.strip():
-            current[key.strip()] = value.strip()
-    return rows
 
 
 def strip_to_cpus(strip: str) -> frozenset[int]:

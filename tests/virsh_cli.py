@@ -1,0 +1,52 @@
+"""virsh as the integration tests' independent witness: run it and parse what it prints."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from numaportal.virt.cpuset import parse_cpuset
+
+URI = "qemu:///system"
+
+
+def virsh(*args: str, check: bool = True) -> str:
+    """What `virsh -c qemu:///system ARGS` prints: the operator's own view, to compare with."""
+    done = subprocess.run(
+        ["virsh", "-c", URI, *args], capture_output=True, text=True, check=check, timeout=60
+    )
+    return done.stdout
+
+
+def virsh_vcpucount(name: str) -> dict[tuple[str, str], int]:
+    """`virsh vcpucount NAME` as {("maximum"|"current", "config"|"live"): count}."""
+    counts = {}
+    for line in virsh("vcpucount", name).splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            counts[(parts[0], parts[1])] = int(parts[2])
+    return counts
+
+
+def virsh_vcpupin(name: str, *flags: str) -> dict[int, frozenset[int]]:
+    """`virsh vcpupin NAME [--config]`: vCPU -> effective affinity, as virsh prints it."""
+    pins = {}
+    for line in virsh("vcpupin", name, *flags).splitlines():
+        match = re.fullmatch(r"\s*(\d+)\s+(\S+)\s*", line)
+        if match:
+            pins[int(match.group(1))] = parse_cpuset(match.group(2))
+    return pins
+
+
+def virsh_vcpuinfo(name: str) -> dict[int, dict[str, str]]:
+    """`virsh vcpuinfo NAME`: vCPU -> {"CPU", "State", "CPU Affinity"} (the y/- strip)."""
+    rows: dict[int, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in virsh("vcpuinfo", name).splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "VCPU":
+            current = {}
+            rows[int(value)] = current
+        elif key.strip():
+            current[key.strip()] = value.strip()
+    return rows
