@@ -61,6 +61,8 @@ class Change(models.Model):
         NUMATUNE = "numatune", "memory placement (numatune)"
         SETVCPUS = "setvcpus", "vCPU count (setvcpus)"
         GUEST_VCPUS = "guest_vcpus", "vCPUs online in the guest (guestvcpus)"
+        #: Host-level: /proc/sys/kernel/numa_balancing, written by the host's own worker.
+        NUMA_BALANCING = "numa_balancing", "kernel NUMA balancing (numa_balancing)"
 
     class Scope(models.TextChoices):
         LIVE = "live", "live (lost at next shutdown)"

@@ -57,6 +57,14 @@ class Host(models.Model):
     cpu_vendor = models.CharField(max_length=64, blank=True, editable=False)
     capabilities_xml = models.TextField(blank=True, editable=False)
 
+    # Last numastat sample (hosts.sampling). "probe": read on the host by its own worker
+    # (numastat, numa_maps, numa_balancing); "libvirt": free memory per cell only.
+    last_sample_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_sample_source = models.CharField(max_length=16, blank=True, editable=False)
+    last_sample_error = models.TextField(blank=True, editable=False)
+    #: /proc/sys/kernel/numa_balancing as last read on the host; None: never read.
+    numa_balancing = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+
     objects = HostQuerySet.as_manager()
 
     class Meta:
@@ -71,6 +79,11 @@ class Host(models.Model):
     @property
     def is_removed(self) -> bool:
         return self.removed_at is not None
+
+    @property
+    def has_probe(self) -> bool:
+        """A worker runs on the host itself (its own queue): /sys and /proc can be read."""
+        return bool(self.worker_queue)
 
 
 class Cell(models.Model):
@@ -112,3 +125,86 @@ class PhysicalCpu(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host.name} cpu {self.cpu_id}"
+
+
+class SampleSource(models.TextChoices):
+    PROBE = "probe", "on-host worker"
+    LIBVIRT = "libvirt", "libvirt only"
+
+
+class CellSample(models.Model):
+    """One cell of a host at one sampling time.
+
+    The numastat counters are stored as read (pages since boot); the deltas to the previous
+    sample of the same cell are derived once, at insert time, so that history pages and the
+    rollup only sum columns. Deltas are null for the first sample and for an interval across
+    a reboot (``reset``). Hosts without an on-host worker have free memory only.
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="cell_samples")
+    cell_id = models.PositiveIntegerField()
+    taken_at = models.DateTimeField()
+    source = models.CharField(max_length=16, choices=SampleSource.choices)
+    free_kib = models.BigIntegerField(null=True, blank=True)
+    #: /proc/stat btime: tells a reboot from a counter that merely wrapped.
+    boot_time = models.BigIntegerField(null=True, blank=True)
+    numa_hit = models.BigIntegerField(null=True, blank=True)
+    numa_miss = models.BigIntegerField(null=True, blank=True)
+    numa_foreign = models.BigIntegerField(null=True, blank=True)
+    interleave_hit = models.BigIntegerField(null=True, blank=True)
+    local_node = models.BigIntegerField(null=True, blank=True)
+    other_node = models.BigIntegerField(null=True, blank=True)
+    #: Seconds since the previous sample of this cell (null for the first one).
+    interval_s = models.FloatField(null=True, blank=True)
+    reset = models.BooleanField(default=False)
+    numa_hit_delta = models.BigIntegerField(null=True, blank=True)
+    numa_miss_delta = models.BigIntegerField(null=True, blank=True)
+    numa_foreign_delta = models.BigIntegerField(null=True, blank=True)
+    interleave_hit_delta = models.BigIntegerField(null=True, blank=True)
+    local_node_delta = models.BigIntegerField(null=True, blank=True)
+    other_node_delta = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["host", "taken_at", "cell_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "taken_at", "cell_id"], name="unique_cell_sample"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host.name} cell {self.cell_id} at {self.taken_at:%Y-%m-%d %H:%M:%S}"
+
+
+class CellRollup(models.Model):
+    """The raw samples of one cell summed over one bucket (15 minutes by default).
+
+    Sums of deltas and the seconds they cover, not averages of rates: a rate is always
+    increase / covered time, and rollups add up exactly into coarser chart buckets.
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="cell_rollups")
+    cell_id = models.PositiveIntegerField()
+    bucket_start = models.DateTimeField()
+    bucket_s = models.PositiveIntegerField()
+    samples = models.PositiveIntegerField()
+    #: Seconds covered by intervals with deltas (resets and gaps excluded).
+    covered_s = models.FloatField()
+    free_kib_avg = models.BigIntegerField(null=True, blank=True)
+    numa_hit_delta = models.BigIntegerField(null=True, blank=True)
+    numa_miss_delta = models.BigIntegerField(null=True, blank=True)
+    numa_foreign_delta = models.BigIntegerField(null=True, blank=True)
+    interleave_hit_delta = models.BigIntegerField(null=True, blank=True)
+    local_node_delta = models.BigIntegerField(null=True, blank=True)
+    other_node_delta = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["host", "bucket_start", "cell_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "bucket_start", "cell_id"], name="unique_cell_rollup"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host.name} cell {self.cell_id} from {self.bucket_start:%Y-%m-%d %H:%M}"

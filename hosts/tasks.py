@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from hosts import services
+from hosts import sampling, services
 from hosts.models import Host
 
 log = logging.getLogger(__name__)
@@ -32,3 +32,34 @@ def sync_host(host_id: int) -> dict[str, str]:
 def sync_all_hosts() -> int:
     """The periodic task: queue one sync per enabled host; returns how many were queued."""
     return services.sync_enabled_hosts()
+
+
+@shared_task(name="hosts.tasks.sample_all_hosts")
+def sample_all_hosts() -> int:
+    """Periodic (60 s by default): queue one numastat sample per enabled host."""
+    return sampling.sample_enabled_hosts()
+
+
+@shared_task(name="hosts.tasks.probe_host")
+def probe_host(host_id: int) -> dict[str, object]:
+    """Routed to the host's own queue (host.<name>): reads its /sys and /proc, and libvirt."""
+    return _sample(host_id, probe=True)
+
+
+@shared_task(name="hosts.tasks.sample_host_libvirt")
+def sample_host_libvirt(host_id: int) -> dict[str, object]:
+    """For hosts without an on-host worker: free memory per cell through libvirt only."""
+    return _sample(host_id, probe=False)
+
+
+def _sample(host_id: int, *, probe: bool) -> dict[str, object]:
+    try:
+        return sampling.sample_host(host_id, probe=probe).as_dict()
+    except Host.DoesNotExist:
+        return {"host": str(host_id), "error": "no such host"}
+
+
+@shared_task(name="hosts.tasks.rollup_numastat")
+def rollup_numastat() -> dict[str, int]:
+    """Periodic (15 min): roll closed buckets up, then drop raw and rollups past retention."""
+    return sampling.rollup_and_prune().as_dict()

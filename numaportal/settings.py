@@ -151,18 +151,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Entries here are copied into django-celery-beat's tables when beat starts; from then on
-# they are edited in the admin like any other schedule.
-CELERY_BEAT_SCHEDULE = {
-    "numaportal-heartbeat": {"task": "numaportal.tasks.heartbeat", "schedule": 30.0},
-    "sync-all-hosts": {"task": "hosts.tasks.sync_all_hosts", "schedule": 300.0},
-    # Changes whose worker died (or whose task was lost) end failed, with the state read back.
-    "reconcile-stale-changes": {
-        "task": "changes.tasks.reconcile_stale_changes",
-        "schedule": 120.0,
-    },
-    "check-drift": {"task": "changes.tasks.check_drift", "schedule": 600.0},
-}
+# Periodic tasks live in django-celery-beat's tables. The defaults (numaportal.schedules) are
+# created there after `migrate` only when missing, so an admin's edit of an interval stays;
+# CELERY_BEAT_SCHEDULE would overwrite such edits every time beat starts, hence empty.
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 # Shared cache (also what tells the web page that beat and a worker are alive).
 CACHES = {
@@ -184,6 +176,16 @@ NUMAPORTAL_LIBVIRT_TIMEOUT = float(os.environ.get("NUMAPORTAL_LIBVIRT_TIMEOUT", 
 # the reconciler decides its task was lost.
 NUMAPORTAL_CHANGE_LOCK_WAIT = float(os.environ.get("NUMAPORTAL_CHANGE_LOCK_WAIT", "120"))
 NUMAPORTAL_CHANGE_QUEUED_TIMEOUT = float(os.environ.get("NUMAPORTAL_CHANGE_QUEUED_TIMEOUT", "3600"))
+
+# numastat sampling. An on-host worker (queue host.<name>) runs with NUMAPORTAL_ON_HOST=<name>
+# and reads /sys and /proc under NUMAPORTAL_PROBE_ROOT ("/" in production; tests point it at a
+# fixture tree). A worker refuses to probe a host other than its own: its /sys is not theirs.
+NUMAPORTAL_ON_HOST = os.environ.get("NUMAPORTAL_ON_HOST", "")
+NUMAPORTAL_PROBE_ROOT = os.environ.get("NUMAPORTAL_PROBE_ROOT", "/")
+NUMAPORTAL_SAMPLE_INTERVAL = float(os.environ.get("NUMAPORTAL_SAMPLE_INTERVAL", "60"))
+NUMAPORTAL_SAMPLE_RAW_HOURS = float(os.environ.get("NUMAPORTAL_SAMPLE_RAW_HOURS", "48"))
+NUMAPORTAL_ROLLUP_BUCKET_S = int(os.environ.get("NUMAPORTAL_ROLLUP_BUCKET_S", "900"))
+NUMAPORTAL_ROLLUP_DAYS = float(os.environ.get("NUMAPORTAL_ROLLUP_DAYS", "90"))
 
 LOGGING = {
     "version": 1,

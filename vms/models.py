@@ -113,3 +113,29 @@ class VcpuPin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vm.name} vCPU {self.vcpu}"
+
+
+class VmCellMemory(models.Model):
+    """A running VM's memory on one cell, read from its QEMU process's numa_maps by the
+    on-host worker at the last sample, split as ``numastat -p`` splits it (MiB)."""
+
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="cell_memory")
+    cell_id = models.PositiveIntegerField()
+    sampled_at = models.DateTimeField()
+    huge_mib = models.FloatField(default=0)
+    heap_mib = models.FloatField(default=0)
+    stack_mib = models.FloatField(default=0)
+    private_mib = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["vm", "cell_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["vm", "cell_id"], name="unique_vm_cell_memory")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vm.name} on cell {self.cell_id}: {self.total_mib:.1f} MiB"
+
+    @property
+    def total_mib(self) -> float:
+        return self.huge_mib + self.heap_mib + self.stack_mib + self.private_mib

@@ -513,6 +513,16 @@ def _cells_free_memory_kib(conn: libvirt.virConnect, cell_ids: list[int]) -> dic
         return result
 
 
+def cells_free_memory_kib(conn: libvirt.virConnect) -> dict[int, int]:
+    """``virsh freecell --all`` per cell id, in KiB: what a host without an on-host worker
+    still tells about its cells (getCellsFreeMemory). Empty when it reports no cells."""
+    try:
+        capabilities = conn.getCapabilities()
+        return _cells_free_memory_kib(conn, cell_ids(capabilities))
+    except libvirt.libvirtError as exc:
+        raise translate(exc, uri_of(conn)) from exc
+
+
 def host_info(conn: libvirt.virConnect) -> HostInfo:
     """Collect the host facts the inventory needs (topology parsing is topology.py's job)."""
     try:

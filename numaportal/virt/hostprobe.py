@@ -21,10 +21,13 @@ from numaportal.virt.errors import VirtError
 __all__ = [
     "NUMASTAT_COUNTERS",
     "CellMemory",
+    "HostProbe",
     "HostProbeError",
     "InvalidProbeArgument",
     "ProcessMemory",
+    "probe_host",
     "qemu_pid",
+    "read_boot_time",
     "read_numa_balancing",
     "read_numa_maps",
     "read_numastat",
@@ -270,6 +273,22 @@ def qemu_pid(name: str, root: str | os.PathLike[str] = "/") -> int:
     return pid
 
 
+def read_boot_time(root: str | os.PathLike[str] = "/") -> int:
+    """The ``btime`` line of ``<root>/proc/stat``: when the host booted (epoch seconds).
+
+    The sampler stores it with each sample: a changed boot time is a reboot, after which the
+    numastat counters start again from zero.
+    """
+    path = Path(root) / "proc/stat"
+    for line in _read_text(path).splitlines():
+        if line.startswith("btime"):
+            parts = line.split()
+            if len(parts) != 2:
+                raise HostProbeError(f"{path}: malformed btime line {line[:60]!r}", path)
+            return _parse_int(parts[1], path, "btime")
+    raise HostProbeError(f"{path}: no btime line", path)
+
+
 def _balancing_path(root: str | os.PathLike[str]) -> Path:
     return Path(root) / "proc/sys/kernel/numa_balancing"
 
@@ -305,3 +324,42 @@ def write_numa_balancing(value: int, root: str | os.PathLike[str] = "/") -> None
         raise HostProbeError(f"{path}: write of {value} refused: {e.strerror or e}", path) from None
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class HostProbe:
+    """Everything one sample reads on a host: numastat, boot time, numa_balancing, and the
+    memory per cell of each named VM's QEMU process."""
+
+    numastat: dict[int, dict[str, int]]
+    boot_time: int | None
+    numa_balancing: int | None
+    #: VM name -> its QEMU process's memory; VMs whose files could not be read are absent.
+    vm_memory: dict[str, ProcessMemory] = field(default_factory=dict)
+    #: One line per file that could not be read (the rest of the sample is still good).
+    problems: tuple[str, ...] = ()
+
+
+def probe_host(
+    vm_names: list[str] | tuple[str, ...], root: str | os.PathLike[str] = "/"
+) -> HostProbe:
+    """Read one sample. numastat is the point of a sample, so its failure raises; a missing
+    boot time, numa_balancing file or VM process (one that just shut down) is only noted."""
+    numastat = read_numastat(root)
+    problems: list[str] = []
+    boot_time = balancing = None
+    try:
+        boot_time = read_boot_time(root)
+    except HostProbeError as exc:
+        problems.append(str(exc))
+    try:
+        balancing = read_numa_balancing(root)
+    except HostProbeError as exc:
+        problems.append(str(exc))
+    vm_memory: dict[str, ProcessMemory] = {}
+    for name in vm_names:
+        try:
+            vm_memory[name] = read_numa_maps(qemu_pid(name, root), root)
+        except HostProbeError as exc:
+            problems.append(f"VM {name!r}: {exc}")
+    return HostProbe(numastat, boot_time, balancing, vm_memory, tuple(problems))

@@ -324,15 +324,6 @@ def test_check_drift_waits_for_a_sync_after_the_change(vm, operator, enqueued) -
     assert change_services.check_drift() == 0
 
 
-def test_beat_entries() -> None:
-    from django.conf import settings
-
-    schedule = settings.CELERY_BEAT_SCHEDULE
-    assert schedule["reconcile-stale-changes"]["task"] == "changes.tasks.reconcile_stale_changes"
-    assert schedule["reconcile-stale-changes"]["schedule"] == 120.0
-    assert schedule["check-drift"] == {"task": "changes.tasks.check_drift", "schedule": 600.0}
-
-
 # --- the worker path without a worker: libvirt's test driver and an unreachable host ----------
 
 TEST_URI = "test:///default"
