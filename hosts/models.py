@@ -6,6 +6,7 @@ later the placement planner can join VM pins on CPUs and cells in SQL.
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -31,9 +32,18 @@ class Host(models.Model):
     )
     enabled = models.BooleanField(default=True, help_text="Synced by the periodic task.")
     worker_queue = models.CharField(
+        "on-host worker queue",
         max_length=100,
         blank=True,
-        help_text="Celery queue of a worker on this host (host.<name>); empty: central workers.",
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                "letters, digits, '.', '_' and '-' only, e.g. host.hv01",
+            )
+        ],
+        help_text="Celery queue of a worker running ON this host (host.<name>), started with "
+        "NUMAPORTAL_ON_HOST=<name>: it samples numastat and VM memory per cell and runs this "
+        "host's changes. Empty: central workers, libvirt only.",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Removing a host keeps its row, its VMs and (later) its change history.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 
@@ -50,3 +51,24 @@ def virsh_vcpuinfo(name: str) -> dict[int, dict[str, str]]:
         elif key.strip():
             current[key.strip()] = value.strip()
     return rows
+
+
+def numastat_p(pid: int) -> dict[int, dict[str, float]]:
+    """``numastat -p <pid>`` (numactl's own tool) as {node: {huge, heap, stack, private,
+    total}} in MiB: the independent witness for hostprobe.read_numa_maps."""
+    out = subprocess.run(
+        ["numastat", "-p", str(pid)], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    nodes: list[int] = []
+    result: dict[int, dict[str, float]] = {}
+    for line in out.splitlines():
+        words = line.split()
+        if words[:1] == ["Node"]:  # "Node 0  Node 1  Total"
+            nodes = [int(w) for prev, w in itertools.pairwise(words) if prev == "Node"]
+            result = {n: {} for n in nodes}
+        elif nodes and words[:1] and words[0] in {"Huge", "Heap", "Stack", "Private", "Total"}:
+            for node, value in zip(nodes, words[1:], strict=False):
+                result[node][words[0].lower()] = float(value)
+    if not result:
+        raise AssertionError(f"cannot parse numastat -p output:\n{out}")
+    return result

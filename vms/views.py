@@ -20,6 +20,7 @@ from hosts.services import load_topology
 from numaportal.virt.cpuset import format_cpuset
 from vms import forms
 from vms.filters import VirtualMachineFilter
+from vms.memory import memory_bar
 from vms.models import VirtualMachine
 
 PAGE_SIZE = 100
@@ -61,6 +62,7 @@ def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
         "memory": selectors.format_kib(vm.memory_kib),
         "current_memory": selectors.format_kib(vm.current_memory_kib),
         "recent_changes": recent_changes(vm),
+        "memory_bars": [bar] if (bar := memory_bar(vm)) else [],
         "change_forms": [(f.slug, f.title) for f in forms.FORMS.values()],
     }
     return render(request, "vms/vm_detail.html", context)

@@ -12,6 +12,9 @@ from numaportal.virt import connection as virt_connection
 from numaportal.virt.errors import VirtError
 
 LAB_HOST = "lab"
+#: The Procfile's `hostworker` consumes this queue with NUMAPORTAL_ON_HOST=lab: the lab daemon
+#: runs on this machine, so a worker here *is* an on-host worker for it.
+LAB_QUEUE = f"host.{LAB_HOST}"
 # Short: `make run` waits for this, and the lab daemon is local (it answers in milliseconds).
 PROBE_TIMEOUT = 5.0
 
@@ -24,6 +27,11 @@ def _answers(uri: str) -> str | None:
     except VirtError as exc:
         return str(exc)
     return None
+
+
+def _is_local(uri: str) -> bool:
+    """qemu:///system and friends: a daemon on this machine (no host part in the URI)."""
+    return "://" in uri and uri.split("://", 1)[1].startswith("/")
 
 
 class Command(BaseCommand):
@@ -39,7 +47,10 @@ class Command(BaseCommand):
         reason = _answers(lab_uri)
         if reason is None:
             uri, why = lab_uri, f"the lab daemon answers on {lab_uri}"
+            queue = LAB_QUEUE if _is_local(lab_uri) else ""
         else:
+            # The test driver has no /sys of its own: this machine's numastat is not its.
+            queue = ""
             uri = fallback
             why = (
                 f"{lab_uri} does not answer ({reason}); using libvirt's in-process test driver "
@@ -52,7 +63,9 @@ class Command(BaseCommand):
             return
         if host is None:
             try:
-                host = services.register_host(name=LAB_HOST, uri=uri, queue_first_sync=False)
+                host = services.register_host(
+                    name=LAB_HOST, uri=uri, worker_queue=queue, queue_first_sync=False
+                )
             except (VirtError, ValidationError) as exc:
                 # Not fatal: `make run` goes on and the portal simply starts without a lab host.
                 messages = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
@@ -65,8 +78,14 @@ class Command(BaseCommand):
             # Only switch between the two URIs this command chooses itself: a URI an operator
             # set by hand is theirs.
             host.uri = uri
-            host.save(update_fields=["uri"])
+            host.worker_queue = queue
+            host.save(update_fields=["uri", "worker_queue"])
             self.stdout.write(f"Host '{LAB_HOST}' now uses {uri}: {why}.")
+        elif host.uri == uri and queue and not host.worker_queue:
+            # A lab host registered before on-host workers existed gets the Procfile's one.
+            host.worker_queue = queue
+            host.save(update_fields=["worker_queue"])
+            self.stdout.write(f"Host '{LAB_HOST}' ({host.uri}) now samples on queue {queue}.")
         else:
             self.stdout.write(f"Host '{LAB_HOST}' exists ({host.uri}).")
 
