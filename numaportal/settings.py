@@ -186,6 +186,9 @@ NUMAPORTAL_SAMPLE_INTERVAL = float(os.environ.get("NUMAPORTAL_SAMPLE_INTERVAL", 
 NUMAPORTAL_SAMPLE_RAW_HOURS = float(os.environ.get("NUMAPORTAL_SAMPLE_RAW_HOURS", "48"))
 NUMAPORTAL_ROLLUP_BUCKET_S = int(os.environ.get("NUMAPORTAL_ROLLUP_BUCKET_S", "900"))
 NUMAPORTAL_ROLLUP_DAYS = float(os.environ.get("NUMAPORTAL_ROLLUP_DAYS", "90"))
+# /metrics (Prometheus): scrapers send `Authorization: Bearer <token>`; empty: only logged-in
+# users with hosts.view_host may read it. Set it in the environment, never in git.
+NUMAPORTAL_METRICS_TOKEN = os.environ.get("NUMAPORTAL_METRICS_TOKEN", "").strip()
 
 LOGGING = {
     "version": 1,

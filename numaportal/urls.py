@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from numaportal import views
+from numaportal import metrics, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("status/", views.status_fragment, name="status-fragment"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("hosts/", include("hosts.urls", namespace="hosts")),
     path("vms/", include("vms.urls", namespace="vms")),
     path("changes/", include("changes.urls", namespace="changes")),

@@ -1,0 +1,191 @@
+"""Prometheus text endpoint ``/metrics``: the stored samples, read at scrape time.
+
+Nothing is kept in process-global metric objects: gunicorn runs several processes and each
+would export its own stale copy. Every scrape builds a fresh registry around
+:class:`NumaPortalCollector`, which reads the newest stored sample of every active host from
+the database in a fixed number of queries (not one per host or VM).
+
+Access: a logged-in user with ``hosts.view_host``, or ``Authorization: Bearer <token>`` when
+``NUMAPORTAL_METRICS_TOKEN`` is set; anything else gets 401 (scrapers cannot follow a login
+redirect).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hosts import numastat
+from hosts.models import Cell, CellSample, Host
+from vms.models import VmCellMemory
+
+PREFIX = "numaportal"
+KIB = 1024
+MIB = 1024 * 1024
+#: VmCellMemory field -> ``kind`` label, as ``numastat -p`` splits a process's memory.
+VM_MEMORY_KINDS: tuple[tuple[str, str], ...] = (
+    ("huge_mib", "huge"),
+    ("heap_mib", "heap"),
+    ("stack_mib", "stack"),
+    ("private_mib", "private"),
+)
+
+
+class NumaPortalCollector(Collector):
+    """Per host, cell and VM: the values of the newest stored sample (4 queries per scrape)."""
+
+    def collect(self) -> Iterator[Metric]:
+        # The newest sample of a host is every cell row stored at the host's newest taken_at
+        # (one sample writes all its cells at once). Host.last_sample_at is not used: it also
+        # moves on a failed attempt that stored nothing.
+        newest = (
+            CellSample.objects.filter(host=OuterRef("pk"))
+            .order_by("-taken_at")
+            .values("taken_at")[:1]
+        )
+        hosts = list(
+            Host.objects.active()
+            .annotate(newest=Subquery(newest))
+            .order_by("name")
+            .values_list("pk", "name", "numa_balancing", "newest")
+        )
+        names = {pk: name for pk, name, _, _ in hosts}
+        newest_at = {pk: at for pk, _, _, at in hosts if at is not None}
+
+        cell_memory = GaugeMetricFamily(
+            f"{PREFIX}_cell_memory_bytes",
+            "Memory of the NUMA cell, as the host's capabilities report it.",
+            labels=["host", "cell"],
+        )
+        for host_name, cell_id, memory_kib in (
+            Cell.objects.filter(host__removed_at__isnull=True)
+            .order_by("host__name", "cell_id")
+            .values_list("host__name", "cell_id", "memory_kib")
+        ):
+            cell_memory.add_metric([host_name, str(cell_id)], memory_kib * KIB)
+
+        counters = {
+            name: CounterMetricFamily(
+                f"{PREFIX}_numastat_{name}_pages",
+                f"numastat {name} since boot (pages): {numastat.EXPLANATIONS[name]}",
+                labels=["host", "cell"],
+            )
+            for name in numastat.COUNTERS
+        }
+        free = GaugeMetricFamily(
+            f"{PREFIX}_cell_free_bytes",
+            "Free memory of the NUMA cell at the host's newest sample.",
+            labels=["host", "cell"],
+        )
+        last_sample = GaugeMetricFamily(
+            f"{PREFIX}_last_sample_timestamp_seconds",
+            "Unix time of the host's newest stored sample (the one these values come from).",
+            labels=["host"],
+        )
+        # Both IN lists hit the unique (host, taken_at, cell_id) index; a row of one host at
+        # another host's newest time is dropped below.
+        rows = (
+            CellSample.objects.filter(host_id__in=newest_at, taken_at__in=set(newest_at.values()))
+            .order_by()
+            .values_list("host_id", "cell_id", "taken_at", "free_kib", *numastat.COUNTERS)
+        )
+        for host_id, cell_id, taken_at, free_kib, *values in sorted(
+            rows, key=lambda row: (names[row[0]], row[1])
+        ):
+            if taken_at != newest_at[host_id]:
+                continue
+            labels = [names[host_id], str(cell_id)]
+            if free_kib is not None:
+                free.add_metric(labels, free_kib * KIB)
+            # Only samples read on the host itself (source "probe") carry the counters.
+            for name, value in zip(numastat.COUNTERS, values, strict=True):
+                if value is not None:
+                    counters[name].add_metric(labels, value)
+
+        balancing = GaugeMetricFamily(
+            f"{PREFIX}_numa_balancing",
+            "/proc/sys/kernel/numa_balancing as last read on the host "
+            "(0 off, 1 NUMA balancing, 2 memory tiering, 3 both); absent when never read.",
+            labels=["host"],
+        )
+        for _pk, name, mode, at in hosts:
+            if mode is not None:
+                balancing.add_metric([name], mode)
+            if at is not None:
+                last_sample.add_metric([name], at.timestamp())
+
+        vm_memory = GaugeMetricFamily(
+            f"{PREFIX}_vm_memory_bytes",
+            "A running VM's memory on a NUMA cell at the host's newest probe sample, "
+            "split as numastat -p splits it (kind: huge, heap, stack, private).",
+            labels=["host", "vm", "cell", "kind"],
+        )
+        seen: set[tuple[str, str, str]] = set()
+        for host_name, vm_name, cell_id, *mib in (
+            VmCellMemory.objects.filter(vm__gone_at__isnull=True, vm__host__removed_at__isnull=True)
+            .order_by("vm__host__name", "vm__name", "cell_id", "-sampled_at", "vm_id")
+            .values_list(
+                "vm__host__name", "vm__name", "cell_id", *(field for field, _ in VM_MEMORY_KINDS)
+            )
+        ):
+            # libvirt keeps running domain names unique per host; should the stored rows
+            # disagree, exporting the same series twice would make the scrape invalid.
+            key = (host_name, vm_name, str(cell_id))
+            if key in seen:
+                continue
+            seen.add(key)
+            for value, (_, kind) in zip(mib, VM_MEMORY_KINDS, strict=True):
+                vm_memory.add_metric([*key, kind], value * MIB)
+
+        yield from counters.values()
+        yield free
+        yield cell_memory
+        yield vm_memory
+        yield balancing
+        yield last_sample
+
+
+def render() -> bytes:
+    """The exposition text of a fresh registry holding only our collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NumaPortalCollector())
+    return generate_latest(registry)
+
+
+def _bearer_token_ok(request: HttpRequest) -> bool:
+    expected = settings.NUMAPORTAL_METRICS_TOKEN
+    if not expected:
+        return False
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+@login_not_required  # answers 401 itself: a scraper cannot follow a login redirect
+@require_GET
+@never_cache
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    allowed = (user.is_authenticated and user.has_perm("hosts.view_host")) or _bearer_token_ok(
+        request
+    )
+    if not allowed:
+        response = HttpResponse(
+            "401 Unauthorized: log in, or send Authorization: Bearer <NUMAPORTAL_METRICS_TOKEN>\n",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="numaportal"'
+        return response
+    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
