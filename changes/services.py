@@ -17,6 +17,13 @@
 Every path ends the record ``succeeded`` or ``failed``; a worker killed in between leaves it
 ``running``, and :func:`reconcile_stale_changes` (beat, every 120 s) ends it ``failed`` with the
 state read back from the host.
+
+Host-level changes (no VM: ``numa_balancing``, recorded by
+:func:`hosts.balancing.request_numa_balancing`) take a per-host lock and run
+:func:`_run_numa_balancing` instead of steps 2-5: only the worker ON that host
+(``NUMAPORTAL_ON_HOST``) reads and writes its ``/proc/sys/kernel/numa_balancing``; before and
+after are ``{"numa_balancing": <value>}``. The reconciler cannot read a host setting from the
+beat worker and says so; drift is about VMs only.
 """
 
 from __future__ import annotations
@@ -95,6 +102,10 @@ def _lock_timeout() -> int:
 
 def _lock(change: Change) -> redis.lock.Lock:
     return _redis().lock(lock_key(change), timeout=_lock_timeout(), thread_local=False)
+
+
+def _target_word(change: Change) -> str:
+    return "VM" if change.vm_id is not None else "host"
 
 
 def _holder(change: Change) -> str | None:
@@ -470,7 +481,7 @@ def apply_change(change_id: str) -> Change:
             change,
             Status.FAILED,
             from_statuses=[Status.QUEUED],
-            error=f"could not take the VM's lock: {exc}",
+            error=f"could not take the {_target_word(change)}'s lock: {exc}",
             outcome="nothing was changed",
         )
         change.refresh_from_db()
@@ -481,7 +492,7 @@ def apply_change(change_id: str) -> Change:
             change,
             Status.FAILED,
             from_statuses=[Status.QUEUED],
-            error=f"another change to this VM is running: {holder}",
+            error=f"another change to this {_target_word(change)} is running: {holder}",
             outcome=(
                 f"nothing was changed: waited {settings.NUMAPORTAL_CHANGE_LOCK_WAIT:g} s "
                 "for the other change to end"
@@ -497,7 +508,10 @@ def apply_change(change_id: str) -> Change:
         if not started:  # cancelled (or reconciled) while it waited
             change.refresh_from_db()
             return change
-        _run(change)
+        if change.kind == Kind.NUMA_BALANCING:
+            _run_numa_balancing(change)
+        else:
+            _run(change)
     finally:
         try:
             lock.release()
@@ -555,6 +569,100 @@ def _run(change: Change) -> None:
     log.info("change %s %s%s", change.pk, status, f": {error}" if error else "")
 
 
+# --- host settings: numa_balancing ---------------------------------------------------------
+
+#: The kernel setting survives no reboot; every outcome says so.
+NOT_PERSISTENT = "live; not persistent across reboot: lost at reboot unless set in /etc/sysctl.d"
+
+
+def _balancing_words(before: int | None, after: int | None) -> str:
+    return f"numa_balancing {_word(before)} -> {_word(after)}"
+
+
+def _host_setting_not_read(change: Change) -> str:
+    return (
+        f"not read back: {change.kind} is read only by the worker on {change.host.name} "
+        "(its next numastat sample shows the value in force)"
+    )
+
+
+def _switch_numa_balancing(change: Change) -> tuple[Snap, Snap, str, str]:
+    """Check the worker is on the host, read, write, read back: (before, after, error, outcome).
+
+    A VirtError before anything was written (not on this host, the file unreadable) propagates.
+    """
+    from hosts.models import Host  # hosts.sampling imports vms; keep imports one-way
+    from hosts.sampling import _check_on_host
+    from numaportal.virt import hostprobe
+
+    host, wanted = change.host, change.params.get("value")
+    _check_on_host(host)  # NotOnThisHost: this worker's /proc is another machine's
+    root = settings.NUMAPORTAL_PROBE_ROOT
+    old = hostprobe.read_numa_balancing(root)
+    before = {"numa_balancing": old}
+    Change.objects.filter(pk=change.pk).update(before=before)
+    error = ""
+    try:
+        hostprobe.write_numa_balancing(wanted, root)
+    except VirtError as exc:  # EPERM, no such file, a value the probe refuses
+        error = str(exc)
+    try:
+        got = hostprobe.read_numa_balancing(root)
+    except VirtError as exc:
+        error = error or f"the value after the change could not be read: {exc}"
+        return before, None, error, f"numa_balancing was {old} before; not read back after"
+    Host.objects.filter(pk=host.pk).update(numa_balancing=got)  # the last value read
+    if not error and got != wanted:
+        error = f"read back after the change: numa_balancing is {got}, not {wanted} as requested"
+    if error and got == old:
+        outcome = f"nothing was changed on host {host.name}: numa_balancing is still {old}"
+    else:
+        nevertheless = "changed nevertheless: " if error else ""
+        outcome = (
+            f"{nevertheless}{_balancing_words(old, got)} on host {host.name} ({NOT_PERSISTENT})"
+        )
+    return before, {"numa_balancing": got}, error, outcome
+
+
+def _run_numa_balancing(change: Change) -> None:
+    """On the host's own worker: switch /proc/sys/kernel/numa_balancing, verify by reading
+    back, record; ends the record in every case.
+
+    A worker that does not run on the change's host (``NUMAPORTAL_ON_HOST``) fails the change
+    before touching any file. A probe error (no such file, EPERM) ends the change failed with
+    the probe's message in ``error``. On success the host row holds the value read back.
+    """
+    before: Snap = None
+    after: Snap = None
+    try:
+        before, after, error, outcome = _switch_numa_balancing(change)
+    except VirtError as exc:  # NotOnThisHost, HostProbeError: nothing was written
+        error, outcome = str(exc), "nothing was changed: no file was written"
+    except BaseException as exc:
+        # A bug, the database, or the soft time limit: the record must not stay running.
+        _finish(
+            change,
+            Status.FAILED,
+            from_statuses=[Status.RUNNING],
+            error=f"internal error: {exc!r}",
+        )
+        raise
+    status = Status.FAILED if error else Status.SUCCEEDED
+    diff = ""
+    if before and after:
+        diff = _balancing_words(before["numa_balancing"], after["numa_balancing"])
+    _finish(
+        change,
+        status,
+        from_statuses=[Status.RUNNING],
+        error=error,
+        outcome=outcome,
+        after=after,
+        diff=diff,
+    )
+    log.info("change %s %s%s", change.pk, status, f": {error}" if error else "")
+
+
 # --- reconciling interrupted changes --------------------------------------------------------
 
 
@@ -567,22 +675,31 @@ def _reconcile(change: Change, message: str) -> bool:
         # The lock of the dead worker that ran this very change: nobody else will release it.
         _redis().delete(lock_key(change))
     elif holder is not None:
-        log.info("change %s: VM busy with change %s, reconcile later", change.pk, holder)
+        log.info(
+            "change %s: %s busy with change %s, reconcile later",
+            change.pk,
+            _target_word(change),
+            holder,
+        )
         return False
     if not lock.acquire(blocking=True, blocking_timeout=5, token=f"reconcile-{token}"):
         return False
     try:
         after: dict[str, Any] | None = None
         error = message
-        try:
-            with virt_connection.connect(
-                change.host.uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
-            ) as conn:
-                if change.vm is not None:
+        if change.vm_id is None:
+            # A host setting (numa_balancing) is readable only by the host's own worker, not
+            # by the beat worker running this: say so instead of pretending to read it back.
+            error = f"{message.split(';')[0]}; {_host_setting_not_read(change)}"
+        else:
+            try:
+                with virt_connection.connect(
+                    change.host.uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
+                ) as conn:
                     dom = operations.lookup_domain(conn, str(change.vm.uuid))
                     after = _snapshot_dict(dom)
-        except VirtError as exc:
-            error = f"{message.split(';')[0]}; the host could not be read back: {exc}"
+            except VirtError as exc:
+                error = f"{message.split(';')[0]}; the host could not be read back: {exc}"
         before = Change.objects.filter(pk=change.pk).values_list("before", flat=True).first()
         done = _finish(
             change,

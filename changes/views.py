@@ -210,6 +210,9 @@ def diffs(change: Change) -> list[dict[str, str]]:
     before, after = change.before or {}, change.after or {}
     if not before or not after:
         return []
+    if change.vm_id is None:  # a host setting (numa_balancing): no XML, no tuning
+        what = "host setting"
+        return [{"what": what, "diff": unified(before, after, what), "slug": "host"}]
     sections = [
         ("persistent XML", before.get("persistent_xml"), after.get("persistent_xml")),
         ("live XML", before.get("live_xml"), after.get("live_xml")),

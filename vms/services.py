@@ -13,10 +13,9 @@ import uuid as uuid_module
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.utils import timezone
 
 from changes.models import Change
+from changes.recording import SCHEDULER_ACTOR, reason_errors, record_change
 from vms.models import VirtualMachine
 from vms.validation import effective_scope, validate_change
 
@@ -24,27 +23,7 @@ __all__ = ["SCHEDULER_ACTOR", "request_change"]
 
 log = logging.getLogger(__name__)
 
-#: ``actor_name`` of changes made by the portal itself (balancing, scheduled plans).
-SCHEDULER_ACTOR = "scheduler"
 ADD_CHANGE_PERMISSION = "changes.add_change"
-
-
-def _enqueue(change_id: str, queue: str) -> None:
-    from changes import tasks  # tasks imports changes.services: import when needed
-
-    options: dict[str, Any] = {"args": [change_id], "task_id": change_id}
-    if queue:
-        options["queue"] = queue
-    try:
-        tasks.apply_change.apply_async(**options)
-    except Exception as exc:  # broker down: the record says so instead of "queued" forever
-        log.exception("could not queue change %s", change_id)
-        Change.objects.filter(pk=change_id, status=Change.Status.QUEUED).update(
-            status=Change.Status.FAILED,
-            finished_at=timezone.now(),
-            error=f"could not queue the change: {exc}",
-            outcome="nothing was changed: the task never reached a worker",
-        )
 
 
 def request_change(
@@ -75,9 +54,7 @@ def request_change(
             )
     if not isinstance(target, VirtualMachine):
         raise ValidationError(f"a change needs a VM as its target, not {target!r}")
-    errors: dict[str, list[str]] = {}
-    if not isinstance(reason, str) or not reason.strip():
-        errors["reason"] = ["say why: a reason is required for the audit trail"]
+    errors = reason_errors(reason)
     try:
         normalised = validate_change(target, kind, params, scope)
     except ValidationError as exc:
@@ -85,27 +62,14 @@ def request_change(
     if errors:
         raise ValidationError(errors)
 
-    with transaction.atomic():
-        change = Change.objects.create(
-            group_id=uuid_module.UUID(str(group_id)) if group_id else uuid_module.uuid4(),
-            actor=actor,
-            actor_name=actor.get_username() if actor is not None else SCHEDULER_ACTOR,
-            host=target.host,
-            vm=target,
-            target_name=target.name,
-            kind=kind,
-            params=normalised,
-            scope=effective_scope(kind, scope),
-            reason=reason.strip(),
-        )
-        change_id, queue = str(change.id), target.host.worker_queue
-        transaction.on_commit(lambda: _enqueue(change_id, queue))
-    log.info(
-        "change %s queued: %s %s on %s by %s",
-        change.id,
-        kind,
-        normalised,
-        target.name,
-        change.actor_name,
+    return record_change(
+        actor=actor,
+        host=target.host,
+        vm=target,
+        target_name=target.name,
+        kind=kind,
+        params=normalised,
+        scope=effective_scope(kind, scope),
+        reason=reason,
+        group_id=group_id,
     )
-    return change

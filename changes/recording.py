@@ -1,0 +1,98 @@
+"""The half of every ``request_*`` service that is the same for all targets: write the record,
+enqueue its worker.
+
+:func:`vms.services.request_change` (VM changes) and
+:func:`hosts.balancing.request_numa_balancing` (host settings) validate their own way, then call
+:func:`record_change`: the :class:`~changes.models.Change` row is written (status ``queued``)
+and ``changes.tasks.apply_change`` is enqueued once the transaction commits, with the row's id
+as the Celery task id, to the host's ``worker_queue`` when it has one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuid_module
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from changes.models import Change
+
+__all__ = ["SCHEDULER_ACTOR", "enqueue", "reason_errors", "record_change"]
+
+log = logging.getLogger(__name__)
+
+#: ``actor_name`` of changes made by the portal itself (balancing, scheduled plans).
+SCHEDULER_ACTOR = "scheduler"
+REASON_REQUIRED = "say why: a reason is required for the audit trail"
+
+
+def reason_errors(reason: Any) -> dict[str, list[str]]:
+    """``{"reason": [...]}`` when *reason* is blank or not text; ``{}`` otherwise."""
+    if not isinstance(reason, str) or not reason.strip():
+        return {"reason": [REASON_REQUIRED]}
+    return {}
+
+
+def enqueue(change_id: str, queue: str) -> None:
+    """Queue ``apply_change(change_id)`` with the change id as task id; a broker that refuses
+    ends the record ``failed`` instead of leaving it ``queued`` forever."""
+    from changes import tasks  # tasks imports changes.services: import when needed
+
+    options: dict[str, Any] = {"args": [change_id], "task_id": change_id}
+    if queue:
+        options["queue"] = queue
+    try:
+        tasks.apply_change.apply_async(**options)
+    except Exception as exc:  # broker down: the record says so instead of "queued" forever
+        log.exception("could not queue change %s", change_id)
+        Change.objects.filter(pk=change_id, status=Change.Status.QUEUED).update(
+            status=Change.Status.FAILED,
+            finished_at=timezone.now(),
+            error=f"could not queue the change: {exc}",
+            outcome="nothing was changed: the task never reached a worker",
+        )
+
+
+def record_change(
+    *,
+    actor: Any,
+    host: Any,
+    vm: Any,
+    target_name: str,
+    kind: str,
+    params: dict[str, Any],
+    scope: str,
+    reason: str,
+    group_id: uuid_module.UUID | str | None = None,
+) -> Change:
+    """Write the ``queued`` record and enqueue its worker on commit; the record.
+
+    The caller has checked the actor and validated everything: this only records. *actor*
+    None is the scheduler.
+    """
+    with transaction.atomic():
+        change = Change.objects.create(
+            group_id=uuid_module.UUID(str(group_id)) if group_id else uuid_module.uuid4(),
+            actor=actor,
+            actor_name=actor.get_username() if actor is not None else SCHEDULER_ACTOR,
+            host=host,
+            vm=vm,
+            target_name=target_name,
+            kind=kind,
+            params=params,
+            scope=scope,
+            reason=reason.strip(),
+        )
+        change_id, queue = str(change.id), host.worker_queue
+        transaction.on_commit(lambda: enqueue(change_id, queue))
+    log.info(
+        "change %s queued: %s %s on %s by %s",
+        change.id,
+        kind,
+        params,
+        target_name,
+        change.actor_name,
+    )
+    return change
