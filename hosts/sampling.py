@@ -17,13 +17,22 @@ older than the raw retention, so a failed rollup never loses samples.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Max, Min
+from django.db import NotSupportedError, transaction
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    ExpressionWrapper,
+    F,
+    Func,
+    Max,
+    Min,
+    Q,
+    Sum,
+)
 from django.utils import timezone
 
 from hosts import numastat
@@ -108,7 +117,8 @@ def sample_host(host_id: int, *, probe: bool) -> SampleResult:
         rows = store_cell_samples(
             host,
             taken_at,
-            source,
+            # What was really read: a failed probe leaves libvirt's free memory only.
+            source if probed is not None else SampleSource.LIBVIRT,
             free_kib=free,
             counters=probed.numastat if probed else {},
             boot_time=probed.boot_time if probed else None,
@@ -422,60 +432,127 @@ class History:
 
 
 def history(host: Host, window_key: str, now: datetime | None = None) -> History:
-    """Per-cell rates, local ratio and free memory of *host* over the window, bucketed."""
+    """Per-cell rates, local ratio and free memory of *host* over the window, bucketed.
+
+    The database sums rows into (cell, chart bucket) groups, so a 30-day window costs a few
+    thousand grouped rows in Python instead of every rollup and sample (bench/history_page.py).
+    """
     window = WINDOWS.get(window_key) or WINDOWS[DEFAULT_WINDOW]
     now = now or timezone.now()
     start = now - timedelta(seconds=window.seconds)
+    bucket_s = window.bucket_s
     use_rollups = window.seconds > settings.NUMAPORTAL_SAMPLE_RAW_HOURS * 3600
     raw_from = start
-    spans: list[numastat.Span] = []
-    free_points: list[tuple[int, float, float, int]] = []  # cell, epoch, KiB, weight
-    cells: set[int] = set()
+    sums: dict[tuple[int, int], _BucketSum] = {}
     if use_rollups:
-        fields = ("cell_id", "bucket_start", "covered_s", "free_kib_avg", "samples")
         rollups = CellRollup.objects.filter(host=host, bucket_start__gte=start).order_by()
-        last_end = None
-        for cell, bstart, covered, free, n, *deltas in rollups.values_list(
-            *fields, *DELTA_FIELDS
-        ).iterator(chunk_size=5000):
-            cells.add(cell)
-            t = _epoch(bstart)
-            spans.append(numastat.Span(cell, t, covered, _deltas(deltas)))
-            if free is not None:
-                free_points.append((cell, t, free, n))
-            end_t = bstart + timedelta(seconds=settings.NUMAPORTAL_ROLLUP_BUCKET_S)
-            last_end = end_t if last_end is None or end_t > last_end else last_end
-        if last_end is not None:
-            raw_from = max(start, last_end)  # the tail not rolled up yet
-    raw = CellSample.objects.filter(host=host, taken_at__gte=raw_from).order_by()
-    for cell, taken_at, interval_s, free, *deltas in raw.values_list(
-        "cell_id", "taken_at", "interval_s", "free_kib", *DELTA_FIELDS
-    ).iterator(chunk_size=5000):
-        cells.add(cell)
-        t = _epoch(taken_at)
-        if interval_s is not None and deltas[0] is not None:
-            spans.append(numastat.Span(cell, t, interval_s, _deltas(deltas)))
-        if free is not None:
-            free_points.append((cell, t, free, 1))
-    ordered = sorted(cells)
-    bucket_s = window.bucket_s
-    series = numastat.chart_series(
-        numastat.bucketize(spans, bucket_s),
-        ordered,
-        int(_epoch(start)),
-        int(_epoch(now)),
-        bucket_s,
+        last = rollups.aggregate(m=Max("bucket_start"))["m"]
+        if last is not None:
+            # the tail not rolled up yet comes from the raw samples
+            raw_from = max(start, last + timedelta(seconds=settings.NUMAPORTAL_ROLLUP_BUCKET_S))
+            # Intervals without deltas cover no time (covered_s 0, deltas null): they add nothing.
+            _add_groups(
+                sums,
+                rollups.annotate(bucket=_EpochBucket("bucket_start", bucket_s))
+                .values("cell_id", "bucket")
+                .annotate(
+                    seconds=Sum("covered_s"),
+                    **{f"sum_{f}": Sum(f) for f in DELTA_FIELDS},
+                    free_sum=Sum(
+                        ExpressionWrapper(
+                            F("free_kib_avg") * F("samples"), output_field=BigIntegerField()
+                        )
+                    ),
+                    free_n=Sum("samples", filter=Q(free_kib_avg__isnull=False)),
+                ),
+            )
+    # Only intervals with deltas count (not the first sample of a cell, not a reboot).
+    with_deltas = Q(interval_s__isnull=False, numa_hit_delta__isnull=False)
+    _add_groups(
+        sums,
+        CellSample.objects.filter(host=host, taken_at__gte=raw_from)
+        .order_by()
+        .annotate(bucket=_EpochBucket("taken_at", bucket_s))
+        .values("cell_id", "bucket")
+        .annotate(
+            seconds=Sum("interval_s", filter=with_deltas),
+            **{f"sum_{f}": Sum(f, filter=with_deltas) for f in DELTA_FIELDS},
+            free_sum=Sum("free_kib"),
+            free_n=Count("free_kib"),
+        ),
     )
+    ordered = sorted({cell for cell, _ in sums})
+    buckets = {key: acc.span(key) for key, acc in sums.items() if acc.seconds > 0 and acc.deltas}
+    series = numastat.chart_series(buckets, ordered, int(_epoch(start)), int(_epoch(now)), bucket_s)
+    free_points = [
+        (cell, float(t), acc.free_sum / acc.free_n, acc.free_n)
+        for (cell, t), acc in sums.items()
+        if acc.free_n
+    ]
     free_mib = _free_series(free_points, ordered, series.times, bucket_s)
-    return History(window, start, now, ordered, series, free_mib, has_counters=bool(spans))
+    return History(window, start, now, ordered, series, free_mib, has_counters=bool(buckets))
 
 
-def _deltas(values: Iterable[int | None]) -> dict[str, int]:
-    return {
-        name: value
-        for name, value in zip(numastat.COUNTERS, values, strict=True)
-        if value is not None
-    }
+class _EpochBucket(Func):
+    """The start, in epoch seconds, of the *bucket_s*-second bucket holding a datetime column
+    (SQL's twin of :func:`hosts.numastat.bucket_start`; buckets align to the epoch)."""
+
+    output_field = BigIntegerField()
+
+    def __init__(self, expression: str, bucket_s: int) -> None:
+        super().__init__(F(expression))
+        self.bucket_s = int(bucket_s)  # an int of ours, not user input: inlined in the SQL
+
+    def as_sql(self, compiler, connection, **extra):  # type: ignore[override]
+        raise NotSupportedError(f"numastat history has no epoch bucket SQL for {connection.vendor}")
+
+    def as_sqlite(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        # Django stores UTC text; strftime('%s') is whole epoch seconds (SQLite integer division)
+        return (
+            f"((CAST(strftime('%%s', {column}) AS INTEGER) / {self.bucket_s}) * {self.bucket_s})",
+            params,
+        )
+
+    def as_postgresql(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        return (
+            f"(FLOOR(EXTRACT(EPOCH FROM {column}) / {self.bucket_s}) * {self.bucket_s})::bigint",
+            params,
+        )
+
+
+class _BucketSum:
+    """One (cell, chart bucket): sums of grouped rows from the rollups and the raw tail."""
+
+    __slots__ = ("deltas", "free_n", "free_sum", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.deltas: dict[str, int] = {}
+        self.free_sum = 0
+        self.free_n = 0
+
+    def span(self, key: tuple[int, int]) -> numastat.Span:
+        return numastat.Span(key[0], float(key[1]), self.seconds, self.deltas)
+
+
+def _add_groups(sums: dict[tuple[int, int], _BucketSum], groups) -> None:
+    # PostgreSQL's SUM(bigint) is numeric (Decimal): back to int/float for the JSON.
+    for row in groups:
+        key = (row["cell_id"], int(row["bucket"]))
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = _BucketSum()
+        if row["seconds"]:
+            acc.seconds += float(row["seconds"])
+        for name in numastat.COUNTERS:
+            value = row[f"sum_{name}_delta"]
+            if value is not None:
+                acc.deltas[name] = acc.deltas.get(name, 0) + int(value)
+        if row["free_n"]:
+            acc.free_sum += int(row["free_sum"])
+            acc.free_n += int(row["free_n"])
 
 
 def _free_series(

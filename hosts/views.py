@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from hosts import selectors, services
+from hosts import balancing, numastat, sampling, selectors, services
 from hosts.diagram import render_topology_svg
-from hosts.forms import CellChoiceForm, HostRegisterForm
+from hosts.forms import CellChoiceForm, HostRegisterForm, NumaBalancingForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
 from numaportal.virt.errors import VirtError
+from vms.memory import memory_bars
 
 SYNC_POLL_STATUSES = frozenset({Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING})
 
@@ -148,6 +149,8 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         "cells": selectors.cell_usage(cells, cpus_by_cell),
         "vms": vms,
         "cpu_count": len(host_cpus),
+        "memory_bars": memory_bars(vms),
+        "balancing_changes": balancing.recent_changes(host),
         **_sync_context(host),
         **_distance_context(topology, request),
     }
@@ -161,6 +164,51 @@ def host_distances(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     context = {"host": host, **_distance_context(services.load_topology(host), request)}
     return render(request, "hosts/_distances.html", context)
+
+
+#: The history page's charts: (key in History.as_json(), unit). Counters are rates per cell.
+NUMASTAT_CHARTS: tuple[tuple[str, str], ...] = (
+    *((name, "pages/s") for name in numastat.CHARTED),
+    ("local_ratio", "%"),
+)
+FREE_MEMORY_EXPLANATION = "free memory of this cell as libvirt reports it (getCellsFreeMemory)."
+
+
+@require_GET
+@_perm("hosts.view_host")
+def host_numastat(request: HttpRequest, name: str) -> HttpResponse:
+    """numastat history: rates per cell over a window, local ratio, free memory, latest values."""
+    host = get_object_or_404(Host, name=name)
+    window_key = request.GET.get("window", "")
+    if window_key not in sampling.WINDOWS:
+        window_key = sampling.DEFAULT_WINDOW  # unknown or missing: the default, not an error
+    history = sampling.history(host, window_key)
+    latest = sampling.latest(host)  # None once raw samples are pruned; rollups may remain
+    context = {
+        "host": host,
+        "windows": list(sampling.WINDOWS.values()),
+        "window": history.window,
+        "history": history,
+        "chart_data": history.as_json(),
+        "counter_charts": [
+            {"key": key, "unit": unit, "explanation": numastat.EXPLANATIONS[key]}
+            for key, unit in NUMASTAT_CHARTS
+        ],
+        "free_explanation": FREE_MEMORY_EXPLANATION,
+        "local_ratio_explanation": numastat.EXPLANATIONS["local_ratio"],
+        "bucket_label": _duration_label(history.window.bucket_s),
+        "latest": latest,
+        "ever_sampled": bool(history.cells) or latest is not None or host.cell_rollups.exists(),
+    }
+    return render(request, "hosts/host_numastat.html", context)
+
+
+def _duration_label(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 @require_GET
@@ -202,3 +250,39 @@ def host_remove(request: HttpRequest, name: str) -> HttpResponse:
         return redirect("hosts:list")
     vm_count = host.vms.count()
     return render(request, "hosts/host_confirm_remove.html", {"host": host, "vm_count": vm_count})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def host_numa_balancing(request: HttpRequest, name: str) -> HttpResponse:
+    """Confirm and queue a switch of the host's numa_balancing (admins only; see
+    :mod:`hosts.balancing`). GET shows the current and the new value; POST acts."""
+    host = get_object_or_404(Host, name=name)
+    if not balancing.can_switch(request.user):
+        raise PermissionDenied("switching numa_balancing is for admins (superuser) only")
+    current = host.numa_balancing
+    form = NumaBalancingForm(request.POST or None, initial={"value": 0 if current else 1})
+    if request.method == "POST" and form.is_valid():
+        try:
+            change = balancing.request_numa_balancing(
+                host, form.cleaned_data["value"], form.cleaned_data["reason"], request.user
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(
+                request,
+                f"numa_balancing of {host.name} -> {change.params['value']} queued "
+                f"({balancing.LIVE_ONLY}).",
+            )
+            return redirect(change)
+    context = {
+        "host": host,
+        "form": form,
+        "current": balancing.describe_value(current),
+        "unavailable": balancing.unavailable_reason(host),
+        "live_only": balancing.LIVE_ONLY,
+        "recent": balancing.recent_changes(host),
+    }
+    return render(request, "hosts/host_numa_balancing.html", context)

@@ -31,6 +31,8 @@ def browser():
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
+    # Lets a test read the page's console (driver.get_log("browser")) to catch JS errors.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # Giving the driver path keeps Selenium Manager from trying to download one.
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)

@@ -34,6 +34,7 @@ def read_urls(host, vm) -> list[str]:
         reverse("hosts:detail", args=[host.name]),
         reverse("hosts:distances", args=[host.name]),
         reverse("hosts:sync-status", args=[host.name]),
+        reverse("hosts:numastat", args=[host.name]),
         reverse("vms:list"),
         vm.get_absolute_url(),
     ]

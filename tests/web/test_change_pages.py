@@ -352,6 +352,7 @@ def mutating_urls(vm) -> list[str]:
         reverse("hosts:add"),
         reverse("hosts:sync", args=[vm.host.name]),
         reverse("hosts:remove", args=[vm.host.name]),
+        reverse("hosts:numa-balancing", args=[vm.host.name]),
     ]
 
 
@@ -366,6 +367,7 @@ def test_every_url_pattern_is_covered_as_read_or_mutating():
         "hosts:list",
         "hosts:detail",
         "hosts:distances",
+        "hosts:numastat",
         "hosts:sync-status",
         "vms:list",
         "vms:detail",
@@ -374,7 +376,7 @@ def test_every_url_pattern_is_covered_as_read_or_mutating():
         "changes:detail",
         "changes:status",
     }
-    mutating = {"hosts:add", "hosts:sync", "hosts:remove", "vms:change"}
+    mutating = {"hosts:add", "hosts:sync", "hosts:remove", "hosts:numa-balancing", "vms:change"}
 
     def walk(patterns, namespace=""):
         for p in patterns:

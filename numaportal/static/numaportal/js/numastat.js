@@ -1,0 +1,125 @@
+// numastat history charts (templates/hosts/host_numastat.html) drawn with the vendored uPlot.
+// The data is the page's json_script #numastat-data (hosts.sampling.History.as_json):
+//   times: bucket starts in epoch seconds; cells: [0, 1, ...];
+//   series: {counter: {"<cell>": [value or null, ...]}}; free_mib: {"<cell>": [...]}.
+// null is a bucket without a rate (no sample, or a reboot): uPlot leaves a gap there.
+// Every chart is a div.plot[data-series]; its title and explanation are server-rendered.
+(function () {
+  "use strict";
+
+  // One colour per cell, the same cell in the same colour on every chart.
+  var COLOURS = ["#2456a6", "#c0561b", "#1f7a3a", "#8e3ba8", "#b3261e", "#0f8290", "#8a6d00", "#5b6475"];
+  var HEIGHT = 220;
+
+  function pad(n) {
+    return n < 10 ? "0" + n : String(n);
+  }
+
+  // Local time (the browser's zone), 24-hour clock.
+  function clock(d) {
+    return pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+  function day(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+  }
+
+  function timeTicks(u, splits) {
+    var span = u.scales.x.max - u.scales.x.min;
+    return splits.map(function (t) {
+      var d = new Date(t * 1000);
+      if (span <= 2 * 86400) return clock(d);
+      return clock(d) === "00:00" ? day(d).slice(5) : day(d).slice(5) + " " + clock(d);
+    });
+  }
+
+  function compact(v) {
+    var a = Math.abs(v);
+    if (a >= 1e9) return +(v / 1e9).toFixed(1) + "G";
+    if (a >= 1e6) return +(v / 1e6).toFixed(1) + "M";
+    if (a >= 1e4) return +(v / 1e3).toFixed(1) + "k";
+    return String(+v.toFixed(2));
+  }
+
+  function valuesFor(data, key) {
+    var perCell = key === "free_mib" ? data.free_mib : data.series[key];
+    return data.cells.map(function (cell) {
+      return (perCell && perCell[String(cell)]) || data.times.map(function () { return null; });
+    });
+  }
+
+  function yRange(unit) {
+    // Up to 100%, down to the next 10% below the lowest value: 97% vs 99% stays visible.
+    if (unit === "%") {
+      return {
+        range: function (u, min) {
+          return [min == null ? 0 : Math.max(0, Math.floor((min - 2) / 10) * 10), 100];
+        },
+      };
+    }
+    // Rates and memory from zero, so that a small wobble does not look like a cliff.
+    return {
+      range: function (u, min, max) {
+        return [0, max > 0 ? max * 1.08 : 1];
+      },
+    };
+  }
+
+  function draw(el, data) {
+    var unit = el.getAttribute("data-unit") || "";
+    var series = [
+      {
+        label: "time",
+        value: function (u, t) {
+          if (t == null) return "-";
+          var d = new Date(t * 1000);
+          return day(d) + " " + clock(d);
+        },
+      },
+    ];
+    data.cells.forEach(function (cell, i) {
+      series.push({
+        label: "node" + cell,
+        stroke: COLOURS[i % COLOURS.length],
+        width: 1.5,
+        spanGaps: false, // a null stays a gap
+        value: function (u, v) {
+          return v == null ? "-" : v.toLocaleString(undefined, { maximumFractionDigits: 1 }) + " " + unit;
+        },
+      });
+    });
+    var opts = {
+      width: Math.max(el.clientWidth, 280),
+      height: HEIGHT,
+      scales: { x: { time: true }, y: yRange(unit) },
+      series: series,
+      axes: [
+        { values: timeTicks },
+        { size: 56, values: function (u, splits) { return splits.map(compact); } },
+      ],
+      cursor: { drag: { x: true, y: false } },
+    };
+    return new uPlot(opts, [data.times].concat(valuesFor(data, el.getAttribute("data-series"))), el);
+  }
+
+  function init() {
+    var source = document.getElementById("numastat-data");
+    if (!source || typeof uPlot === "undefined") return;
+    var data = JSON.parse(source.textContent);
+    var plots = [];
+    document.querySelectorAll(".numastat-chart .plot[data-series]").forEach(function (el) {
+      plots.push({ el: el, plot: draw(el, data) });
+    });
+    var pending = null;
+    window.addEventListener("resize", function () {
+      clearTimeout(pending);
+      pending = setTimeout(function () {
+        plots.forEach(function (p) {
+          p.plot.setSize({ width: Math.max(p.el.clientWidth, 280), height: HEIGHT });
+        });
+      }, 150);
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
