@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "hosts",
     "vms",
     "changes",
+    "balancing",
 ]
 
 MIDDLEWARE = [

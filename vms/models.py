@@ -65,6 +65,14 @@ class VirtualMachine(models.Model):
     changed_outside = models.BooleanField(default=False)
     changed_outside_detail = models.TextField(blank=True)
 
+    # Balancing (vms.placement): an operator's flags, never written by the sync.
+    balancing_locked = models.BooleanField(
+        "locked", default=False, help_text="never moved by a balancing plan"
+    )
+    dedicated = models.BooleanField(
+        default=False, help_text="needs CPUs of its own (whole cores), no over-commit"
+    )
+
     # Parsed tuning (numaportal.virt.domain.tuning_dict) of both definitions.
     tuning_live = models.JSONField(null=True, blank=True)
     tuning_config = models.JSONField(null=True, blank=True)
