@@ -142,7 +142,21 @@ class SampleSource(models.TextChoices):
     LIBVIRT = "libvirt", "libvirt only"
 
 
-class CellSample(models.Model):
+class NumastatDeltas(models.Model):
+    """Increase of each numastat counter (pages) over an interval; null: no delta known."""
+
+    numa_hit_delta = models.BigIntegerField(null=True, blank=True)
+    numa_miss_delta = models.BigIntegerField(null=True, blank=True)
+    numa_foreign_delta = models.BigIntegerField(null=True, blank=True)
+    interleave_hit_delta = models.BigIntegerField(null=True, blank=True)
+    local_node_delta = models.BigIntegerField(null=True, blank=True)
+    other_node_delta = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class CellSample(NumastatDeltas):
     """One cell of a host at one sampling time.
 
     The numastat counters are stored as read (pages since boot); the deltas to the previous
@@ -167,12 +181,6 @@ class CellSample(models.Model):
     #: Seconds since the previous sample of this cell (null for the first one).
     interval_s = models.FloatField(null=True, blank=True)
     reset = models.BooleanField(default=False)
-    numa_hit_delta = models.BigIntegerField(null=True, blank=True)
-    numa_miss_delta = models.BigIntegerField(null=True, blank=True)
-    numa_foreign_delta = models.BigIntegerField(null=True, blank=True)
-    interleave_hit_delta = models.BigIntegerField(null=True, blank=True)
-    local_node_delta = models.BigIntegerField(null=True, blank=True)
-    other_node_delta = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["host", "taken_at", "cell_id"]
@@ -186,7 +194,7 @@ class CellSample(models.Model):
         return f"{self.host.name} cell {self.cell_id} at {self.taken_at:%Y-%m-%d %H:%M:%S}"
 
 
-class CellRollup(models.Model):
+class CellRollup(NumastatDeltas):
     """The raw samples of one cell summed over one bucket (15 minutes by default).
 
     Sums of deltas and the seconds they cover, not averages of rates: a rate is always
@@ -201,12 +209,6 @@ class CellRollup(models.Model):
     #: Seconds covered by intervals with deltas (resets and gaps excluded).
     covered_s = models.FloatField()
     free_kib_avg = models.BigIntegerField(null=True, blank=True)
-    numa_hit_delta = models.BigIntegerField(null=True, blank=True)
-    numa_miss_delta = models.BigIntegerField(null=True, blank=True)
-    numa_foreign_delta = models.BigIntegerField(null=True, blank=True)
-    interleave_hit_delta = models.BigIntegerField(null=True, blank=True)
-    local_node_delta = models.BigIntegerField(null=True, blank=True)
-    other_node_delta = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["host", "bucket_start", "cell_id"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid as uuid_module
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from hosts.models import Cell, Host, PhysicalCpu
-from numaportal.roles import VIEWER_GROUP
+from numaportal.roles import OPERATOR_GROUP, VIEWER_GROUP
 from numaportal.virt.cpuset import format_cpuset, format_nodeset, parse_cpuset
 from numaportal.virt.topology import parse_capabilities
 from vms.models import VcpuPin, VirtualMachine
@@ -162,3 +163,21 @@ def host_factory():
 def vm_factory():
     """``vm_factory(host, name, pins={vcpu: cpuset}, vcpus=2, ...)``: see :func:`make_vm`."""
     return make_vm
+
+
+@pytest.fixture
+def operator_user(django_user_model):
+    """A user of the "operator" group (view permissions + changes.add_change)."""
+    user = django_user_model.objects.create_user("op", password="op-password-123")
+    user.groups.add(Group.objects.get(name=OPERATOR_GROUP))
+    return user
+
+
+@pytest.fixture
+def enqueued():
+    """apply_change's apply_async, captured: the record is written and the task handed over,
+    but no worker runs it (tests that need one use ``worker_queue``)."""
+    from changes import tasks as change_tasks
+
+    with mock.patch.object(change_tasks.apply_change, "apply_async") as apply_async:
+        yield apply_async

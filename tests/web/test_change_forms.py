@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,21 +101,6 @@ def test_guest_online_commands():
 
 
 # --- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def operator_user(django_user_model):
-    """A user of the "operator" group (view permissions + changes.add_change)."""
-    user = django_user_model.objects.create_user("op", password="op-password-123")
-    group = Group.objects.filter(name="operator").first()
-    if group is None:  # before roles.py knows the group
-        group = Group.objects.create(name="operator")
-        group.permissions.add(
-            *Permission.objects.filter(codename__startswith="view_"),
-            Permission.objects.get(codename="add_change"),
-        )
-    user.groups.add(group)
-    return user
 
 
 @pytest.fixture

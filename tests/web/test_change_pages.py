@@ -13,7 +13,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -27,13 +26,6 @@ pytestmark = [pytest.mark.web, pytest.mark.django_db]
 LIBVIRT_REFUSAL = (
     "Unsupported configuration: can't change nodeset for strict mode for running domain"
 )
-
-
-@pytest.fixture
-def operator_user(django_user_model):
-    user = django_user_model.objects.create_user("op", password="op-password-123")
-    user.groups.add(Group.objects.get(name="operator"))
-    return user
 
 
 @pytest.fixture

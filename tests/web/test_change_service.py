@@ -9,14 +9,12 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from changes import services as change_services
 from changes import tasks as change_tasks
 from changes.models import AppendOnlyError, Change
-from numaportal.roles import OPERATOR_GROUP
 from vms.models import VirtualMachine
 from vms.services import SCHEDULER_ACTOR, request_change
 
@@ -31,19 +29,6 @@ def host(host_factory):
 @pytest.fixture
 def vm(host, vm_factory):
     return vm_factory(host, "web1", vcpus=2, vcpu_max=4)
-
-
-@pytest.fixture
-def operator_user(django_user_model):
-    user = django_user_model.objects.create_user("op", password="operator-password-123")
-    user.groups.add(Group.objects.get(name=OPERATOR_GROUP))
-    return user
-
-
-@pytest.fixture
-def enqueued():
-    with mock.patch.object(change_tasks.apply_change, "apply_async") as apply_async:
-        yield apply_async
 
 
 def test_operator_group_has_view_and_add_change(operator_user) -> None:

@@ -14,19 +14,16 @@ from unittest import mock
 
 import pytest
 from celery.result import AsyncResult
-from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from changes import services as change_services
-from changes import tasks as change_tasks
 from changes.models import Change
 from hosts.balancing import request_numa_balancing
 from hosts.models import Host
 from numaportal.celery import app
-from numaportal.roles import OPERATOR_GROUP
 from numaportal.virt import hostprobe
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -50,19 +47,6 @@ def host(host_factory, settings) -> Host:
     """A host with an on-host worker queue; this process plays the worker on it."""
     settings.NUMAPORTAL_ON_HOST = "hv1"
     return host_factory("hv1", worker_queue="host.hv1", numa_balancing=1)
-
-
-@pytest.fixture
-def operator_user(django_user_model):
-    user = django_user_model.objects.create_user("op", password="operator-password-123")
-    user.groups.add(Group.objects.get(name=OPERATOR_GROUP))
-    return user
-
-
-@pytest.fixture
-def enqueued():
-    with mock.patch.object(change_tasks.apply_change, "apply_async") as apply_async:
-        yield apply_async
 
 
 def url(host: Host) -> str:
