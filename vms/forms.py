@@ -788,3 +788,15 @@ FORMS: dict[str, type[ChangeForm]] = {
     form.slug: form
     for form in (VcpuPinForm, EmulatorPinForm, NumatuneForm, HotAddForm, MaximumForm, HotRemoveForm)
 }
+
+
+class BalancingFlagsForm(forms.ModelForm):
+    """The VM's flags for the placement planner (vms.placement.VmDemand.locked / dedicated)."""
+
+    class Meta:
+        model = VirtualMachine
+        fields = ["balancing_locked", "dedicated"]
+        labels = {
+            "balancing_locked": "Locked: never moved by a balancing plan",
+            "dedicated": "Dedicated: whole cores of its own, no over-commit",
+        }

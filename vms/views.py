@@ -13,7 +13,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hosts import selectors
 from hosts.services import load_topology
@@ -63,6 +63,7 @@ def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
         "current_memory": selectors.format_kib(vm.current_memory_kib),
         "recent_changes": recent_changes(vm),
         "memory_bars": [bar] if (bar := memory_bar(vm)) else [],
+        "flags_form": forms.BalancingFlagsForm(instance=vm),
         "change_forms": [(f.slug, f.title) for f in forms.FORMS.values()],
     }
     return render(request, "vms/vm_detail.html", context)
@@ -217,3 +218,24 @@ def _request_changes(request: HttpRequest, form: forms.ChangeForm) -> str | None
         return created[0].get_absolute_url()
     messages.success(request, f"{len(created)} changes queued as one group.")
     return reverse("changes:list") + "?" + urlencode({"group": str(group_id)})
+
+
+@require_POST
+@_operator
+def vm_balancing_flags(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
+    """Set the VM's balancing flags (locked: plans never move it; dedicated: whole cores).
+
+    Portal metadata, not a libvirt change: nothing on the host changes until a plan is applied.
+    """
+    vm = _load_vm(host_name, uuid)
+    form = forms.BalancingFlagsForm(request.POST, instance=vm)
+    if form.is_valid():
+        form.save()
+        messages.success(
+            request,
+            f"{vm.name}: balancing {'locked' if vm.balancing_locked else 'may move it'}, "
+            f"{'dedicated cores' if vm.dedicated else 'shared CPUs'}.",
+        )
+    else:
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+    return redirect(vm.get_absolute_url())

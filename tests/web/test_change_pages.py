@@ -368,7 +368,14 @@ def test_every_url_pattern_is_covered_as_read_or_mutating():
         "changes:detail",
         "changes:status",
     }
-    mutating = {"hosts:add", "hosts:sync", "hosts:remove", "hosts:numa-balancing", "vms:change"}
+    mutating = {
+        "hosts:add",
+        "hosts:sync",
+        "hosts:remove",
+        "hosts:numa-balancing",
+        "vms:change",
+        "vms:balancing-flags",
+    }
 
     def walk(patterns, namespace=""):
         for p in patterns:
