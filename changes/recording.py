@@ -66,11 +66,13 @@ def record_change(
     scope: str,
     reason: str,
     group_id: uuid_module.UUID | str | None = None,
+    enqueue_on_commit: bool = True,
 ) -> Change:
     """Write the ``queued`` record and enqueue its worker on commit; the record.
 
     The caller has checked the actor and validated everything: this only records. *actor*
-    None is the scheduler.
+    None is the scheduler. ``enqueue_on_commit=False`` leaves the record queued for a caller
+    that runs it itself (a balancing plan applies its changes one after another).
     """
     with transaction.atomic():
         change = Change.objects.create(
@@ -86,7 +88,8 @@ def record_change(
             reason=reason.strip(),
         )
         change_id, queue = str(change.id), host.worker_queue
-        transaction.on_commit(lambda: enqueue(change_id, queue))
+        if enqueue_on_commit:
+            transaction.on_commit(lambda: enqueue(change_id, queue))
     log.info(
         "change %s queued: %s %s on %s by %s",
         change.id,

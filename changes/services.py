@@ -370,6 +370,8 @@ def _perform(dom: Any, change: Change, before: dict[str, Any]) -> tuple[str, str
                 f"memory placement {params['mode']} on node(s) {params['nodeset']} "
                 f"{_scope_words(scope)}"
             )
+        if change.kind == Kind.PLACEMENT:
+            return _place(dom, change)
         if change.kind == Kind.SETVCPUS:
             return _setvcpus(dom, change, before)
         if change.kind == Kind.GUEST_VCPUS:
@@ -386,6 +388,31 @@ def _perform(dom: Any, change: Change, before: dict[str, Any]) -> tuple[str, str
     except VirtError as exc:
         return str(exc), ""
     return f"unknown kind of change {change.kind!r}", ""
+
+
+def _place(dom: Any, change: Change) -> tuple[str, str]:
+    """A balancing plan's placement of one VM: every vcpupin, the emulatorpin (in the change's
+    scope), then numatune in the config — libvirt refuses a new strict nodeset for a running
+    domain, so the memory follows at the next boot."""
+    params, scope, done = change.params, change.scope, []
+    try:
+        for vcpu, cpuset in sorted(params["vcpupin"].items(), key=lambda kv: int(kv[0])):
+            operations.pin_vcpu(dom, int(vcpu), cpuset, scope)
+            done.append(f"vCPU {vcpu} -> {cpuset}")
+        operations.pin_emulator(dom, params["emulatorpin"], scope)
+        done.append(f"emulator -> {params['emulatorpin']}")
+        operations.set_numatune(dom, params["mode"], params["nodeset"], "config")
+        done.append(f"numatune {params['mode']} {params['nodeset']} in the config")
+    except VirtError as exc:
+        return str(exc), ("done before the error: " + "; ".join(done)) if done else ""
+    memory = (
+        f"memory bound to node(s) {params['nodeset']} from the next boot (a running VM's "
+        "memory stays where it is until then)"
+    )
+    return "", (
+        f"placed on cell(s) {params.get('cells', params['nodeset'])} {_scope_words(scope)}: "
+        f"{', '.join(done[:-1])}; {memory}"
+    )
 
 
 def _parts(scope: str) -> tuple[str, ...]:
@@ -425,6 +452,19 @@ def verify_after(change: Change, after: dict[str, Any]) -> str:
                     f"numatune is {_word(mode)} {_word(nodeset)} {part}, "
                     f"not {params['mode']} {params['nodeset']}"
                 )
+        elif change.kind == Kind.PLACEMENT:
+            pins = tuning.get("vcpupin") or {}
+            for vcpu, cpuset in params["vcpupin"].items():
+                if not _same_set(pins.get(str(vcpu)), cpuset):
+                    problems.append(
+                        f"vCPU {vcpu} is pinned to {_word(pins.get(str(vcpu)))} {part}, "
+                        f"not {cpuset}"
+                    )
+            got = after.get(f"emulatorpin_{part}")
+            if not _same_set(got, params["emulatorpin"]):
+                problems.append(
+                    f"emulator affinity is {_word(got)} {part}, not {params['emulatorpin']}"
+                )
         elif change.kind == Kind.SETVCPUS:
             counts = after.get("vcpucount") or {}
             if "maximum" in params:
@@ -435,6 +475,14 @@ def verify_after(change: Change, after: dict[str, Any]) -> str:
                 got = counts.get(f"current_{part}")
                 if got != params["count"]:
                     problems.append(f"{got} vCPUs {part}, not {params['count']}")
+    if change.kind == Kind.PLACEMENT:
+        config = after.get("config_tuning") or {}
+        mode, nodeset = config.get("numatune_mode"), config.get("numatune_nodeset")
+        if mode != params["mode"] or not _same_set(nodeset, params["nodeset"], nodes=True):
+            problems.append(
+                f"numatune is {_word(mode)} {_word(nodeset)} config, "
+                f"not {params['mode']} {params['nodeset']}"
+            )
     if not problems:
         return ""
     return "read back after the change: " + "; ".join(problems)

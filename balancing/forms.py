@@ -1,0 +1,56 @@
+"""Forms of the balancing pages: approving a plan, and a host's balancing policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from balancing import services
+from balancing.models import BalancingPolicy
+from hosts.models import Host
+
+
+class ApproveForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
+        help_text="Why apply this plan now (kept in the audit trail of every change).",
+        error_messages={"required": "say why: a reason is required for the audit trail"},
+    )
+
+
+class PolicyForm(forms.ModelForm):
+    """The policy fields; values are checked against the host (cpusets parse and exist,
+    over-commit at least 1, ...) by :func:`balancing.services.policy_errors`."""
+
+    class Meta:
+        model = BalancingPolicy
+        fields = list(services.POLICY_FIELDS)
+        labels = {
+            "mode": "Mode",
+            "min_improvement_pct": "Minimum improvement (%)",
+            "max_moves": "Maximum VMs moved per plan",
+            "cpu_overcommit": "CPU over-commit",
+            "emulator": "Emulator threads",
+            "housekeeping": "Housekeeping CPUs",
+            "reserved": "Reserved CPUs",
+            "whole_cores": "Dedicated VMs get whole cores",
+            "memory_reserve_mib": "Memory kept per cell (MiB)",
+        }
+        widgets = {"mode": forms.RadioSelect, "strategy": forms.RadioSelect}
+
+    def __init__(self, *args: Any, host: Host, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.host = host
+        self.fields["cpu_overcommit"].widget.attrs.update({"min": "1", "step": "0.1"})
+        self.fields["min_improvement_pct"].widget.attrs.update(
+            {"min": "0", "max": "100", "step": "0.5"}
+        )
+        self.fields["max_moves"].widget.attrs["min"] = "1"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not self.errors:
+            for field, messages in services.policy_errors(self.host, data).items():
+                self.add_error(field if field in self.fields else None, messages)
+        return data

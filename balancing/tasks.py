@@ -1,0 +1,31 @@
+"""Celery tasks for balancing: thin wrappers around balancing.services and balancing.apply."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from balancing import apply, services
+from balancing.models import BalancingPlan
+
+
+@shared_task(name="balancing.tasks.apply_plan")
+def apply_plan(plan_id: str) -> dict[str, str]:
+    """Run an approved plan's change records in order; stops at the first failure."""
+    plan = apply.apply_plan(plan_id)
+    return {"plan": str(plan.pk), "status": plan.status, "outcome": plan.outcome}
+
+
+@shared_task(name="balancing.tasks.compute_plan")
+def compute_plan(plan_id: str) -> dict[str, str]:
+    """Compute a requested plan (task id = plan id); the plan row says how it ended."""
+    try:
+        plan = services.compute_plan(plan_id)
+    except BalancingPlan.DoesNotExist:
+        return {"plan": str(plan_id), "status": "missing", "error": "no such plan"}
+    return {"plan": str(plan.pk), "status": plan.status, "error": plan.error}
+
+
+@shared_task(name="balancing.tasks.balance_hosts")
+def balance_hosts() -> int:
+    """Periodic (beat entry "balance-hosts"): every host's balancing policy; plans made."""
+    return services.balance_hosts()

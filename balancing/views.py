@@ -1,0 +1,195 @@
+"""Balancing pages: the plans list, one plan (before / after, scores, changes, approval), the
+"Plan balancing" action of a host, and a host's balancing policy.
+
+Views stay thin: writes go through :mod:`balancing.services` (which checks the role again),
+reads through :mod:`balancing.selectors`. Seeing plans needs ``changes.view_change`` (the
+"viewer" group: a plan is a set of proposed changes); planning and approving need
+``changes.add_change`` (the "operator" group); policies are for superusers.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from balancing import selectors, services
+from balancing.forms import ApproveForm, PolicyForm
+from balancing.models import BalancingPlan, BalancingPolicy
+from changes.views import decorate
+from hosts.models import Host
+from hosts.services import load_topology
+
+PAGE_SIZE = 50
+VIEW_PERMISSION = "changes.view_change"
+
+
+def _viewer(view):
+    """login first (anonymous -> login page), then the permission (logged in -> 403)."""
+    return login_required(permission_required(VIEW_PERMISSION, raise_exception=True)(view))
+
+
+def _operator(view):
+    return login_required(permission_required(services.PLAN_PERMISSION, raise_exception=True)(view))
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+@require_GET
+@_viewer
+def plan_list(request: HttpRequest) -> HttpResponse:
+    plan_filter = selectors.PlanFilter(request.GET, queryset=selectors.plans())
+    page = Paginator(plan_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    host = None
+    if plan_filter.is_valid():
+        host = plan_filter.form.cleaned_data.get("host")
+    return render(
+        request,
+        "balancing/plan_list.html",
+        {
+            "filter": plan_filter,
+            "page": page,
+            "plans": page.object_list,
+            "query": query.urlencode(),
+            "for_host": host,
+            "can_plan": services.can_plan(request.user),
+            "can_edit_policy": services.can_edit_policy(request.user),
+        },
+    )
+
+
+def _status_context(plan: BalancingPlan) -> dict:
+    changes = decorate(selectors.plan_changes(plan)) if plan.approved_at else []
+    return {
+        "plan": plan,
+        "changes": changes,
+        "polling": plan.status in selectors.ACTIVE_STATUSES,
+    }
+
+
+def _plan_context(request: HttpRequest, plan: BalancingPlan, form: ApproveForm | None) -> dict:
+    topology = load_topology(plan.host)
+    content = selectors.plan_content(plan)
+    vms = selectors.present_vms(plan.host)
+    vm_urls = {name: vm.get_absolute_url() for name, vm in vms.items()}
+    can_approve = plan.status == BalancingPlan.Status.READY and services.can_plan(request.user)
+    if can_approve and form is None:
+        form = ApproveForm()
+    return {
+        **_status_context(plan),
+        "host": plan.host,
+        "topology_known": topology is not None,
+        "diagrams": (
+            selectors.diagrams(plan, topology, content, vms) if topology is not None else None
+        ),
+        "score_rows": selectors.score_rows(plan),
+        "improvement": selectors.improvement_text(plan),
+        "policy_rows": selectors.policy_rows(plan.policy or {}),
+        "change_rows": selectors.change_rows(plan, content, vm_urls),
+        "form": form if can_approve else None,
+        "can_plan": services.can_plan(request.user),
+        "vm_count": len(content.demands),
+    }
+
+
+@require_GET
+@_viewer
+def plan_detail(request: HttpRequest, pk) -> HttpResponse:
+    plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
+    return render(request, "balancing/plan_detail.html", _plan_context(request, plan, None))
+
+
+@require_GET
+@_viewer
+def plan_status(request: HttpRequest, pk) -> HttpResponse:
+    """The status box (and, once approved, the change records) for htmx polling."""
+    plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
+    context = _status_context(plan)
+    response = render(request, "balancing/_plan_status.html", context)
+    # A poll that sees the plan computed (or applied) reloads the page to show the rest.
+    if request.GET.get("polling") and not context["polling"]:
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@require_POST
+@_operator
+def plan_request(request: HttpRequest, name: str) -> HttpResponse:
+    """ "Plan balancing" on a host page: a new plan, computed by a worker; its page follows."""
+    host = get_object_or_404(Host.objects.active(), name=name)
+    try:
+        plan = services.request_plan(host=host, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(host)
+    return redirect(plan)
+
+
+@require_POST
+@_operator
+def plan_approve(request: HttpRequest, pk) -> HttpResponse:
+    plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
+    form = ApproveForm(request.POST)
+    if form.is_valid():
+        try:
+            changes = services.approve_plan(
+                plan=plan, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(
+                request,
+                f"Plan approved: {len(changes)} change{'s' if len(changes) != 1 else ''} "
+                f"queued on host {plan.host.name}.",
+            )
+            return redirect(plan)
+    plan.refresh_from_db()
+    context = _plan_context(request, plan, form)
+    if context["form"] is None:
+        # No longer approvable (stale, or approved meanwhile): say why above the plan.
+        context["refusal"] = form.non_field_errors()
+    return render(request, "balancing/plan_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_object_or_404(Host.objects.active(), name=name)
+    if not services.can_edit_policy(request.user):
+        raise PermissionDenied("balancing policies are for admins (superuser) only")
+    instance = BalancingPolicy.objects.filter(host=host).first() or BalancingPolicy(host=host)
+    form = PolicyForm(request.POST or None, instance=instance, host=host)
+    if request.method == "POST" and form.is_valid():
+        try:
+            policy = services.update_policy(host=host, actor=request.user, values=form.cleaned_data)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(
+                request, f"Balancing policy of {host.name} saved: {policy.get_mode_display()}."
+            )
+            return redirect("balancing:policy", name=host.name)
+    topology = load_topology(host)
+    recent = selectors.plans().filter(host=host)[:10]
+    return render(
+        request,
+        "balancing/policy_form.html",
+        {
+            "host": host,
+            "form": form,
+            "exists": instance.pk is not None,
+            "cells": selectors.cell_rows(topology),
+            "recent": recent,
+        },
+    )
