@@ -67,6 +67,15 @@ def default_schedules() -> tuple[DefaultSchedule, ...]:
             600,
             "Flags VMs whose tuning drifted (live vs config, or since the last change).",
         ),
+        DefaultSchedule(
+            "balance-hosts",
+            "balancing.tasks.balance_hosts",
+            900,
+            "Balancing plan of every host whose balancing policy is not off: left for "
+            "approval (recommend) or applied as the scheduler (automatic).",
+            # A run that could not start within its interval is superseded by the next one.
+            expires_s=900,
+        ),
     )
 
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("hosts/", include("hosts.urls", namespace="hosts")),
     path("vms/", include("vms.urls", namespace="vms")),
     path("changes/", include("changes.urls", namespace="changes")),
+    path("balancing/", include("balancing.urls", namespace="balancing")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

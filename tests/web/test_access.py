@@ -37,6 +37,7 @@ def read_urls(host, vm) -> list[str]:
         reverse("hosts:numastat", args=[host.name]),
         reverse("vms:list"),
         vm.get_absolute_url(),
+        reverse("balancing:list"),
     ]
 
 

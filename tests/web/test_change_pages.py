@@ -345,6 +345,9 @@ def mutating_urls(vm) -> list[str]:
         reverse("hosts:sync", args=[vm.host.name]),
         reverse("hosts:remove", args=[vm.host.name]),
         reverse("hosts:numa-balancing", args=[vm.host.name]),
+        reverse("balancing:request", args=[vm.host.name]),
+        reverse("balancing:approve", args=[uuid.uuid4()]),
+        reverse("balancing:policy", args=[vm.host.name]),
     ]
 
 
@@ -367,6 +370,9 @@ def test_every_url_pattern_is_covered_as_read_or_mutating():
         "changes:export",
         "changes:detail",
         "changes:status",
+        "balancing:list",
+        "balancing:plan",
+        "balancing:plan-status",
     }
     mutating = {
         "hosts:add",
@@ -375,6 +381,9 @@ def test_every_url_pattern_is_covered_as_read_or_mutating():
         "hosts:numa-balancing",
         "vms:change",
         "vms:balancing-flags",
+        "balancing:request",
+        "balancing:approve",
+        "balancing:policy",
     }
 
     def walk(patterns, namespace=""):
