@@ -26,6 +26,9 @@ def test_the_local_lab_is_sampled_by_the_procfiles_hostworker(settings):
     assert host.uri == "qemu:///system"
     assert host.worker_queue == "host.lab"  # the Procfile's hostworker consumes it
     assert "Synced host 'lab'" in output
+    # Three 2-vCPU VMs on two CPUs: the lab's policy allows the over-commit, mode off.
+    assert host.balancing_policy.cpu_overcommit == 4.0
+    assert host.balancing_policy.mode == "off"
 
 
 def test_the_test_driver_fallback_has_no_on_host_worker(settings):

@@ -15,6 +15,8 @@ LAB_HOST = "lab"
 #: The Procfile's `hostworker` consumes this queue with NUMAPORTAL_ON_HOST=lab: the lab daemon
 #: runs on this machine, so a worker here *is* an on-host worker for it.
 LAB_QUEUE = f"host.{LAB_HOST}"
+#: vCPUs per CPU the lab's balancing policy starts with (6 vCPUs on 2 CPUs, room for more).
+LAB_OVERCOMMIT = 4.0
 # Short: `make run` waits for this, and the lab daemon is local (it answers in milliseconds).
 PROBE_TIMEOUT = 5.0
 
@@ -27,6 +29,14 @@ def _answers(uri: str) -> str | None:
     except VirtError as exc:
         return str(exc)
     return None
+
+
+def _ensure_lab_policy(host: Host) -> None:
+    """The lab runs three 2-vCPU VMs on two CPUs: without over-commit no plan fits at all.
+    A first run gets a policy (mode off) that allows it; an operator's policy stays."""
+    from balancing.models import BalancingPolicy
+
+    BalancingPolicy.objects.get_or_create(host=host, defaults={"cpu_overcommit": LAB_OVERCOMMIT})
 
 
 def _is_local(uri: str) -> bool:
@@ -89,6 +99,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Host '{LAB_HOST}' exists ({host.uri}).")
 
+        _ensure_lab_policy(host)
         host = services.sync_host(host.pk)
         if host.sync_status == Host.SyncStatus.OK:
             vms = host.vms.filter(gone_at__isnull=True).count()
