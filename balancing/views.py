@@ -23,6 +23,7 @@ from balancing.models import BalancingPlan, BalancingPolicy
 from changes.views import decorate
 from hosts.models import Host
 from hosts.services import load_topology
+from numaportal.forms import add_service_errors
 
 PAGE_SIZE = 50
 VIEW_PERMISSION = "changes.view_change"
@@ -144,8 +145,7 @@ def plan_approve(request: HttpRequest, pk) -> HttpResponse:
                 plan=plan, actor=request.user, reason=form.cleaned_data["reason"]
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            add_service_errors(form, exc)
         else:
             messages.success(
                 request,
@@ -173,8 +173,7 @@ def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
         try:
             policy = services.update_policy(host=host, actor=request.user, values=form.cleaned_data)
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            add_service_errors(form, exc)
         else:
             messages.success(
                 request, f"Balancing policy of {host.name} saved: {policy.get_mode_display()}."

@@ -20,6 +20,7 @@ from hosts.diagram import render_topology_svg
 from hosts.forms import CellChoiceForm, HostRegisterForm, NumaBalancingForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
+from numaportal.forms import add_service_errors
 from numaportal.virt.errors import VirtError
 from vms.memory import memory_bars
 
@@ -268,8 +269,7 @@ def host_numa_balancing(request: HttpRequest, name: str) -> HttpResponse:
                 host, form.cleaned_data["value"], form.cleaned_data["reason"], request.user
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            add_service_errors(form, exc)
         else:
             messages.success(
                 request,

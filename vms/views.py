@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from hosts import selectors
 from hosts.services import load_topology
+from numaportal.forms import add_service_errors
 from numaportal.virt.cpuset import format_cpuset
 from vms import forms
 from vms.filters import VirtualMachineFilter
@@ -207,11 +208,7 @@ def _request_changes(request: HttpRequest, form: forms.ChangeForm) -> str | None
                     )
                 )
     except ValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            for name, errors in exc.error_dict.items():
-                form.add_error(name if name in form.fields else None, errors)
-        else:
-            form.add_error(None, exc.messages)
+        add_service_errors(form, exc)
         return None
     if len(created) == 1:
         messages.success(request, "Change queued.")
