@@ -30,6 +30,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -2027,15 +2028,45 @@ def plan(topology: HostTopology, vms: Sequence[VmDemand], policy: Policy | None 
     planner.check_feasible()
     assignments = planner.run()
     ordered = {vm.name: assignments[vm.name] for vm in vms}
-    before = score(topology, [v.now for v in planner.vms], move_weight=policy.move_weight)
+    now = [v.now for v in planner.vms]
+    before = score(topology, now, move_weight=policy.move_weight)
     after = score(topology, ordered.values(), move_weight=policy.move_weight)
     return Plan(
         assignments=ordered,
         before=before,
         after=after,
         policy=policy,
-        notes=tuple(planner.explain(ordered)),
+        notes=(*_current_breaks_policy(topology, vms, now, policy), *planner.explain(ordered)),
     )
+
+
+#: How many of the current placement's policy violations a note lists.
+_BREAKS_SHOWN = 3
+#: validate() messages that say the current placement breaks the policy (capacity, reserve).
+_BREAKS = re.compile(r"reserved or housekeeping|dedicated to|MiB allowed|over-commit")
+
+
+def _current_breaks_policy(
+    topology: HostTopology,
+    vms: Sequence[VmDemand],
+    now: Sequence[Assignment],
+    policy: Policy,
+) -> list[str]:
+    """A note when the current placement itself breaks the policy (VMs on reserved CPUs, a
+    pool over its commit...): the score does not count that, so a plan that fixes it can
+    score worse than now, and the reviewer should see why it moves VMs anyway."""
+    baseline = score(topology, now)
+    current = Plan({a.name: a for a in now}, before=baseline, after=baseline, policy=policy)
+    # Only what the policy forbids; a VM floating over several cells is what the score counts.
+    problems = [p for p in validate(topology, vms, current) if _BREAKS.search(p)]
+    if not problems:
+        return []
+    shown = "; ".join(problems[:_BREAKS_SHOWN])
+    more = f" (and {len(problems) - _BREAKS_SHOWN} more)" if len(problems) > _BREAKS_SHOWN else ""
+    return [
+        f"the current placement breaks the policy, which the score does not count: {shown}"
+        f"{more}. Moves that fix it can make the total score higher than now."
+    ]
 
 
 # --- apply order ------------------------------------------------------------------------------

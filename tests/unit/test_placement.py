@@ -847,3 +847,18 @@ def test_cpu_imbalance_stays_a_fraction_under_over_commit() -> None:
         on_cell(topology, replace(vms[1], vcpus=6), 1),
     ]
     assert score(topology, plain).cpu_imbalance == pytest.approx(0.5)
+
+
+def test_a_plan_that_fixes_a_policy_breach_says_why_it_scores_worse() -> None:
+    """Like the lab with CPU 0 reserved: the VMs float over a reserved CPU now. The plan moves
+    them although every score term but moves is already 0, and its note says why."""
+    topology = load("x86_64-2node-24cpu-ht.xml")
+    vms = [VmDemand(name=f"v{i}", vcpus=2, memory_kib=GIB, cells=frozenset({0})) for i in range(2)]
+    result = plan(topology, vms, Policy(reserved=frozenset({0})))
+    assert result.moved == ["v0", "v1"]
+    assert result.after.total > result.before.total
+    assert len(result.notes) == 1
+    assert result.notes[0].startswith("the current placement breaks the policy")
+    assert "reserved or housekeeping CPU(s) 0" in result.notes[0]
+    # Without the reserve nothing is broken and nothing is said.
+    assert not plan(topology, vms, Policy()).notes
