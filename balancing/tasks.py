@@ -29,3 +29,9 @@ def compute_plan(plan_id: str) -> dict[str, str]:
 def balance_hosts() -> int:
     """Periodic (beat entry "balance-hosts"): every host's balancing policy; plans made."""
     return services.balance_hosts()
+
+
+@shared_task(name="balancing.tasks.reconcile_plans")
+def reconcile_plans() -> int:
+    """Periodic: plans left applying or computing by a dead worker end with what happened."""
+    return apply.reconcile_plans()

@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from changes.models import Change
@@ -785,8 +785,17 @@ def reconcile_stale_changes(
         )
     ] + [
         (change, LOST)
-        for change in Change.objects.select_related("host", "vm").filter(
-            status=Status.QUEUED, created_at__lt=now - timedelta(seconds=queued_older_than_s)
+        for change in Change.objects.select_related("host", "vm")
+        .filter(status=Status.QUEUED, created_at__lt=now - timedelta(seconds=queued_older_than_s))
+        # A balancing plan runs its changes one after another: a queued one whose group is
+        # still progressing (another of its changes started recently) is waiting its turn.
+        .exclude(
+            Exists(
+                Change.objects.filter(
+                    group_id=OuterRef("group_id"),
+                    started_at__gte=now - timedelta(seconds=queued_older_than_s),
+                )
+            )
         )
     ]
     ended = 0

@@ -62,6 +62,12 @@ def default_schedules() -> tuple[DefaultSchedule, ...]:
             "read back.",
         ),
         DefaultSchedule(
+            "reconcile-balancing-plans",
+            "balancing.tasks.reconcile_plans",
+            120,
+            "Plans left applying or computing by a dead worker end with what their records say.",
+        ),
+        DefaultSchedule(
             "check-drift",
             "changes.tasks.check_drift",
             600,
