@@ -4,10 +4,10 @@ read-only (they are computed, approved and applied through the portal only)."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from balancing.models import BalancingPlan, BalancingPolicy
 from balancing.services import policy_errors
+from numaportal.admin import ReadOnlyMixin
 
 
 @admin.register(BalancingPolicy)
@@ -42,7 +42,7 @@ class BalancingPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(BalancingPlan)
-class BalancingPlanAdmin(admin.ModelAdmin):
+class BalancingPlanAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "host",
@@ -59,12 +59,3 @@ class BalancingPlanAdmin(admin.ModelAdmin):
     list_select_related = ["host"]
     readonly_fields = [f.name for f in BalancingPlan._meta.get_fields() if f.concrete]
     actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

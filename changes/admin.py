@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from changes.models import Change
+from numaportal.admin import ReadOnlyMixin
 
 
 @admin.register(Change)
-class ChangeAdmin(admin.ModelAdmin):
+class ChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "kind",
@@ -26,12 +26,3 @@ class ChangeAdmin(admin.ModelAdmin):
     list_select_related = ["host"]
     readonly_fields = [f.name for f in Change._meta.get_fields() if f.concrete]
     actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -12,15 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-#: As the kernel writes them, in the order ``numastat`` prints them.
-COUNTERS: tuple[str, ...] = (
-    "numa_hit",
-    "numa_miss",
-    "numa_foreign",
-    "interleave_hit",
-    "local_node",
-    "other_node",
-)
+from numaportal.virt.hostprobe import NUMASTAT_COUNTERS
+
+#: As the kernel writes them, in the order ``numastat`` prints them (the probe's list).
+COUNTERS: tuple[str, ...] = NUMASTAT_COUNTERS
 
 #: One line per counter, shown where the counter is (Documentation/admin-guide/numastat.rst).
 #: Each is counted on the cell named in the column; "a process" is the allocating task.

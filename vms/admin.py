@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from numaportal.admin import ReadOnlyMixin
 from vms.models import VcpuPin, VirtualMachine
 
 
@@ -22,17 +23,6 @@ class GoneFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(gone_at__isnull=True)
         return queryset
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class VcpuPinInline(ReadOnlyMixin, admin.TabularInline):
