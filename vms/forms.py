@@ -578,6 +578,24 @@ class NumatuneForm(ChangeForm):
 # --- vCPU count: hot-add, maximum, hot-remove -----------------------------------------------
 
 
+def _current_count_rows(
+    vm: VirtualMachine, count: int, *, live: bool, config: bool
+) -> list[tuple[str, str, str]]:
+    """The "current config" and "current live" rows of a vCPU-count preview: before, after."""
+    return [
+        (
+            "current config",
+            str(vm.vcpu_current_config),
+            str(count if config else vm.vcpu_current_config),
+        ),
+        (
+            "current live",
+            _dash(vm.vcpu_current_live),
+            _dash(count if live and vm.is_running else vm.vcpu_current_live),
+        ),
+    ]
+
+
 def _live_or_config_current(vm: VirtualMachine) -> int:
     return vm.vcpu_current_live if vm.is_running else vm.vcpu_current_config
 
@@ -637,20 +655,7 @@ class HotAddForm(ChangeForm):
         config = _scope_has(data["scope"], "config")
         preview.rows.append(("maximum config", str(vm.vcpu_max_config), str(vm.vcpu_max_config)))
         preview.rows.append(("maximum live", _dash(vm.vcpu_max_live), _dash(vm.vcpu_max_live)))
-        preview.rows.append(
-            (
-                "current config",
-                str(vm.vcpu_current_config),
-                str(data["count"] if config else vm.vcpu_current_config),
-            )
-        )
-        preview.rows.append(
-            (
-                "current live",
-                _dash(vm.vcpu_current_live),
-                _dash(data["count"] if live and vm.is_running else vm.vcpu_current_live),
-            )
-        )
+        preview.rows.extend(_current_count_rows(vm, data["count"], live=live, config=config))
         if live:
             first, last = self.current, data["count"] - 1
             preview.commands = guest_online_commands(range(first, last + 1))
@@ -755,20 +760,7 @@ class HotRemoveForm(ChangeForm):
         live = _scope_has(data["scope"], "live")
         config = _scope_has(data["scope"], "config")
         preview = Preview(columns=("vcpucount", "before", "after (if the hypervisor agrees)"))
-        preview.rows.append(
-            (
-                "current config",
-                str(vm.vcpu_current_config),
-                str(data["count"] if config else vm.vcpu_current_config),
-            )
-        )
-        preview.rows.append(
-            (
-                "current live",
-                _dash(vm.vcpu_current_live),
-                _dash(data["count"] if live and vm.is_running else vm.vcpu_current_live),
-            )
-        )
+        preview.rows.extend(_current_count_rows(vm, data["count"], live=live, config=config))
         if live:
             preview.warnings.append(
                 "Unplugging a vCPU from a running VM needs the guest's cooperation (ACPI). "
