@@ -32,7 +32,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -1282,10 +1282,10 @@ class _Planner:
 
     # -- choosing ----------------------------------------------------------------------------
 
-    def _best_single(
+    def _single_fits(
         self, v: _Vm, exclude: int | None = None
-    ) -> tuple[_Opt, dict[int, tuple[int, ...]]] | None:
-        best = None
+    ) -> Iterator[tuple[int, _Opt, dict[int, tuple[int, ...]]]]:
+        """Every cell (but *exclude*) where *v* fits alone now: (cell, option, core sizes)."""
         for c in self.m.cpu_cells:
             if c == exclude:
                 continue
@@ -1293,8 +1293,14 @@ class _Planner:
             if opt is None:
                 continue
             sizes = self._fits(v, opt)
-            if sizes is None:
-                continue
+            if sizes is not None:
+                yield c, opt, sizes
+
+    def _best_single(
+        self, v: _Vm, exclude: int | None = None
+    ) -> tuple[_Opt, dict[int, tuple[int, ...]]] | None:
+        best = None
+        for c, opt, sizes in self._single_fits(v, exclude):
             key = (self._cost(v, opt, sizes), c)
             if best is None or key < best[0]:
                 best = (key, opt, sizes)
@@ -1632,15 +1638,7 @@ class _Planner:
             before = self._objective()
             self._remove(v)
             best = None
-            for c in self.m.cpu_cells:
-                if c == here:
-                    continue
-                opt = self._single(v, c)
-                if opt is None:
-                    continue
-                sizes = self._fits(v, opt)
-                if sizes is None:
-                    continue
+            for _c, opt, sizes in self._single_fits(v, exclude=here):
                 self._add(v, opt, sizes)
                 value = self._objective()
                 self._remove(v)
