@@ -640,11 +640,11 @@ def _switch_numa_balancing(change: Change) -> tuple[Snap, Snap, str, str]:
     A VirtError before anything was written (not on this host, the file unreadable) propagates.
     """
     from hosts.models import Host  # hosts.sampling imports vms; keep imports one-way
-    from hosts.sampling import _check_on_host
+    from hosts.sampling import check_on_host
     from numaportal.virt import hostprobe
 
     host, wanted = change.host, change.params.get("value")
-    _check_on_host(host)  # NotOnThisHost: this worker's /proc is another machine's
+    check_on_host(host)  # NotOnThisHost: this worker's /proc is another machine's
     root = settings.NUMAPORTAL_PROBE_ROOT
     old = hostprobe.read_numa_balancing(root)
     before = {"numa_balancing": old}

@@ -95,7 +95,7 @@ def sample_host(host_id: int, *, probe: bool) -> SampleResult:
     probed: hostprobe.HostProbe | None = None
     if probe:
         try:
-            _check_on_host(host)
+            check_on_host(host)
             probed = hostprobe.probe_host([name for name, _ in running], _probe_root())
             problems.extend(probed.problems)
         except VirtError as exc:  # HostProbeError, NotOnThisHost
@@ -136,7 +136,7 @@ def _probe_root() -> str:
     return settings.NUMAPORTAL_PROBE_ROOT
 
 
-def _check_on_host(host: Host) -> None:
+def check_on_host(host: Host) -> None:
     here = settings.NUMAPORTAL_ON_HOST
     if here != host.name:
         raise NotOnThisHost(

@@ -14,6 +14,17 @@ itself, and a test database that was flushed gets the groups back.
 from typing import Any
 
 VIEWER_GROUP = "viewer"
+
+# Permission names, written once: views, services and templates name these constants.
+VIEW_HOST = "hosts.view_host"
+ADD_HOST = "hosts.add_host"
+CHANGE_HOST = "hosts.change_host"
+DELETE_HOST = "hosts.delete_host"
+VIEW_VM = "vms.view_virtualmachine"
+VIEW_CHANGE = "changes.view_change"
+#: The operator's permission: request changes of VMs, plan and approve balancing.
+ADD_CHANGE = "changes.add_change"
+
 OPERATOR_GROUP = "operator"
 VIEWER_APPS = ("hosts", "vms", "changes")
 #: On top of the viewer's permissions.
