@@ -36,6 +36,7 @@ from changes.recording import SCHEDULER_ACTOR, reason_errors
 from hosts.models import Host
 from hosts.selectors import safe_cpuset
 from hosts.services import load_topology
+from numaportal import roles
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset
 from numaportal.virt.topology import HostTopology
 from vms import placement
@@ -58,7 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Status = BalancingPlan.Status
-PLAN_PERMISSION = "changes.add_change"
+PLAN_PERMISSION = roles.ADD_CHANGE
 NO_TOPOLOGY = "no topology: sync the host first"
 NO_VMS = "no running VMs on this host: nothing to place"
 NOTHING_MOVES = "the current placement is already the best the planner finds: nothing moves"

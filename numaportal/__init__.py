@@ -1,6 +1,6 @@
-"""NUMA Portal: NUMA and CPU placement of KVM virtual machines, from a browser."""
+"""NUMA Portal: NUMA and CPU placement of KVM virtual machines, from a browser.
 
-# Load the Celery app whenever Django starts so that @shared_task binds to it.
-from numaportal.celery import app as celery_app
-
-__all__ = ("celery_app",)
+Deliberately empty: ``numaportal.virt`` lives in this package and must import without Django
+or Celery (a test checks it in a subprocess). The Celery app is loaded by
+``NumaPortalConfig.ready()`` in every Django process and by ``celery -A numaportal``.
+"""

@@ -7,6 +7,11 @@ class NumaPortalConfig(AppConfig):
     verbose_name = "NUMA Portal"
 
     def ready(self) -> None:
+        # Imported here, not at module level: AppConfig modules load before the app registry
+        # is ready, and these touch models (Django's documented place for such imports).
+        # The Celery app binds @shared_task to the project's configuration in every Django
+        # process (web, tests), now that numaportal/__init__.py stays empty for virt's sake.
+        from numaportal.celery import app  # noqa: F401
         from numaportal.roles import ensure_viewer_group
         from numaportal.schedules import ensure_default_schedules
 

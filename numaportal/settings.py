@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "vms",
     "changes",
     "balancing",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -79,7 +80,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "numaportal.urls"
+ROOT_URLCONF = "web.urls"
 
 TEMPLATES = [
     {

@@ -6,9 +6,9 @@ import pytest
 from django.core.cache import cache
 
 from hosts import tasks as host_tasks
-from numaportal import status
-from numaportal import tasks as portal_tasks
 from numaportal.virt.errors import HostUnreachable
+from web import status
+from web import tasks as portal_tasks
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db(transaction=True)]
 

@@ -18,8 +18,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from changes.models import Change
-from changes.views import PAGE_SIZE, csv_safe
 from vms import forms
+from web.changes.views import PAGE_SIZE, csv_safe
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 

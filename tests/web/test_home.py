@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from numaportal import status
+from web import status
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hosts import numastat
 from hosts.models import CellSample, SampleSource
-from numaportal.metrics import render
 from vms.models import VmCellMemory
+from web.metrics import render
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 

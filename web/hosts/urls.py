@@ -1,6 +1,6 @@
 from django.urls import path
 
-from hosts import views
+from web.hosts import views
 
 app_name = "hosts"
 

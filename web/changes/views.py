@@ -12,8 +12,6 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from django.contrib.auth.decorators import login_required, permission_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
@@ -21,28 +19,15 @@ from django.views.decorators.http import require_GET
 
 from changes.filters import ChangeFilter
 from changes.models import Change
+from numaportal import roles
+from numaportal.formatting import params_text
+from vms.models import VirtualMachine
+from web.access import requires
+from web.htmx import refresh_when_finished
+from web.paging import paginate
 
 PAGE_SIZE = 50
 ACTIVE_STATUSES = frozenset({"queued", "running"})
-
-
-def _viewer(view):
-    return login_required(permission_required("changes.view_change", raise_exception=True)(view))
-
-
-def params_text(params: Any) -> str:
-    """Parameters as compact JSON, the way they were requested."""
-    if not params:
-        return ""
-    return json.dumps(params, sort_keys=True, separators=(", ", ": "))
-
-
-def decorate(changes: Iterable[Change]) -> list[Change]:
-    """Rows as the templates show them (parameters as text)."""
-    rows = list(changes)
-    for change in rows:
-        change.params_text = params_text(change.params)
-    return rows
 
 
 def _queryset():
@@ -50,13 +35,11 @@ def _queryset():
 
 
 @require_GET
-@_viewer
+@requires(roles.VIEW_CHANGE)
 def change_list(request: HttpRequest) -> HttpResponse:
     change_filter = ChangeFilter(request.GET, queryset=_queryset())
-    page = Paginator(change_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    changes = decorate(page.object_list)
+    page, query = paginate(request, change_filter.qs, PAGE_SIZE)
+    changes = list(page.object_list)
     return render(
         request,
         "changes/change_list.html",
@@ -66,7 +49,7 @@ def change_list(request: HttpRequest) -> HttpResponse:
             "changes": changes,
             # the table refreshes itself while a change on this page is queued or running
             "polling": any(c.status in ACTIVE_STATUSES for c in changes),
-            "query": query.urlencode(),
+            "query": query,
             "group": change_filter.form.cleaned_data.get("group")
             if change_filter.is_valid()
             else None,
@@ -75,10 +58,8 @@ def change_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _filtered_vm(change_filter: ChangeFilter):
+def _filtered_vm(change_filter: ChangeFilter) -> VirtualMachine | None:
     """The VM the list is narrowed to (?vm=<id>), to name it in the heading."""
-    from vms.models import VirtualMachine
-
     if not change_filter.is_valid() or not change_filter.form.cleaned_data.get("vm"):
         return None
     return (
@@ -158,7 +139,7 @@ def _csv_lines(changes: Iterable[Change]) -> Iterator[str]:
 
 
 @require_GET
-@_viewer
+@requires(roles.VIEW_CHANGE)
 def change_export(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered list (same filters as the page, every page) as CSV."""
     change_filter = ChangeFilter(request.GET, queryset=_queryset())
@@ -230,13 +211,12 @@ def _status_context(change: Change) -> dict[str, Any]:
 
 
 @require_GET
-@_viewer
+@requires(roles.VIEW_CHANGE)
 def change_detail(request: HttpRequest, pk) -> HttpResponse:
     change = get_object_or_404(Change.objects.select_related("host", "vm__host", "actor"), pk=pk)
-    change.params_text = params_text(change.params)
     group = []
     if change.group_id:
-        group = decorate(_queryset().filter(group_id=change.group_id))
+        group = list(_queryset().filter(group_id=change.group_id))
     duration = None
     if change.started_at and change.finished_at:
         duration = (change.finished_at - change.started_at).total_seconds()
@@ -251,12 +231,11 @@ def change_detail(request: HttpRequest, pk) -> HttpResponse:
 
 
 @require_GET
-@_viewer
+@requires(roles.VIEW_CHANGE)
 def change_status(request: HttpRequest, pk) -> HttpResponse:
     """The status box alone, for htmx polling; when the change has ended the page reloads
     (HX-Refresh) so that its diffs and outcome show."""
     change = get_object_or_404(Change, pk=pk)
     response = render(request, "changes/_change_status.html", _status_context(change))
-    if request.GET.get("polling") and change.status not in ACTIVE_STATUSES:
-        response["HX-Refresh"] = "true"
+    refresh_when_finished(request, response, change.status in ACTIVE_STATUSES)
     return response

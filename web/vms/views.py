@@ -6,50 +6,46 @@ import uuid as uuid_module
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from changes.models import Change
 from hosts import selectors
 from hosts.services import load_topology
+from numaportal import roles
+from numaportal.formatting import format_kib
 from numaportal.forms import add_service_errors
 from numaportal.virt.cpuset import format_cpuset
 from vms import forms
 from vms.filters import VirtualMachineFilter
 from vms.memory import memory_bar
 from vms.models import VirtualMachine
+from vms.services import request_change
+from web.access import requires
+from web.paging import paginate
 
 PAGE_SIZE = 100
 
 
-def _viewer(view):
-    return login_required(
-        permission_required("vms.view_virtualmachine", raise_exception=True)(view)
-    )
-
-
 @require_GET
-@_viewer
+@requires(roles.VIEW_VM)
 def vm_list(request: HttpRequest) -> HttpResponse:
     queryset = selectors.host_vm_filter(VirtualMachine.objects.all())
     vm_filter = VirtualMachineFilter(request.GET, queryset=queryset)
-    page = Paginator(vm_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    page, query = paginate(request, vm_filter.qs, PAGE_SIZE)
     return render(
         request,
         "vms/vm_list.html",
-        {"filter": vm_filter, "page": page, "vms": page.object_list, "query": query.urlencode()},
+        {"filter": vm_filter, "page": page, "vms": page.object_list, "query": query},
     )
 
 
 @require_GET
-@_viewer
+@requires(roles.VIEW_VM)
 def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
     vm = selectors.vm_with_vcpus(host_name, uuid).first()
     if vm is None:
@@ -60,8 +56,8 @@ def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
         "host": vm.host,
         "vcpu_rows": selectors.vcpuinfo_rows(vm, width, cell_of),
         "strip_width": width,
-        "memory": selectors.format_kib(vm.memory_kib),
-        "current_memory": selectors.format_kib(vm.current_memory_kib),
+        "memory": format_kib(vm.memory_kib),
+        "current_memory": format_kib(vm.current_memory_kib),
         "recent_changes": recent_changes(vm),
         "memory_bars": [bar] if (bar := memory_bar(vm)) else [],
         "flags_form": forms.BalancingFlagsForm(instance=vm),
@@ -73,29 +69,14 @@ def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
 RECENT_CHANGES = 10
 
 
-def recent_changes(vm: VirtualMachine) -> list:
-    """The VM's last changes, newest first (none before the changes app is installed)."""
-    from django.apps import apps
-
-    if not apps.is_installed("changes"):
-        return []
-    from changes.models import Change
-    from changes.views import decorate
-
-    return decorate(Change.objects.recent_for_vm(vm, RECENT_CHANGES))
+def recent_changes(vm: VirtualMachine) -> list[Change]:
+    """The VM's last changes, newest first."""
+    return list(Change.objects.recent_for_vm(vm, RECENT_CHANGES))
 
 
 # --- change forms -----------------------------------------------------------------------------
 
-CHANGE_PERMISSION = "changes.add_change"
-
-
-def _operator(view):
-    """login first (anonymous -> login page), then changes.add_change (viewer -> 403).
-
-    Applies to GET too: a viewer does not even see the forms.
-    """
-    return login_required(permission_required(CHANGE_PERMISSION, raise_exception=True)(view))
+# Change forms need the operator's permission for GET too: a viewer does not even see them.
 
 
 def _load_vm(host_name: str, uuid) -> VirtualMachine:
@@ -130,7 +111,7 @@ def _helper_pins(request: HttpRequest, form_class, vm, topology) -> dict[int, st
 
 
 @require_http_methods(["GET", "POST"])
-@_operator
+@requires(roles.ADD_CHANGE)
 def vm_change(request: HttpRequest, host_name: str, uuid, kind: str) -> HttpResponse:
     """One change form: fill in -> preview (before -> after) -> confirm -> change page."""
     form_class = forms.FORMS.get(kind)
@@ -188,8 +169,6 @@ def _request_changes(request: HttpRequest, form: forms.ChangeForm) -> str | None
     Returns where to go next (the change's page, or the group's list), or None when the
     service refused the input (its message is then on the form).
     """
-    from vms.services import request_change
-
     records = form.changes()
     group_id = uuid_module.uuid4()  # one request, one group
     created = []
@@ -218,7 +197,7 @@ def _request_changes(request: HttpRequest, form: forms.ChangeForm) -> str | None
 
 
 @require_POST
-@_operator
+@requires(roles.ADD_CHANGE)
 def vm_balancing_flags(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
     """Set the VM's balancing flags (locked: plans never move it; dedicated: whole cores).
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from balancing import views
+from web.balancing import views
 
 app_name = "balancing"
 

@@ -2,16 +2,16 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from numaportal import metrics, views
+from web import metrics, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("status/", views.status_fragment, name="status-fragment"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    path("hosts/", include("hosts.urls", namespace="hosts")),
-    path("vms/", include("vms.urls", namespace="vms")),
-    path("changes/", include("changes.urls", namespace="changes")),
-    path("balancing/", include("balancing.urls", namespace="balancing")),
+    path("hosts/", include("web.hosts.urls", namespace="hosts")),
+    path("vms/", include("web.vms.urls", namespace="vms")),
+    path("changes/", include("web.changes.urls", namespace="changes")),
+    path("balancing/", include("web.balancing.urls", namespace="balancing")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from vms import views
+from web.vms import views
 
 app_name = "vms"
 

@@ -8,7 +8,7 @@ view permissions); registering, syncing and removing need add/change/delete_host
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,28 +20,19 @@ from hosts.diagram import render_topology_svg
 from hosts.forms import CellChoiceForm, HostRegisterForm, NumaBalancingForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
+from numaportal import roles
+from numaportal.formatting import format_kib
 from numaportal.forms import add_service_errors
 from numaportal.virt.errors import VirtError
 from vms.memory import memory_bars
+from web.access import requires
+from web.htmx import is_htmx, refresh_when_finished
 
 SYNC_POLL_STATUSES = frozenset({Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING})
 
 
-def _perm(codename: str):
-    """login first (anonymous -> login page), then the permission (logged in -> 403)."""
-
-    def decorate(view):
-        return login_required(permission_required(codename, raise_exception=True)(view))
-
-    return decorate
-
-
-def _is_htmx(request: HttpRequest) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 @require_GET
-@_perm("hosts.view_host")
+@requires(roles.VIEW_HOST)
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = selectors.dashboard_hosts()
     drift_total = sum(host.drift_count for host in hosts)
@@ -58,7 +49,7 @@ def host_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@_perm("hosts.add_host")
+@requires(roles.ADD_HOST)
 def host_add(request: HttpRequest) -> HttpResponse:
     form = HostRegisterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -120,7 +111,7 @@ def _distance_context(topology, request: HttpRequest) -> dict:
 
 
 @require_GET
-@_perm("hosts.view_host")
+@requires(roles.VIEW_HOST)
 def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     topology = services.load_topology(host)
@@ -134,7 +125,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     if topology is not None:
         summary = lscpu_summary(topology)
         summary_cells = [
-            {"id": line.cell_id, "cpus": line.cpus, "memory": selectors.format_kib(line.memory_kib)}
+            {"id": line.cell_id, "cpus": line.cpus, "memory": format_kib(line.memory_kib)}
             for line in summary.cells
         ]
         # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
@@ -145,7 +136,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         "host": host,
         "summary": summary,
         "summary_cells": summary_cells,
-        "total_memory": selectors.format_kib(summary.total_memory_kib) if summary else "",
+        "total_memory": format_kib(summary.total_memory_kib) if summary else "",
         "diagram": diagram,
         "cells": selectors.cell_usage(cells, cpus_by_cell),
         "vms": vms,
@@ -159,7 +150,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_GET
-@_perm("hosts.view_host")
+@requires(roles.VIEW_HOST)
 def host_distances(request: HttpRequest, name: str) -> HttpResponse:
     """The distance matrix alone, for htmx when the operator picks another cell."""
     host = get_object_or_404(Host, name=name)
@@ -176,7 +167,7 @@ FREE_MEMORY_EXPLANATION = "free memory of this cell as libvirt reports it (getCe
 
 
 @require_GET
-@_perm("hosts.view_host")
+@requires(roles.VIEW_HOST)
 def host_numastat(request: HttpRequest, name: str) -> HttpResponse:
     """numastat history: rates per cell over a window, local ratio, free memory, latest values."""
     host = get_object_or_404(Host, name=name)
@@ -213,13 +204,12 @@ def _duration_label(seconds: int) -> str:
 
 
 @require_GET
-@_perm("hosts.view_host")
+@requires(roles.VIEW_HOST)
 def host_sync_status(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     response = render(request, "hosts/_sync_status.html", _sync_context(host))
     # A poll that sees the sync end reloads the page so that the new topology and VMs show.
-    if request.GET.get("polling") and host.sync_status not in SYNC_POLL_STATUSES:
-        response["HX-Refresh"] = "true"
+    refresh_when_finished(request, response, host.sync_status in SYNC_POLL_STATUSES)
     return response
 
 
@@ -228,19 +218,19 @@ def _sync_context(host: Host) -> dict:
 
 
 @require_POST
-@_perm("hosts.change_host")
+@requires(roles.CHANGE_HOST)
 def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
     services.request_sync(host)
     host.refresh_from_db()
-    if _is_htmx(request):
+    if is_htmx(request):
         return render(request, "hosts/_sync_status.html", _sync_context(host))
     messages.info(request, f"Sync of {host.name} queued.")
     return redirect(host)
 
 
 @require_http_methods(["GET", "POST"])
-@_perm("hosts.delete_host")
+@requires(roles.DELETE_HOST)
 def host_remove(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
     if request.method == "POST":

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
+from balancing.models import BalancingPolicy
 from hosts import services
 from hosts.models import Host
 from numaportal.virt import connection as virt_connection
@@ -34,8 +35,6 @@ def _answers(uri: str) -> str | None:
 def _ensure_lab_policy(host: Host) -> None:
     """The lab runs three 2-vCPU VMs on two CPUs: without over-commit no plan fits at all.
     A first run gets a policy (mode off) that allows it; an operator's policy stays."""
-    from balancing.models import BalancingPolicy
-
     BalancingPolicy.objects.get_or_create(host=host, defaults={"cpu_overcommit": LAB_OVERCOMMIT})
 
 

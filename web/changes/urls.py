@@ -1,6 +1,6 @@
 from django.urls import path
 
-from changes import views
+from web.changes import views
 
 app_name = "changes"
 

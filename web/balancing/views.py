@@ -10,9 +10,8 @@ reads through :mod:`balancing.selectors`. Seeing plans needs ``changes.view_chan
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -20,35 +19,22 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from balancing import selectors, services
 from balancing.forms import ApproveForm, PolicyForm
 from balancing.models import BalancingPlan, BalancingPolicy
-from changes.views import decorate
 from hosts.models import Host
 from hosts.services import load_topology
+from numaportal import roles
 from numaportal.forms import add_service_errors
+from web.access import requires
+from web.htmx import refresh_when_finished
+from web.paging import paginate
 
 PAGE_SIZE = 50
-VIEW_PERMISSION = "changes.view_change"
-
-
-def _viewer(view):
-    """login first (anonymous -> login page), then the permission (logged in -> 403)."""
-    return login_required(permission_required(VIEW_PERMISSION, raise_exception=True)(view))
-
-
-def _operator(view):
-    return login_required(permission_required(services.PLAN_PERMISSION, raise_exception=True)(view))
-
-
-def _is_htmx(request: HttpRequest) -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 @require_GET
-@_viewer
+@requires(roles.VIEW_CHANGE)
 def plan_list(request: HttpRequest) -> HttpResponse:
     plan_filter = selectors.PlanFilter(request.GET, queryset=selectors.plans())
-    page = Paginator(plan_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    page, query = paginate(request, plan_filter.qs, PAGE_SIZE)
     host = None
     if plan_filter.is_valid():
         host = plan_filter.form.cleaned_data.get("host")
@@ -59,7 +45,7 @@ def plan_list(request: HttpRequest) -> HttpResponse:
             "filter": plan_filter,
             "page": page,
             "plans": page.object_list,
-            "query": query.urlencode(),
+            "query": query,
             "for_host": host,
             "can_plan": services.can_plan(request.user),
             "can_edit_policy": services.can_edit_policy(request.user),
@@ -68,7 +54,7 @@ def plan_list(request: HttpRequest) -> HttpResponse:
 
 
 def _status_context(plan: BalancingPlan) -> dict:
-    changes = decorate(selectors.plan_changes(plan)) if plan.approved_at else []
+    changes = list(selectors.plan_changes(plan)) if plan.approved_at else []
     return {
         "plan": plan,
         "changes": changes,
@@ -102,27 +88,26 @@ def _plan_context(request: HttpRequest, plan: BalancingPlan, form: ApproveForm |
 
 
 @require_GET
-@_viewer
+@requires(roles.VIEW_CHANGE)
 def plan_detail(request: HttpRequest, pk) -> HttpResponse:
     plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
     return render(request, "balancing/plan_detail.html", _plan_context(request, plan, None))
 
 
 @require_GET
-@_viewer
+@requires(roles.VIEW_CHANGE)
 def plan_status(request: HttpRequest, pk) -> HttpResponse:
     """The status box (and, once approved, the change records) for htmx polling."""
     plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
     context = _status_context(plan)
     response = render(request, "balancing/_plan_status.html", context)
     # A poll that sees the plan computed (or applied) reloads the page to show the rest.
-    if request.GET.get("polling") and not context["polling"]:
-        response["HX-Refresh"] = "true"
+    refresh_when_finished(request, response, context["polling"])
     return response
 
 
 @require_POST
-@_operator
+@requires(roles.ADD_CHANGE)
 def plan_request(request: HttpRequest, name: str) -> HttpResponse:
     """ "Plan balancing" on a host page: a new plan, computed by a worker; its page follows."""
     host = get_object_or_404(Host.objects.active(), name=name)
@@ -135,7 +120,7 @@ def plan_request(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@_operator
+@requires(roles.ADD_CHANGE)
 def plan_approve(request: HttpRequest, pk) -> HttpResponse:
     plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
     form = ApproveForm(request.POST)

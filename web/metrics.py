@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from hosts import numastat
 from hosts.models import Cell, CellSample, Host
+from numaportal import roles
 from vms.models import VmCellMemory
 
 PREFIX = "numaportal"
@@ -177,7 +178,7 @@ def _bearer_token_ok(request: HttpRequest) -> bool:
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
     user = request.user
-    allowed = (user.is_authenticated and user.has_perm("hosts.view_host")) or _bearer_token_ok(
+    allowed = (user.is_authenticated and user.has_perm(roles.VIEW_HOST)) or _bearer_token_ok(
         request
     )
     if not allowed:

@@ -1,8 +1,11 @@
-"""Project-wide Celery tasks."""
+"""Project-wide Celery tasks.
+
+The task keeps its first name, ``numaportal.tasks.heartbeat``: beat rows in the database name it.
+"""
 
 from celery import shared_task
 
-from numaportal import status
+from web import status
 
 
 @shared_task(name="numaportal.tasks.heartbeat", ignore_result=True)
