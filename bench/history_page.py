@@ -46,7 +46,8 @@ from django.test.utils import setup_test_environment  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from hosts import sampling  # noqa: E402
+from hosts import history  # noqa: E402
+from hosts import rollups as numastat_rollups  # noqa: E402
 from hosts.models import CellRollup, CellSample, Host, SampleSource  # noqa: E402
 from hosts.numastat import COUNTERS  # noqa: E402
 
@@ -199,7 +200,7 @@ def main() -> None:
             )
 
         start = time.perf_counter()
-        result = sampling.rollup_and_prune(now)
+        result = numastat_rollups.rollup_and_prune(now)
         elapsed = time.perf_counter() - start
         raw_left = CellSample.objects.count()
         rollups = CellRollup.objects.count()
@@ -208,7 +209,7 @@ def main() -> None:
             f"left: {raw_left:,} raw rows (last {settings.NUMAPORTAL_SAMPLE_RAW_HOURS:g} h), "
             f"{rollups:,} rollups"
         )
-        again = timed_ms(lambda: sampling.rollup_and_prune(now + timedelta(minutes=15)))
+        again = timed_ms(lambda: numastat_rollups.rollup_and_prune(now + timedelta(minutes=15)))
         print(f"the next run, 15 minutes later: {again:.0f} ms")
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -229,7 +230,7 @@ def main() -> None:
         client.force_login(user)
         url = reverse("hosts:numastat", args=[host.name])
         print(f"GET {url}?window=... ({args.runs} runs each, after one warm-up)")
-        for key in sampling.WINDOWS:
+        for key in history.WINDOWS:
             response = client.get(url, {"window": key})  # warm-up (and the query count)
             assert response.status_code == 200, response.status_code
             queries = count_queries(lambda key=key: client.get(url, {"window": key}))
@@ -237,7 +238,7 @@ def main() -> None:
                 timed_ms(lambda key=key: client.get(url, {"window": key})) for _ in range(args.runs)
             ]
             history_ms = statistics.median(
-                timed_ms(lambda key=key: sampling.history(host, key)) for _ in range(3)
+                timed_ms(lambda key=key: history.history(host, key)) for _ in range(3)
             )
             data = response.context["chart_data"]
             print(

@@ -28,13 +28,13 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
-from hosts import services  # noqa: E402
 from hosts.diagram import VmPlacement, render_topology_svg  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from numaportal.virt.connection import open_connection  # noqa: E402
 from numaportal.virt.cpuset import parse_cpuset  # noqa: E402
 from numaportal.virt.inventory import HostInventory, read_inventory  # noqa: E402
 from numaportal.virt.topology import Cell, Cpu, HostTopology  # noqa: E402
+from vms import sync  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
@@ -117,10 +117,10 @@ def main() -> None:
         host = Host.objects.create(name="bench", uri=args.uri)
         for count in (len(inventory.domains), 100, 500):
             inv = inventory if count == len(inventory.domains) else synthetic(inventory, count)
-            services.apply_inventory(host, inv)  # first write creates the rows
+            sync.apply_inventory(host, inv)  # first write creates the rows
             with CaptureQueriesContext(connection) as queries:
-                services.apply_inventory(host, inv)
-            ms = median_ms(lambda inv=inv: services.apply_inventory(host, inv), args.runs)
+                sync.apply_inventory(host, inv)
+            ms = median_ms(lambda inv=inv: sync.apply_inventory(host, inv), args.runs)
             print(f"apply_inventory, {count:4d} VMs: {ms:7.1f} ms median, {len(queries)} queries")
 
         topology = big_topology()

@@ -145,7 +145,7 @@ def _refresh_vm(change: Change) -> None:
 
     Best effort: the change's own record is already final, and the periodic sync follows.
     """
-    from hosts.services import sync_host  # hosts.services imports vms; keep imports one-way
+    from vms.sync import sync_host  # (moved to module top by the kinds refactor)
 
     try:
         sync_host(change.host_id)

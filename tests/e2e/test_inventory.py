@@ -1,6 +1,6 @@
 """A real browser on the inventory: dashboard, a host's topology diagram, a VM page.
 
-Hosts are synced in-process (``services.sync_host``) from libvirt's test driver (2 cells x 8
+Hosts are synced in-process (``sync.sync_host``) from libvirt's test driver (2 cells x 8
 CPUs) and from the lab daemon (qemu:///system with its numalab-* VMs). Screenshots go to
 ``test-output/e2e/`` (git-ignored) so that a person can look at them after the run.
 """
@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from hosts import services
+from vms import requests, sync
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -51,8 +51,8 @@ def synced_hosts(settings):
     settings.NUMAPORTAL_LIBVIRT_TIMEOUT = 15
     hosts = {}
     for name, uri in (("testdrv", "test:///default"), ("lab", "qemu:///system")):
-        host = services.register_host(name=name, uri=uri, queue_first_sync=False)
-        hosts[name] = services.sync_host(host.pk)
+        host = requests.register_host(name=name, uri=uri, queue_first_sync=False)
+        hosts[name] = sync.sync_host(host.pk)
         assert hosts[name].sync_status == "ok", hosts[name].last_error
     return hosts
 

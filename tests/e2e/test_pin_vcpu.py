@@ -19,7 +19,6 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from changes.models import Change
-from hosts import services
 from numaportal.virt.cpuset import cpumap_to_cpuset
 from tests.e2e.test_inventory import screenshot
 from tests.integration.conftest import (  # noqa: F401 - fixtures
@@ -27,6 +26,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
     qemu_conn,
     running_domain,
 )
+from vms import requests, sync
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -62,10 +62,10 @@ def operator_account(django_user_model):
 @pytest.fixture
 def lab_host(settings, worker_queue):
     settings.NUMAPORTAL_LIBVIRT_TIMEOUT = 15
-    host = services.register_host(
+    host = requests.register_host(
         name="lab", uri="qemu:///system", worker_queue=worker_queue, queue_first_sync=False
     )
-    host = services.sync_host(host.pk)
+    host = sync.sync_host(host.pk)
     assert host.sync_status == "ok", host.last_error
     return host
 
@@ -79,7 +79,7 @@ def test_operator_pins_a_vcpu_through_the_form(
     qemu_conn,  # noqa: F811
 ):
     # the domain started after registration: sync again so the portal knows it
-    services.sync_host(lab_host.pk)
+    sync.sync_host(lab_host.pk)
     vm = VirtualMachine.objects.get(host=lab_host, uuid=running_domain.UUIDString())
     assert vm.is_running
     host_cpus = sorted(lab_host.cpus.values_list("cpu_id", flat=True))
@@ -199,7 +199,7 @@ def test_the_seed_walk_from_the_browser(
     see it in the XML, hot-add one vCPU live; each step leaves a record that succeeded."""
     import libvirt
 
-    services.sync_host(lab_host.pk)
+    sync.sync_host(lab_host.pk)
     vm = VirtualMachine.objects.get(host=lab_host, uuid=running_domain.UUIDString())
     browser.get(live_server.url + "/login/")
     browser.find_element(By.ID, "id_username").send_keys("op")

@@ -16,8 +16,9 @@ from balancing import apply as plan_apply
 from balancing import services as balancing
 from balancing.models import BalancingPlan, BalancingPolicy
 from changes.models import Change
-from hosts import services as host_services
 from tests.virsh_cli import virsh, virsh_vcpupin
+from vms import requests as host_requests
+from vms import sync as host_sync
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -36,10 +37,10 @@ def wait_for(plan: BalancingPlan, statuses: set[str], timeout: float = 120.0) ->
 def lab_host(queue: str, domains):
     for dom in domains:
         dom.create()
-    host = host_services.register_host(
+    host = host_requests.register_host(
         name="lab", uri="qemu:///system", worker_queue=queue, queue_first_sync=False
     )
-    host = host_services.sync_host(host.pk)
+    host = host_sync.sync_host(host.pk)
     assert host.sync_status == "ok", host.last_error
     VirtualMachine.objects.filter(host=host, name__startswith="numalab-").update(
         balancing_locked=True

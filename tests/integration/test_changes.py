@@ -26,12 +26,12 @@ from django.utils import timezone
 
 from changes import services as change_services
 from changes.models import AppendOnlyError, Change
-from hosts import services as host_services
 from hosts.models import Host
 from numaportal.celery import app
 from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.cpuset import parse_cpuset
 from tests.virsh_cli import virsh, virsh_vcpupin
+from vms import sync as host_sync
 from vms.models import VirtualMachine
 from vms.services import request_change
 
@@ -64,7 +64,7 @@ def virsh_guest_online(name: str) -> frozenset[int]:
 def lab_host(worker_queue: str) -> Host:
     """The lab registered as a host whose changes go to the test's own worker."""
     host = Host.objects.create(name="lab", uri=URI, worker_queue=worker_queue)
-    synced = host_services.sync_host(host.pk)
+    synced = host_sync.sync_host(host.pk)
     assert synced.sync_status == Host.SyncStatus.OK, synced.last_error
     return synced
 
@@ -75,7 +75,7 @@ def actor(django_user_model):
 
 
 def vm_row(host: Host, dom: libvirt.virDomain) -> VirtualMachine:
-    host_services.sync_host(host.pk)
+    host_sync.sync_host(host.pk)
     return VirtualMachine.objects.get(host=host, uuid=dom.UUIDString())
 
 

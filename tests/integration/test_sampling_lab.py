@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hosts import sampling, services
 from hosts.models import CellSample
 from numaportal.virt.hostprobe import qemu_pid
 from tests.virsh_cli import numastat_p
+from vms import requests, sync
 from vms.models import VmCellMemory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -42,20 +42,20 @@ def wait_for_samples(host, count: int, timeout: float = 60.0) -> list[CellSample
 def lab_host(worker_queue, settings):
     settings.NUMAPORTAL_ON_HOST = "lab"
     settings.NUMAPORTAL_PROBE_ROOT = "/"
-    host = services.register_host(
+    host = requests.register_host(
         name="lab", uri="qemu:///system", worker_queue=worker_queue, queue_first_sync=False
     )
-    synced = services.sync_host(host.pk)
+    synced = sync.sync_host(host.pk)
     assert synced.sync_status == "ok", synced.last_error
     return synced
 
 
 def test_the_on_host_worker_samples_the_real_lab(lab_host):
     before = kernel_numastat()
-    assert sampling.sample_enabled_hosts() == 1
+    assert requests.sample_enabled_hosts() == 1
     first = wait_for_samples(lab_host, 1)[0]
     time.sleep(1.5)
-    assert sampling.sample_enabled_hosts() == 1
+    assert requests.sample_enabled_hosts() == 1
     second = wait_for_samples(lab_host, 2)[1]
     after = kernel_numastat()
 
@@ -82,7 +82,7 @@ def test_the_on_host_worker_samples_the_real_lab(lab_host):
 
 def test_a_sample_on_the_wrong_worker_is_refused(lab_host, settings):
     settings.NUMAPORTAL_ON_HOST = "somewhere-else"
-    assert sampling.sample_enabled_hosts() == 1
+    assert requests.sample_enabled_hosts() == 1
     wait_for_samples(lab_host, 1)  # libvirt's free memory still arrives
     lab_host.refresh_from_db()
     assert "this worker runs on host 'somewhere-else'" in lab_host.last_sample_error

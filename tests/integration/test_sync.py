@@ -8,11 +8,11 @@ import time
 import libvirt
 import pytest
 
-from hosts import services
 from hosts.models import Host
 from numaportal.virt.cpuset import format_cpuset, parse_cpuset
 from numaportal.virt.operations import pin_vcpu
 from tests.virsh_cli import virsh, virsh_vcpucount, virsh_vcpuinfo, virsh_vcpupin
+from vms import sync
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -28,7 +28,7 @@ def strip_to_cpus(strip: str) -> frozenset[int]:
 @pytest.fixture
 def lab_host() -> Host:
     host = Host.objects.create(name="lab", uri=URI)
-    synced = services.sync_host(host.pk)
+    synced = sync.sync_host(host.pk)
     assert synced.sync_status == Host.SyncStatus.OK, synced.last_error
     return synced
 
@@ -76,7 +76,7 @@ def test_a_pinned_throwaway_domain_shows_its_pins(running_domain: libvirt.virDom
     pin_vcpu(running_domain, 0, "1", "live")  # live only: lost at next shutdown
     pin_vcpu(running_domain, 1, "0", "live+config")
     host = Host.objects.create(name="lab", uri=URI)
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     vm = VirtualMachine.objects.get(host=host, uuid=running_domain.UUIDString())
     rows = {row.vcpu: row for row in vm.vcpus.all()}
     assert (rows[0].pin_live, rows[0].pin_config) == ("1", "")
@@ -95,11 +95,11 @@ def test_a_pinned_throwaway_domain_shows_its_pins(running_domain: libvirt.virDom
 def test_drift_clears_when_the_pin_is_also_in_config(running_domain: libvirt.virDomain):
     pin_vcpu(running_domain, 0, "1", "live")
     host = Host.objects.create(name="lab", uri=URI)
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     vm = VirtualMachine.objects.get(host=host, uuid=running_domain.UUIDString())
     assert vm.drift and vm.placement == VirtualMachine.Placement.PARTLY
     pin_vcpu(running_domain, 0, "1", "config")
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     vm.refresh_from_db()
     assert not vm.drift and vm.drift_detail == ""
 
@@ -108,16 +108,16 @@ def test_a_destroyed_throwaway_is_shut_off_then_gone_when_undefined(define_throw
     dom = define_throwaway()
     dom.create()
     host = Host.objects.create(name="lab", uri=URI)
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     vm = VirtualMachine.objects.get(host=host, uuid=dom.UUIDString())
     assert vm.state == "running" and vm.vcpu_current_live == 2
     dom.destroy()
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     vm.refresh_from_db()
     assert vm.state == "shut off" and vm.vcpu_current_live is None and vm.gone_at is None
     assert vm.vcpus.filter(online=True).count() == 2  # config: 2 of 4 at next boot
     dom.undefine()
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     vm.refresh_from_db()
     assert vm.gone_at is not None
 
@@ -127,7 +127,7 @@ def test_sync_cost_on_the_lab(lab_host, capsys):
     timings = []
     for _ in range(5):
         start = time.perf_counter()
-        services.sync_host(lab_host.pk)
+        sync.sync_host(lab_host.pk)
         timings.append(time.perf_counter() - start)
     domains = VirtualMachine.objects.filter(host=lab_host).present().count()
     with capsys.disabled():

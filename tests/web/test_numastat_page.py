@@ -15,9 +15,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from hosts.history import DEFAULT_WINDOW
 from hosts.models import CellRollup, CellSample, SampleSource
 from hosts.numastat import CHARTED, COUNTERS, EXPLANATIONS
-from hosts.sampling import DEFAULT_WINDOW, rollup_and_prune, store_cell_samples
+from hosts.rollups import rollup_and_prune
+from hosts.sampling import store_cell_samples
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 

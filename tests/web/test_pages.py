@@ -16,6 +16,7 @@ from hosts import services
 from hosts.models import Host
 from numaportal.virt.cpuset import parse_cpuset
 from numaportal.virt.topology import parse_capabilities
+from vms import sync
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -510,7 +511,7 @@ def test_add_test_driver_host_then_it_appears_after_its_first_sync(
     assert 'hx-trigger="every 2s"' in page
     assert "sync queued" in page
 
-    services.sync_host(host.pk)  # what the worker runs
+    sync.sync_host(host.pk)  # what the worker runs
     dashboard = ops_client.get(reverse("hosts:list"))
     row = {h.name: h for h in dashboard.context["hosts"]}["testdrv"]
     assert row.sync_status == Host.SyncStatus.OK

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from hosts import sampling
+from hosts import history, rollups, sampling
 from hosts.models import CellRollup, CellSample, Host, SampleSource
+from vms import requests
+from vms import sampling as vm_sampling
 from vms.models import VmCellMemory
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -66,7 +68,7 @@ def td_host(host_factory, vm_factory, settings):
 def test_a_probe_sample_stores_counters_free_memory_vm_memory_and_balancing(
     td_host, probe_root
 ) -> None:
-    result = sampling.sample_host(td_host.pk, probe=True)
+    result = vm_sampling.sample_host(td_host.pk, probe=True)
     assert result.error == ""
     assert (result.cells, result.vms) == (2, 1)
     rows = {s.cell_id: s for s in CellSample.objects.filter(host=td_host)}
@@ -84,9 +86,9 @@ def test_a_probe_sample_stores_counters_free_memory_vm_memory_and_balancing(
 
 
 def test_the_second_sample_has_deltas_and_a_reboot_has_none(td_host, probe_root) -> None:
-    sampling.sample_host(td_host.pk, probe=True)
+    vm_sampling.sample_host(td_host.pk, probe=True)
     write_numastat(probe_root, 0, numa_hit=1600, local_node=1500, other_node=130)
-    sampling.sample_host(td_host.pk, probe=True)
+    vm_sampling.sample_host(td_host.pk, probe=True)
     second = CellSample.objects.filter(host=td_host, cell_id=0).latest("taken_at")
     assert second.numa_hit_delta == 600
     assert second.local_node_delta == 510 and second.other_node_delta == 100
@@ -95,13 +97,13 @@ def test_the_second_sample_has_deltas_and_a_reboot_has_none(td_host, probe_root)
     # The host rebooted: counters start again from small numbers, boot time changed.
     write_numastat(probe_root, 0, numa_hit=40, local_node=40, other_node=0)
     set_btime(probe_root, 1790000000)
-    sampling.sample_host(td_host.pk, probe=True)
+    vm_sampling.sample_host(td_host.pk, probe=True)
     third = CellSample.objects.filter(host=td_host, cell_id=0).latest("taken_at")
     assert third.reset
     assert third.numa_hit_delta is None  # no -1560 spike
 
     write_numastat(probe_root, 0, numa_hit=100)
-    sampling.sample_host(td_host.pk, probe=True)
+    vm_sampling.sample_host(td_host.pk, probe=True)
     fourth = CellSample.objects.filter(host=td_host, cell_id=0).latest("taken_at")
     assert fourth.numa_hit_delta == 60 and not fourth.reset
 
@@ -110,7 +112,7 @@ def test_a_malformed_numastat_is_that_hosts_error_and_free_memory_still_counts(
     td_host, probe_root
 ) -> None:
     (probe_root / "sys/devices/system/node/node1/numastat").write_text("numa_hit lots\n")
-    result = sampling.sample_host(td_host.pk, probe=True)
+    result = vm_sampling.sample_host(td_host.pk, probe=True)
     assert "node1/numastat" in result.error and "numa_hit" in result.error
     td_host.refresh_from_db()
     assert "node1/numastat" in td_host.last_sample_error
@@ -121,7 +123,7 @@ def test_a_malformed_numastat_is_that_hosts_error_and_free_memory_still_counts(
 
 def test_a_vm_whose_process_is_gone_is_noted_and_the_rest_is_kept(td_host, probe_root) -> None:
     (probe_root / "run/libvirt/qemu/test.pid").unlink()
-    result = sampling.sample_host(td_host.pk, probe=True)
+    result = vm_sampling.sample_host(td_host.pk, probe=True)
     assert "VM 'test'" in result.error and "test.pid: no such file" in result.error
     assert CellSample.objects.filter(host=td_host, numa_hit__isnull=False).count() == 2
     assert not VmCellMemory.objects.exists()
@@ -131,7 +133,7 @@ def test_a_worker_not_on_the_host_refuses_to_read_its_own_proc(
     td_host, probe_root, settings
 ) -> None:
     settings.NUMAPORTAL_ON_HOST = "portal"
-    result = sampling.sample_host(td_host.pk, probe=True)
+    result = vm_sampling.sample_host(td_host.pk, probe=True)
     assert "this worker runs on host 'portal'" in result.error
     assert "NUMAPORTAL_ON_HOST=td" in result.error
     assert not CellSample.objects.filter(numa_hit__isnull=False).exists()
@@ -140,7 +142,7 @@ def test_a_worker_not_on_the_host_refuses_to_read_its_own_proc(
 def test_a_libvirt_only_host_gets_free_memory_per_cell(host_factory) -> None:
     gc.collect()
     host = host_factory("plain", uri=TEST_URI)
-    result = sampling.sample_host(host.pk, probe=False)
+    result = vm_sampling.sample_host(host.pk, probe=False)
     assert (result.source, result.cells, result.error) == ("libvirt", 2, "")
     rows = list(CellSample.objects.filter(host=host))
     assert {r.cell_id for r in rows} == {0, 1}
@@ -151,7 +153,7 @@ def test_a_libvirt_only_host_gets_free_memory_per_cell(host_factory) -> None:
 
 def test_an_unreachable_host_records_libvirts_message(host_factory) -> None:
     host = host_factory("down", uri="qemu+tcp://127.0.0.1:1/system")
-    result = sampling.sample_host(host.pk, probe=False)
+    result = vm_sampling.sample_host(host.pk, probe=False)
     assert result.error.startswith("libvirt: ")
     assert not CellSample.objects.filter(host=host).exists()
     host.refresh_from_db()
@@ -191,7 +193,7 @@ BASE = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
 def test_rollup_sums_closed_buckets_exactly_and_only_once(host_factory) -> None:
     host = host_factory("r1")
     fill(host, BASE, 40)  # 00:00 .. 00:39
-    made = sampling.rollup_host(host, now=BASE + timedelta(minutes=41))
+    made = rollups.rollup_host(host, now=BASE + timedelta(minutes=41))
     # Closed buckets: 00:00 and 00:15 for two cells; 00:30 is still open.
     assert made == 4
     first = CellRollup.objects.get(host=host, cell_id=0, bucket_start=BASE)
@@ -201,15 +203,15 @@ def test_rollup_sums_closed_buckets_exactly_and_only_once(host_factory) -> None:
     assert first.free_kib_avg == 1024 * 107  # mean of 100..114 MiB
     second = CellRollup.objects.get(host=host, cell_id=0, bucket_start=BASE + timedelta(minutes=15))
     assert second.covered_s == 15 * 60 and second.numa_hit_delta == 15 * 600
-    assert sampling.rollup_host(host, now=BASE + timedelta(minutes=41)) == 0  # idempotent
-    assert sampling.rollup_host(host, now=BASE + timedelta(minutes=46)) == 2
+    assert rollups.rollup_host(host, now=BASE + timedelta(minutes=41)) == 0  # idempotent
+    assert rollups.rollup_host(host, now=BASE + timedelta(minutes=46)) == 2
 
 
 def test_raw_samples_go_after_48h_only_once_rolled_up(host_factory, settings) -> None:
     host = host_factory("r2")
     fill(host, BASE, 30, cells=(0,))
     now = BASE + timedelta(hours=49)
-    result = sampling.rollup_and_prune(now)
+    result = rollups.rollup_and_prune(now)
     assert result.rollups_made == 2
     assert result.raw_deleted == 30
     assert CellRollup.objects.filter(host=host).count() == 2
@@ -217,10 +219,10 @@ def test_raw_samples_go_after_48h_only_once_rolled_up(host_factory, settings) ->
     # A host whose rollup has not happened (e.g. all samples in the open bucket) keeps them.
     fresh = host_factory("r3")
     fill(fresh, now - timedelta(minutes=5), 3, cells=(0,))
-    sampling.rollup_and_prune(now)
+    rollups.rollup_and_prune(now)
     assert CellSample.objects.filter(host=fresh).count() == 3
 
-    old = sampling.rollup_and_prune(BASE + timedelta(days=settings.NUMAPORTAL_ROLLUP_DAYS + 1))
+    old = rollups.rollup_and_prune(BASE + timedelta(days=settings.NUMAPORTAL_ROLLUP_DAYS + 1))
     assert old.rollups_deleted >= 2
     assert not CellRollup.objects.filter(host=host).exists()
 
@@ -229,14 +231,14 @@ def test_history_from_raw_and_from_rollups_agrees(host_factory) -> None:
     host = host_factory("r4")
     fill(host, BASE, 120, cells=(0,))
     now = BASE + timedelta(minutes=121)
-    raw = sampling.history(host, "24h", now=now)
+    raw = history.history(host, "24h", now=now)
     values = [v for v in raw.rates.values["numa_hit"][0] if v is not None]
     assert values and all(v == pytest.approx(10.0) for v in values)  # 600 pages / 60 s
     ratios = [v for v in raw.rates.values["local_ratio"][0] if v is not None]
     assert all(99 < r < 100 for r in ratios)  # other_node grew by 1 a minute
 
-    sampling.rollup_host(host, now=now)
-    rolled = sampling.history(host, "7d", now=now)
+    rollups.rollup_host(host, now=now)
+    rolled = history.history(host, "7d", now=now)
     rates = [v for v in rolled.rates.values["numa_hit"][0] if v is not None]
     assert rates and all(v == pytest.approx(10.0) for v in rates)
     assert rolled.has_counters
@@ -257,7 +259,7 @@ def test_sample_all_hosts_routes_probe_hosts_to_their_own_queue(host_factory) ->
     gone.save()
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     try:
-        assert sampling.sample_enabled_hosts() == 1
+        assert requests.sample_enabled_hosts() == 1
         messages = [json.loads(m) for m in client.lrange(queue, 0, -1)]
     finally:
         client.delete(queue)

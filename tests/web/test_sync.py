@@ -17,12 +17,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from hosts import services
-from hosts import tasks as host_tasks
 from hosts.models import Cell, Host, PhysicalCpu
 from numaportal.virt.connection import open_connection
 from numaportal.virt.errors import HostUnreachable, InvalidURI
 from numaportal.virt.inventory import HostInventory, read_inventory
+from vms import requests, sync
+from vms import tasks as vm_tasks
 from vms.models import VcpuPin, VirtualMachine
+from web import tasks as portal_tasks
 
 pytestmark = pytest.mark.web
 
@@ -58,7 +60,7 @@ def make_host(name: str = "t1", uri: str = TEST_URI, **kwargs) -> Host:
 @pytest.mark.django_db
 def test_sync_test_driver_end_to_end():
     host = make_host()
-    result = services.sync_host(host.pk)
+    result = sync.sync_host(host.pk)
     host.refresh_from_db()
     assert result.sync_status == host.sync_status == Host.SyncStatus.OK
     assert host.last_error == ""
@@ -92,14 +94,14 @@ def test_sync_test_driver_end_to_end():
 @pytest.mark.django_db
 def test_sync_twice_keeps_row_ids():
     host = make_host()
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     ids = (
         set(Cell.objects.values_list("pk", flat=True)),
         set(PhysicalCpu.objects.values_list("pk", flat=True)),
         set(VirtualMachine.objects.values_list("pk", flat=True)),
         set(VcpuPin.objects.values_list("pk", flat=True)),
     )
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     assert ids == (
         set(Cell.objects.values_list("pk", flat=True)),
         set(PhysicalCpu.objects.values_list("pk", flat=True)),
@@ -114,7 +116,7 @@ def test_live_pin_shows_as_pin_and_drift(test_inventory):
     (dom,) = test_inventory.domains
     live = dataclasses.replace(dom.live, vcpupin={1: frozenset({9})})
     pinned = dataclasses.replace(dom, live=live)
-    services.apply_inventory(host, dataclasses.replace(test_inventory, domains=(pinned,)))
+    sync.apply_inventory(host, dataclasses.replace(test_inventory, domains=(pinned,)))
     vm = VirtualMachine.objects.get(host=host)
     assert vm.placement == VirtualMachine.Placement.PARTLY
     assert vm.drift
@@ -126,10 +128,10 @@ def test_live_pin_shows_as_pin_and_drift(test_inventory):
 @pytest.mark.django_db
 def test_unreachable_host_records_libvirt_error_and_keeps_inventory(test_inventory):
     host = make_host()
-    services.apply_inventory(host, test_inventory)
+    sync.apply_inventory(host, test_inventory)
     host.uri = UNREACHABLE_URI
     host.save()
-    services.sync_host(host.pk)  # does not raise
+    sync.sync_host(host.pk)  # does not raise
     host.refresh_from_db()
     assert host.sync_status == Host.SyncStatus.ERROR
     assert "Connection refused" in host.last_error and "127.0.0.1:1" in host.last_error
@@ -143,10 +145,10 @@ def test_unreachable_host_records_libvirt_error_and_keeps_inventory(test_invento
 @pytest.mark.django_db
 def test_recovering_host_clears_the_error():
     host = make_host(uri=UNREACHABLE_URI)
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     host.uri = TEST_URI
     host.save()
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     host.refresh_from_db()
     assert (host.sync_status, host.last_error) == (Host.SyncStatus.OK, "")
 
@@ -155,7 +157,7 @@ def test_recovering_host_clears_the_error():
 def test_removed_host_is_not_synced():
     host = make_host()
     services.remove_host(host)
-    services.sync_host(host.pk)
+    sync.sync_host(host.pk)
     host.refresh_from_db()
     assert host.sync_status == Host.SyncStatus.NEVER
     assert not host.enabled and host.removed_at is not None
@@ -164,18 +166,18 @@ def test_removed_host_is_not_synced():
 @pytest.mark.django_db
 def test_vm_disappears_and_reappears_same_row(test_inventory):
     host = make_host()
-    services.apply_inventory(host, test_inventory)
+    sync.apply_inventory(host, test_inventory)
     vm = VirtualMachine.objects.get(host=host)
     pin_ids = set(vm.vcpus.values_list("pk", flat=True))
 
-    services.apply_inventory(host, dataclasses.replace(test_inventory, domains=()))
+    sync.apply_inventory(host, dataclasses.replace(test_inventory, domains=()))
     gone = VirtualMachine.objects.get(pk=vm.pk)
     assert gone.gone_at is not None and gone.is_gone
     assert gone.last_seen_at == vm.last_seen_at  # when it was last actually there
     assert set(gone.vcpus.values_list("pk", flat=True)) == pin_ids  # history kept
     assert not VirtualMachine.objects.present().filter(host=host).exists()
 
-    services.apply_inventory(host, test_inventory)
+    sync.apply_inventory(host, test_inventory)
     back = VirtualMachine.objects.get(host=host)
     assert back.pk == vm.pk
     assert back.gone_at is None and back.last_seen_at > vm.last_seen_at
@@ -191,7 +193,7 @@ def test_lowered_maximum_drops_extra_vcpu_rows(test_inventory):
         config=dataclasses.replace(dom.config, vcpu_max=4),
         vcpucount=dataclasses.replace(dom.vcpucount, max_config=4),
     )
-    services.apply_inventory(host, dataclasses.replace(test_inventory, domains=(bigger,)))
+    sync.apply_inventory(host, dataclasses.replace(test_inventory, domains=(bigger,)))
     vm = VirtualMachine.objects.get(host=host)
     assert list(vm.vcpus.values_list("vcpu", "online")) == [
         (0, True),
@@ -199,7 +201,7 @@ def test_lowered_maximum_drops_extra_vcpu_rows(test_inventory):
         (2, False),
         (3, False),
     ]
-    services.apply_inventory(host, test_inventory)
+    sync.apply_inventory(host, test_inventory)
     assert list(vm.vcpus.values_list("vcpu", flat=True)) == [0, 1]
 
 
@@ -217,11 +219,11 @@ def test_apply_inventory_query_count_does_not_grow_with_vms(test_inventory):
     counts = {}
     for n in (1, 10):
         host = make_host(name=f"q{n}")
-        services.apply_inventory(host, synthetic(test_inventory, n))  # first: all inserts
+        sync.apply_inventory(host, synthetic(test_inventory, n))  # first: all inserts
         with CaptureQueriesContext(connection) as first_vm_gone:
-            services.apply_inventory(host, synthetic(test_inventory, n - 1 or 1))
+            sync.apply_inventory(host, synthetic(test_inventory, n - 1 or 1))
         with CaptureQueriesContext(connection) as ctx:
-            services.apply_inventory(host, synthetic(test_inventory, n))  # updates
+            sync.apply_inventory(host, synthetic(test_inventory, n))  # updates
         counts[n] = (len(first_vm_gone), len(ctx))
     assert VirtualMachine.objects.filter(host__name="q10").count() == 10
     print("apply_inventory queries (one VM gone, all present):", counts)
@@ -237,10 +239,10 @@ def test_request_sync_queues_on_commit_with_own_task_id(
     django_capture_on_commit_callbacks, monkeypatch
 ):
     sent = []
-    monkeypatch.setattr(host_tasks.sync_host, "apply_async", lambda **kw: sent.append(kw))
+    monkeypatch.setattr(vm_tasks.sync_host, "apply_async", lambda **kw: sent.append(kw))
     host = make_host(worker_queue="host.t1")
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        services.request_sync(host)
+        requests.request_sync(host)
         host.refresh_from_db()
         assert host.sync_status == Host.SyncStatus.QUEUED
         assert sent == []  # nothing leaves before commit
@@ -256,7 +258,7 @@ def test_sync_enabled_hosts_queues_every_enabled_active_host(django_capture_on_c
     make_host("off", enabled=False)
     services.remove_host(make_host("gone"))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert services.sync_enabled_hosts() == 2
+        assert requests.sync_enabled_hosts() == 2
     assert len(callbacks) == 2
     assert set(
         Host.objects.filter(sync_status=Host.SyncStatus.QUEUED).values_list("name", flat=True)
@@ -270,10 +272,10 @@ def test_broker_failure_is_recorded_not_left_queued(
     def refuse(**_kw):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(host_tasks.sync_host, "apply_async", refuse)
+    monkeypatch.setattr(vm_tasks.sync_host, "apply_async", refuse)
     host = make_host()
     with django_capture_on_commit_callbacks(execute=True):
-        services.request_sync(host)
+        requests.request_sync(host)
     host.refresh_from_db()
     assert host.sync_status == Host.SyncStatus.ERROR
     assert "broker down" in host.last_error
@@ -285,14 +287,14 @@ def test_broker_failure_is_recorded_not_left_queued(
 @pytest.mark.django_db
 def test_register_refuses_hostile_uri():
     with pytest.raises(InvalidURI, match="transport 'ext' is not allowed"):
-        services.register_host(name="evil", uri="qemu+ext:///system?command=/bin/sh")
+        requests.register_host(name="evil", uri="qemu+ext:///system?command=/bin/sh")
     assert not Host.objects.exists()
 
 
 @pytest.mark.django_db
 def test_register_refuses_unreachable_host_with_libvirts_message():
     with pytest.raises(HostUnreachable) as excinfo:
-        services.register_host(name="far", uri=UNREACHABLE_URI)
+        requests.register_host(name="far", uri=UNREACHABLE_URI)
     assert "unable to connect to server at '127.0.0.1:1': Connection refused" in str(excinfo.value)
     assert not Host.objects.exists()
 
@@ -300,7 +302,7 @@ def test_register_refuses_unreachable_host_with_libvirts_message():
 @pytest.mark.django_db
 def test_register_saves_a_good_host_and_queues_first_sync(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        host = services.register_host(name="lab2", uri="TEST:///default")
+        host = requests.register_host(name="lab2", uri="TEST:///default")
     assert host.uri == "test:///default"  # normalised
     assert host.enabled and host.sync_status == Host.SyncStatus.QUEUED
     assert len(callbacks) == 1
@@ -308,31 +310,31 @@ def test_register_saves_a_good_host_and_queues_first_sync(django_capture_on_comm
 
 @pytest.mark.django_db
 def test_register_refuses_duplicates_by_field():
-    services.register_host(name="one", uri=TEST_URI, queue_first_sync=False)
+    requests.register_host(name="one", uri=TEST_URI, queue_first_sync=False)
     with pytest.raises(ValidationError) as excinfo:
-        services.register_host(name="one", uri=TEST_URI)
+        requests.register_host(name="one", uri=TEST_URI)
     assert set(excinfo.value.message_dict) == {"name", "uri"}
     assert "exists already" in excinfo.value.message_dict["name"][0]
     assert "'one' already uses test:///default" in excinfo.value.message_dict["uri"][0]
     with pytest.raises(ValidationError) as excinfo:
-        services.register_host(name="not a slug!", uri=UNREACHABLE_URI)
+        requests.register_host(name="not a slug!", uri=UNREACHABLE_URI)
     assert set(excinfo.value.message_dict) == {"name"}
 
 
 @pytest.mark.django_db
 def test_removed_host_frees_its_uri_but_not_its_name():
-    host = services.register_host(name="old", uri=TEST_URI, queue_first_sync=False)
+    host = requests.register_host(name="old", uri=TEST_URI, queue_first_sync=False)
     services.remove_host(host)
     with pytest.raises(ValidationError, match="removed host"):
-        services.register_host(name="old", uri=TEST_URI)
-    assert services.register_host(name="new", uri=TEST_URI, queue_first_sync=False).pk
+        requests.register_host(name="old", uri=TEST_URI)
+    assert requests.register_host(name="new", uri=TEST_URI, queue_first_sync=False).pk
 
 
 @pytest.mark.django_db
 def test_load_topology(test_inventory):
     host = make_host()
     assert services.load_topology(host) is None
-    services.apply_inventory(host, test_inventory)
+    sync.apply_inventory(host, test_inventory)
     topology = services.load_topology(host)
     assert topology == test_inventory.topology
 
@@ -343,7 +345,7 @@ def test_load_topology(test_inventory):
 @pytest.mark.django_db(transaction=True)
 def test_sync_task_on_a_worker(worker_queue):
     host = make_host()
-    result = host_tasks.sync_host.apply_async(args=[host.pk], queue=worker_queue)
+    result = vm_tasks.sync_host.apply_async(args=[host.pk], queue=worker_queue)
     assert result.get(timeout=30) == {"host": "t1", "status": "ok", "error": ""}
     assert VirtualMachine.objects.get(host=host).name == "test"
 
@@ -353,7 +355,7 @@ def test_periodic_task_syncs_good_host_despite_broken_one(worker_queue):
     # Both hosts route to the test worker's queue, as hosts with an on-host worker would.
     broken = make_host("broken", uri=UNREACHABLE_URI, worker_queue=worker_queue)
     good = make_host("good", worker_queue=worker_queue)
-    queued = host_tasks.sync_all_hosts.apply_async(queue=worker_queue).get(timeout=30)
+    queued = portal_tasks.sync_all_hosts.apply_async(queue=worker_queue).get(timeout=30)
     assert queued == 2
     for _ in range(100):
         statuses = set(Host.objects.values_list("sync_status", flat=True))
@@ -370,7 +372,7 @@ def test_periodic_task_syncs_good_host_despite_broken_one(worker_queue):
 
 @pytest.mark.django_db(transaction=True)
 def test_sync_task_for_a_missing_host(worker_queue):
-    result = host_tasks.sync_host.apply_async(args=[999999], queue=worker_queue)
+    result = vm_tasks.sync_host.apply_async(args=[999999], queue=worker_queue)
     assert result.get(timeout=30)["status"] == "missing"
 
 
@@ -408,7 +410,7 @@ def test_admin_add_registers_and_queues_first_sync(
 @pytest.mark.django_db
 def test_admin_cannot_delete_but_removes_keeping_history(admin_client, test_inventory):
     host = make_host()
-    services.apply_inventory(host, test_inventory)
+    sync.apply_inventory(host, test_inventory)
     change = admin_client.get(f"/admin/hosts/host/{host.pk}/change/").content.decode()
     assert "Last sync" in change and "0-7" in change  # facts and the read-only cells inline
     assert admin_client.get(f"/admin/hosts/host/{host.pk}/delete/").status_code == 403
@@ -427,7 +429,7 @@ def test_admin_cannot_delete_but_removes_keeping_history(admin_client, test_inve
 @pytest.mark.django_db
 def test_admin_vm_pages_are_read_only(admin_client, test_inventory):
     host = make_host()
-    services.apply_inventory(host, test_inventory)
+    sync.apply_inventory(host, test_inventory)
     vm = VirtualMachine.objects.get(host=host)
     listing = admin_client.get("/admin/vms/virtualmachine/?gone=no&cross_node__exact=0")
     assert listing.status_code == 200 and "test" in listing.content.decode()

@@ -15,7 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from hosts import balancing, numastat, sampling, selectors, services
+from hosts import balancing, numastat, selectors, services
+from hosts import history as numastat_history
 from hosts.diagram import render_topology_svg
 from hosts.forms import CellChoiceForm, HostRegisterForm, NumaBalancingForm
 from hosts.models import Host
@@ -24,6 +25,7 @@ from numaportal import roles
 from numaportal.formatting import format_kib
 from numaportal.forms import add_service_errors
 from numaportal.virt.errors import VirtError
+from vms import requests
 from vms.memory import memory_bars
 from web.access import requires
 from web.htmx import is_htmx, refresh_when_finished
@@ -55,7 +57,7 @@ def host_add(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            host = services.register_host(
+            host = requests.register_host(
                 name=data["name"],
                 uri=data["uri"],
                 enabled=data["enabled"],
@@ -172,13 +174,15 @@ def host_numastat(request: HttpRequest, name: str) -> HttpResponse:
     """numastat history: rates per cell over a window, local ratio, free memory, latest values."""
     host = get_object_or_404(Host, name=name)
     window_key = request.GET.get("window", "")
-    if window_key not in sampling.WINDOWS:
-        window_key = sampling.DEFAULT_WINDOW  # unknown or missing: the default, not an error
-    history = sampling.history(host, window_key)
-    latest = sampling.latest(host)  # None once raw samples are pruned; rollups may remain
+    if window_key not in numastat_history.WINDOWS:
+        window_key = (
+            numastat_history.DEFAULT_WINDOW
+        )  # unknown or missing: the default, not an error
+    history = numastat_history.history(host, window_key)
+    latest = numastat_history.latest(host)  # None once raw samples are pruned; rollups may remain
     context = {
         "host": host,
-        "windows": list(sampling.WINDOWS.values()),
+        "windows": list(numastat_history.WINDOWS.values()),
         "window": history.window,
         "history": history,
         "chart_data": history.as_json(),
@@ -221,7 +225,7 @@ def _sync_context(host: Host) -> dict:
 @requires(roles.CHANGE_HOST)
 def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
-    services.request_sync(host)
+    requests.request_sync(host)
     host.refresh_from_db()
     if is_htmx(request):
         return render(request, "hosts/_sync_status.html", _sync_context(host))

@@ -7,10 +7,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
 from balancing.models import BalancingPolicy
-from hosts import services
 from hosts.models import Host
 from numaportal.virt import connection as virt_connection
 from numaportal.virt.errors import VirtError
+from vms import requests, sync
 
 LAB_HOST = "lab"
 #: The Procfile's `hostworker` consumes this queue with NUMAPORTAL_ON_HOST=lab: the lab daemon
@@ -72,7 +72,7 @@ class Command(BaseCommand):
             return
         if host is None:
             try:
-                host = services.register_host(
+                host = requests.register_host(
                     name=LAB_HOST, uri=uri, worker_queue=queue, queue_first_sync=False
                 )
             except (VirtError, ValidationError) as exc:
@@ -99,7 +99,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Host '{LAB_HOST}' exists ({host.uri}).")
 
         _ensure_lab_policy(host)
-        host = services.sync_host(host.pk)
+        host = sync.sync_host(host.pk)
         if host.sync_status == Host.SyncStatus.OK:
             vms = host.vms.filter(gone_at__isnull=True).count()
             self.stdout.write(

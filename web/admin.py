@@ -13,6 +13,7 @@ from django.utils.text import Truncator
 from hosts import services
 from hosts.models import Cell, Host
 from numaportal.virt.errors import VirtError
+from vms import requests
 
 
 class HostAdminForm(forms.ModelForm):
@@ -148,13 +149,13 @@ class HostAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if not change or "uri" in form.changed_data:
             # Checked and reachable (HostAdminForm.clean): read it now, as register_host does.
-            services.request_sync(obj)
+            requests.request_sync(obj)
 
     @admin.action(description="Sync selected hosts now", permissions=["change"])
     def sync_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
         hosts = list(queryset.active())
         for host in hosts:
-            services.request_sync(host)
+            requests.request_sync(host)
         self.message_user(request, f"Queued a sync of {len(hosts)} host(s).", messages.SUCCESS)
 
     @admin.action(description="Remove selected hosts (keeps history)", permissions=["change"])

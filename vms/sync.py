@@ -1,0 +1,74 @@
+"""Syncing a host: read it over libvirt, store the host half and the VM half in one transaction.
+
+This lives in ``vms`` (not ``hosts``) because a sync writes VM rows: ``hosts`` is the layer
+below and never imports ``vms``. A sync reads the host with
+:func:`numaportal.virt.inventory.read_inventory` (cost per host and per domain: see that
+module) and writes everything in one transaction with a constant number of queries, whatever
+the number of VMs (:func:`apply_inventory`). Asking for a sync (queueing it) is
+:mod:`vms.requests`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from hosts.models import Host
+from hosts.services import SYNC_ERRORS, record_sync_error, store_host_facts
+from numaportal.virt import connection as virt_connection
+from numaportal.virt.inventory import HostInventory, read_inventory
+from vms.inventory import store_domains
+
+__all__ = ["apply_inventory", "sync_host"]
+
+log = logging.getLogger(__name__)
+
+
+# --- sync -----------------------------------------------------------------------------------
+
+
+def sync_host(host_id: int) -> Host:
+    """Read the host over libvirt and store its inventory; record success or libvirt's error.
+
+    Errors of the host (unreachable, refused, unparseable capabilities or domain XML) are
+    recorded on it (status "error", ``last_error`` = libvirt's message) and not raised: the
+    previously stored inventory stays as it was. Anything else (a bug, the database) is
+    recorded too and then raised.
+    """
+    host = Host.objects.get(pk=host_id)
+    if host.is_removed:
+        log.info("not syncing removed host %s", host.name)
+        return host
+    Host.objects.filter(pk=host.pk).update(sync_status=Host.SyncStatus.RUNNING)
+    host.sync_status = Host.SyncStatus.RUNNING
+    try:
+        with virt_connection.connect(
+            host.uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
+        ) as conn:
+            inventory = read_inventory(conn)
+        apply_inventory(host, inventory)
+    except SYNC_ERRORS as exc:
+        log.warning("sync of host %s failed: %s", host.name, exc)
+        record_sync_error(host, str(exc))
+        return host
+    except Exception as exc:
+        record_sync_error(host, f"internal error: {exc}")
+        raise
+    log.info("synced host %s: %d domains", host.name, len(inventory.domains))
+    return host
+
+
+def apply_inventory(host: Host, inventory: HostInventory) -> Host:
+    """Store *inventory* as *host*'s state in one transaction, with a constant number of queries:
+    the host's facts, cells and CPUs (:func:`hosts.services.store_host_facts`), then its VMs and
+    their vCPU rows (:func:`vms.inventory.store_domains`)."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Serialise concurrent syncs of one host (a "Sync now" racing the periodic one).
+        Host.objects.select_for_update().filter(pk=host.pk).values_list("pk").first()
+        store_host_facts(host, inventory, now)
+        store_domains(host, inventory, now)
+    return host

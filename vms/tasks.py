@@ -1,0 +1,45 @@
+"""Celery tasks that sync and sample a host (its VMs included): thin wrappers over services.
+
+The task names keep their first module, ``hosts.tasks``: beat rows in the database and queued
+messages name them, and a sync is still "a host's" in the operator's words.
+"""
+
+import logging
+
+from celery import shared_task
+
+from hosts.models import Host
+from vms import sampling, sync
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="hosts.tasks.sync_host")
+def sync_host(host_id: int) -> dict[str, str]:
+    """Sync one host. A host's failure is recorded on the host (and returned), not raised:
+    a broken host must not fill the worker log with tracebacks every five minutes."""
+    try:
+        host = sync.sync_host(host_id)
+    except Host.DoesNotExist:
+        log.warning("sync of host %s skipped: no such host", host_id)
+        return {"host": str(host_id), "status": "missing", "error": "no such host"}
+    return {"host": host.name, "status": host.sync_status, "error": host.last_error}
+
+
+@shared_task(name="hosts.tasks.probe_host")
+def probe_host(host_id: int) -> dict[str, object]:
+    """Routed to the host's own queue (host.<name>): reads its /sys and /proc, and libvirt."""
+    return _sample(host_id, probe=True)
+
+
+@shared_task(name="hosts.tasks.sample_host_libvirt")
+def sample_host_libvirt(host_id: int) -> dict[str, object]:
+    """For hosts without an on-host worker: free memory per cell through libvirt only."""
+    return _sample(host_id, probe=False)
+
+
+def _sample(host_id: int, *, probe: bool) -> dict[str, object]:
+    try:
+        return sampling.sample_host(host_id, probe=probe).as_dict()
+    except Host.DoesNotExist:
+        return {"host": str(host_id), "error": "no such host"}
