@@ -17,14 +17,13 @@ from hypothesis import strategies as st
 from hosts.diagram import (
     CellMemory,
     VmPlacement,
-    _luminance,
-    _rgb,
     contrast_ratio,
     cpu_marks,
     render_topology_svg,
     vm_colour,
     vm_text_colour,
 )
+from hosts.diagram.colours import _luminance, _rgb
 from numaportal.virt.cpuset import parse_cpuset
 from numaportal.virt.topology import Cell, Cpu, HostTopology, parse_capabilities
 
