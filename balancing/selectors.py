@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString, mark_safe
 from balancing.models import BalancingPlan
 from changes.models import Change
 from hosts import selectors as host_selectors
-from hosts.diagram import CellMemory, VmPlacement, render_topology_svg
+from hosts.diagram import CellMemory, DiagramVm, render_topology_svg
 from hosts.models import Host
 from numaportal.virt.cpuset import format_cpuset, format_nodeset
 from numaportal.virt.topology import HostTopology
@@ -373,7 +373,7 @@ def _cross_node(cells: frozenset[int], memory: frozenset[int]) -> bool:
 
 def before_placements(
     content: PlanContent, vms: Mapping[str, VirtualMachine], topology: HostTopology
-) -> list[VmPlacement]:
+) -> list[DiagramVm]:
     """The VMs as the plan found them: explicit pins as pins, the other vCPUs floating."""
     out = []
     for name, demand in content.demands.items():
@@ -390,7 +390,7 @@ def before_placements(
             )
         uuid, url = _vm_identity(name, vms)
         out.append(
-            VmPlacement(
+            DiagramVm(
                 name=name,
                 uuid=uuid,
                 url=url,
@@ -405,14 +405,14 @@ def before_placements(
     return out
 
 
-def after_placements(content: PlanContent, vms: Mapping[str, VirtualMachine]) -> list[VmPlacement]:
+def after_placements(content: PlanContent, vms: Mapping[str, VirtualMachine]) -> list[DiagramVm]:
     """The VMs where the plan puts them: every vCPU pinned."""
     out = []
     for name, a in content.after.items():
         demand = content.demands.get(name)
         uuid, url = _vm_identity(name, vms)
         out.append(
-            VmPlacement(
+            DiagramVm(
                 name=name,
                 uuid=uuid,
                 url=url,

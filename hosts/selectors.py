@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from hosts.diagram import CellMemory, VmPlacement
+from hosts.diagram import CellMemory, DiagramVm
 from hosts.models import Cell, Host, PhysicalCpu
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset, parse_nodeset
 from vms.models import VcpuPin, VirtualMachine
@@ -192,7 +192,7 @@ def vcpu_affinity(vm: VirtualMachine, pin: VcpuPin, default: frozenset[int]) -> 
     return pinned or default
 
 
-def vm_placement(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> VmPlacement:
+def vm_placement(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> DiagramVm:
     """One VM as the diagram wants it; uses only prefetched vCPU rows (no queries)."""
     live = _vm_is_live(vm)
     affinity: dict[int, frozenset[int]] = {}
@@ -207,7 +207,7 @@ def vm_placement(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> VmP
         if pin.last_cpu is not None:
             last_cpu[pin.vcpu] = pin.last_cpu
     emulator = vm.emulatorpin if live else vm.emulatorpin_config
-    return VmPlacement(
+    return DiagramVm(
         name=vm.name,
         uuid=str(vm.uuid),
         url=url,
@@ -225,7 +225,7 @@ def vm_placements(
     host: Host,
     vms: list[VirtualMachine] | None = None,
     host_cpus: frozenset[int] | None = None,
-) -> list[VmPlacement]:
+) -> list[DiagramVm]:
     """Present VMs of *host* as diagram placements; a constant number of queries.
 
     Pass *vms* (from :func:`host_vms`) and *host_cpus* when the page already has them: then

@@ -31,13 +31,13 @@ Modules, each importing only those above it in this list:
 from hosts.diagram.colours import contrast_ratio, vm_colour, vm_text_colour
 from hosts.diagram.fragment import render_topology_svg
 from hosts.diagram.marks import CpuMarks, VcpuRef, cpu_marks
-from hosts.diagram.model import CellMemory, VmPlacement
+from hosts.diagram.model import CellMemory, DiagramVm
 
 __all__ = [
     "CellMemory",
     "CpuMarks",
+    "DiagramVm",
     "VcpuRef",
-    "VmPlacement",
     "contrast_ratio",
     "cpu_marks",
     "render_topology_svg",

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from hosts.diagram.marks import CpuMarks
 from hosts.diagram.markup import attrs, esc, plural, size_text
-from hosts.diagram.model import CellMemory, VmPlacement
+from hosts.diagram.model import CellMemory, DiagramVm
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.topology import Cell
 
@@ -52,7 +52,7 @@ def cell_summary(
     cell: Cell,
     memory: CellMemory,
     marks: Mapping[int, CpuMarks],
-    vms: list[VmPlacement],
+    vms: list[DiagramVm],
 ) -> str:
     """The ``<summary>`` content of *cell*'s ``<details>``; *vms* for memory bound here."""
     cpus = format_cpuset(cell.cpu_ids) if cell.cpus else "no CPUs (memory-only)"

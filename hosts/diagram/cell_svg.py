@@ -23,7 +23,7 @@ from hosts.diagram.layout import (
 )
 from hosts.diagram.marks import CpuMarks, VcpuRef
 from hosts.diagram.markup import attrs, clip, esc
-from hosts.diagram.model import VmPlacement
+from hosts.diagram.model import DiagramVm
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.topology import Cell, Cpu
 
@@ -100,7 +100,7 @@ def _thread_title(cpu: Cpu, marks: CpuMarks) -> str:
     return "\n".join(lines)
 
 
-def _pin_text(vm: VmPlacement) -> str:
+def _pin_text(vm: DiagramVm) -> str:
     return format_cpuset(vm.emulatorpin) if vm.emulatorpin else "-"
 
 

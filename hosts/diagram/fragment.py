@@ -10,7 +10,7 @@ from hosts.diagram.cell_svg import cell_svg
 from hosts.diagram.legend import legend
 from hosts.diagram.marks import cpu_marks, vm_order
 from hosts.diagram.markup import attrs
-from hosts.diagram.model import CellMemory, VmPlacement
+from hosts.diagram.model import CellMemory, DiagramVm
 from numaportal.virt.topology import HostTopology
 
 
@@ -31,7 +31,7 @@ def _memory_map(
 
 def render_topology_svg(
     topology: HostTopology,
-    vms: Iterable[VmPlacement],
+    vms: Iterable[DiagramVm],
     cell_memory: Mapping[int, CellMemory] | Iterable[CellMemory] | None = None,
     *,
     collapse_threshold: int = 128,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from hosts.diagram.colours import OVER_COLOUR, vm_colour
 from hosts.diagram.markup import attrs, esc, plural, safe_href
-from hosts.diagram.model import VmPlacement
+from hosts.diagram.model import DiagramVm
 from numaportal.virt.cpuset import format_cpuset
 
 #: The VM legend scrolls (a few lines high) above this many VMs.
 LEGEND_OPEN_MAX = 16
 
 
-def legend(vms: list[VmPlacement], id_prefix: str) -> str:
+def legend(vms: list[DiagramVm], id_prefix: str) -> str:
     """The key to the marks, then *vms* (sorted by the caller), each with its facts."""
     key_hatch = f"{id_prefix}-float-key"
     key = (

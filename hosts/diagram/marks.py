@@ -1,6 +1,6 @@
 """What is on each physical CPU: pinned vCPUs, floating VMs, emulator pins, over-commit.
 
-Pure bookkeeping over :class:`VmPlacement` inputs; the drawing modules only read the result.
+Pure bookkeeping over :class:`DiagramVm` inputs; the drawing modules only read the result.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hosts.diagram.model import VmPlacement
+from hosts.diagram.model import DiagramVm
 from numaportal.virt.topology import HostTopology
 
 
@@ -16,7 +16,7 @@ from numaportal.virt.topology import HostTopology
 class VcpuRef:
     """One vCPU of one VM, as seen from a physical CPU."""
 
-    vm: VmPlacement
+    vm: DiagramVm
     vcpu: int
     #: Its affinity (for a pinned vCPU: its pin).
     cpuset: frozenset[int]
@@ -31,16 +31,16 @@ class CpuMarks:
     #: vCPUs with an explicit pin that includes this CPU (exclusive or a range).
     pinned: tuple[VcpuRef, ...] = ()
     #: VMs with an unpinned vCPU whose affinity includes this CPU.
-    floating: tuple[VmPlacement, ...] = ()
+    floating: tuple[DiagramVm, ...] = ()
     #: VMs whose emulator threads are pinned to a set including this CPU.
-    emulator: tuple[VmPlacement, ...] = ()
+    emulator: tuple[DiagramVm, ...] = ()
     #: vCPUs (pinned or not) that last ran on this CPU.
     last_ran: tuple[VcpuRef, ...] = ()
     #: More pinned vCPUs compete for this thread than there are threads for them.
     overcommitted: bool = False
 
 
-def vm_order(vm: VmPlacement) -> tuple[str, str]:
+def vm_order(vm: DiagramVm) -> tuple[str, str]:
     return (vm.name.casefold(), vm.uuid)
 
 
@@ -96,7 +96,7 @@ def _overloaded_cpus(pins: list[frozenset[int]]) -> set[int]:
     return overloaded
 
 
-def cpu_marks(topology: HostTopology, vms: Iterable[VmPlacement]) -> dict[int, CpuMarks]:
+def cpu_marks(topology: HostTopology, vms: Iterable[DiagramVm]) -> dict[int, CpuMarks]:
     """Per physical CPU of *topology*: pinned vCPUs, floating VMs, emulator pins, last runs.
 
     Every host CPU gets an entry (empty marks when nothing is there). CPUs a VM names that
@@ -104,8 +104,8 @@ def cpu_marks(topology: HostTopology, vms: Iterable[VmPlacement]) -> dict[int, C
     """
     host_cpus = topology.cpu_ids
     pinned: dict[int, list[VcpuRef]] = {cpu: [] for cpu in host_cpus}
-    floating: dict[int, list[VmPlacement]] = {cpu: [] for cpu in host_cpus}
-    emulator: dict[int, list[VmPlacement]] = {cpu: [] for cpu in host_cpus}
+    floating: dict[int, list[DiagramVm]] = {cpu: [] for cpu in host_cpus}
+    emulator: dict[int, list[DiagramVm]] = {cpu: [] for cpu in host_cpus}
     last_ran: dict[int, list[VcpuRef]] = {cpu: [] for cpu in host_cpus}
     pin_sets: list[frozenset[int]] = []
 

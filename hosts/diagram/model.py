@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class VmPlacement:
-    """Where one VM's vCPUs, emulator threads and memory are, as the last sync saw them."""
+class DiagramVm:
+    """A VM as the diagram draws it: its vCPUs, emulator threads and memory, as last seen."""
 
     name: str
     uuid: str
