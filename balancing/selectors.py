@@ -371,7 +371,7 @@ def _cross_node(cells: frozenset[int], memory: frozenset[int]) -> bool:
     return len(cells) > 1 or bool(memory and not memory <= cells)
 
 
-def before_placements(
+def before_diagram_vms(
     content: PlanContent, vms: Mapping[str, VirtualMachine], topology: HostTopology
 ) -> list[DiagramVm]:
     """The VMs as the plan found them: explicit pins as pins, the other vCPUs floating."""
@@ -405,7 +405,7 @@ def before_placements(
     return out
 
 
-def after_placements(content: PlanContent, vms: Mapping[str, VirtualMachine]) -> list[DiagramVm]:
+def after_diagram_vms(content: PlanContent, vms: Mapping[str, VirtualMachine]) -> list[DiagramVm]:
     """The VMs where the plan puts them: every vCPU pinned."""
     out = []
     for name, a in content.after.items():
@@ -464,11 +464,11 @@ def diagrams(
     memory_now = host_selectors.cell_memory(cells)
     # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
     before = render_topology_svg(
-        topology, before_placements(content, vms, topology), memory_now, id_prefix="before"
+        topology, before_diagram_vms(content, vms, topology), memory_now, id_prefix="before"
     )
     after = render_topology_svg(
         topology,
-        after_placements(content, vms),
+        after_diagram_vms(content, vms),
         projected_memory(memory_now, content),
         id_prefix="after",
     )

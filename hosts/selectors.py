@@ -192,7 +192,7 @@ def vcpu_affinity(vm: VirtualMachine, pin: VcpuPin, default: frozenset[int]) -> 
     return pinned or default
 
 
-def vm_placement(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> DiagramVm:
+def diagram_vm(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> DiagramVm:
     """One VM as the diagram wants it; uses only prefetched vCPU rows (no queries)."""
     live = _vm_is_live(vm)
     affinity: dict[int, frozenset[int]] = {}
@@ -221,12 +221,12 @@ def vm_placement(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> Dia
     )
 
 
-def vm_placements(
+def diagram_vms(
     host: Host,
     vms: list[VirtualMachine] | None = None,
     host_cpus: frozenset[int] | None = None,
 ) -> list[DiagramVm]:
-    """Present VMs of *host* as diagram placements; a constant number of queries.
+    """Present VMs of *host* as :class:`DiagramVm`; a constant number of queries.
 
     Pass *vms* (from :func:`host_vms`) and *host_cpus* when the page already has them: then
     this issues no query at all.
@@ -235,14 +235,14 @@ def vm_placements(
         vms = host_vms(host)
     if host_cpus is None:
         host_cpus = frozenset(host.cpus.values_list("cpu_id", flat=True))
-    placements = []
+    out = []
     for vm in vms:
         if vm.gone_at is not None:
             continue
         # reverse() with the host we already hold: vm.get_absolute_url() would load vm.host.
         vm.host = host
-        placements.append(vm_placement(vm, host_cpus, vm.get_absolute_url()))
-    return placements
+        out.append(diagram_vm(vm, host_cpus, vm.get_absolute_url()))
+    return out
 
 
 # --- VM page ----------------------------------------------------------------------------------
@@ -313,13 +313,13 @@ __all__ = [
     "cell_memory",
     "cell_usage",
     "dashboard_hosts",
+    "diagram_vm",
+    "diagram_vms",
     "format_kib",
     "host_cells",
     "host_cpu_map",
     "host_vm_filter",
     "host_vms",
     "vcpuinfo_rows",
-    "vm_placement",
-    "vm_placements",
     "vm_with_vcpus",
 ]
