@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString, mark_safe
 from balancing.models import BalancingPlan
 from changes.models import Change
 from hosts import selectors as host_selectors
-from hosts.diagram import CellMemory, VmPlacement, render_topology_svg
+from hosts.diagram import CellMemory, DiagramVm, render_topology_svg
 from hosts.models import Host
 from numaportal.virt.cpuset import format_cpuset, format_nodeset
 from numaportal.virt.topology import HostTopology
@@ -371,9 +371,9 @@ def _cross_node(cells: frozenset[int], memory: frozenset[int]) -> bool:
     return len(cells) > 1 or bool(memory and not memory <= cells)
 
 
-def before_placements(
+def before_diagram_vms(
     content: PlanContent, vms: Mapping[str, VirtualMachine], topology: HostTopology
-) -> list[VmPlacement]:
+) -> list[DiagramVm]:
     """The VMs as the plan found them: explicit pins as pins, the other vCPUs floating."""
     out = []
     for name, demand in content.demands.items():
@@ -390,7 +390,7 @@ def before_placements(
             )
         uuid, url = _vm_identity(name, vms)
         out.append(
-            VmPlacement(
+            DiagramVm(
                 name=name,
                 uuid=uuid,
                 url=url,
@@ -405,14 +405,14 @@ def before_placements(
     return out
 
 
-def after_placements(content: PlanContent, vms: Mapping[str, VirtualMachine]) -> list[VmPlacement]:
+def after_diagram_vms(content: PlanContent, vms: Mapping[str, VirtualMachine]) -> list[DiagramVm]:
     """The VMs where the plan puts them: every vCPU pinned."""
     out = []
     for name, a in content.after.items():
         demand = content.demands.get(name)
         uuid, url = _vm_identity(name, vms)
         out.append(
-            VmPlacement(
+            DiagramVm(
                 name=name,
                 uuid=uuid,
                 url=url,
@@ -464,11 +464,11 @@ def diagrams(
     memory_now = host_selectors.cell_memory(cells)
     # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
     before = render_topology_svg(
-        topology, before_placements(content, vms, topology), memory_now, id_prefix="before"
+        topology, before_diagram_vms(content, vms, topology), memory_now, id_prefix="before"
     )
     after = render_topology_svg(
         topology,
-        after_placements(content, vms),
+        after_diagram_vms(content, vms),
         projected_memory(memory_now, content),
         id_prefix="after",
     )

@@ -28,7 +28,7 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
-from hosts.diagram import VmPlacement, render_topology_svg  # noqa: E402
+from hosts.diagram import DiagramVm, render_topology_svg  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from numaportal.virt.connection import open_connection  # noqa: E402
 from numaportal.virt.cpuset import parse_cpuset  # noqa: E402
@@ -125,7 +125,7 @@ def main() -> None:
 
         topology = big_topology()
         vms = [
-            VmPlacement(
+            DiagramVm(
                 name=f"vm{i:03d}",
                 uuid=str(uuid.UUID(int=i + 1)),
                 url=f"/vms/bench/{uuid.UUID(int=i + 1)}/",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from hosts.diagram import CellMemory, VmPlacement
+from hosts.diagram import CellMemory, DiagramVm
 from hosts.models import Cell, Host, PhysicalCpu
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset, parse_nodeset
 from vms.models import VcpuPin, VirtualMachine
@@ -192,7 +192,7 @@ def vcpu_affinity(vm: VirtualMachine, pin: VcpuPin, default: frozenset[int]) -> 
     return pinned or default
 
 
-def vm_placement(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> VmPlacement:
+def diagram_vm(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> DiagramVm:
     """One VM as the diagram wants it; uses only prefetched vCPU rows (no queries)."""
     live = _vm_is_live(vm)
     affinity: dict[int, frozenset[int]] = {}
@@ -207,7 +207,7 @@ def vm_placement(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> VmP
         if pin.last_cpu is not None:
             last_cpu[pin.vcpu] = pin.last_cpu
     emulator = vm.emulatorpin if live else vm.emulatorpin_config
-    return VmPlacement(
+    return DiagramVm(
         name=vm.name,
         uuid=str(vm.uuid),
         url=url,
@@ -221,12 +221,12 @@ def vm_placement(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> VmP
     )
 
 
-def vm_placements(
+def diagram_vms(
     host: Host,
     vms: list[VirtualMachine] | None = None,
     host_cpus: frozenset[int] | None = None,
-) -> list[VmPlacement]:
-    """Present VMs of *host* as diagram placements; a constant number of queries.
+) -> list[DiagramVm]:
+    """Present VMs of *host* as :class:`DiagramVm`; a constant number of queries.
 
     Pass *vms* (from :func:`host_vms`) and *host_cpus* when the page already has them: then
     this issues no query at all.
@@ -235,14 +235,14 @@ def vm_placements(
         vms = host_vms(host)
     if host_cpus is None:
         host_cpus = frozenset(host.cpus.values_list("cpu_id", flat=True))
-    placements = []
+    out = []
     for vm in vms:
         if vm.gone_at is not None:
             continue
         # reverse() with the host we already hold: vm.get_absolute_url() would load vm.host.
         vm.host = host
-        placements.append(vm_placement(vm, host_cpus, vm.get_absolute_url()))
-    return placements
+        out.append(diagram_vm(vm, host_cpus, vm.get_absolute_url()))
+    return out
 
 
 # --- VM page ----------------------------------------------------------------------------------
@@ -313,13 +313,13 @@ __all__ = [
     "cell_memory",
     "cell_usage",
     "dashboard_hosts",
+    "diagram_vm",
+    "diagram_vms",
     "format_kib",
     "host_cells",
     "host_cpu_map",
     "host_vm_filter",
     "host_vms",
     "vcpuinfo_rows",
-    "vm_placement",
-    "vm_placements",
     "vm_with_vcpus",
 ]

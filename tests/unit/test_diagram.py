@@ -16,15 +16,14 @@ from hypothesis import strategies as st
 
 from hosts.diagram import (
     CellMemory,
-    VmPlacement,
-    _luminance,
-    _rgb,
+    DiagramVm,
     contrast_ratio,
     cpu_marks,
     render_topology_svg,
     vm_colour,
     vm_text_colour,
 )
+from hosts.diagram.colours import _luminance, _rgb
 from numaportal.virt.cpuset import parse_cpuset
 from numaportal.virt.topology import Cell, Cpu, HostTopology, parse_capabilities
 
@@ -49,8 +48,8 @@ def vm(
     emulator: str | None = None,
     last: dict[int, int] | None = None,
     url: str = "/vms/1/",
-) -> VmPlacement:
-    return VmPlacement(
+) -> DiagramVm:
+    return DiagramVm(
         name=name,
         uuid=uuid,
         url=url,
@@ -64,7 +63,7 @@ def vm(
     )
 
 
-def seed_vm() -> VmPlacement:
+def seed_vm() -> DiagramVm:
     # The seed: `virsh emulatorpin D 18-23`, `virsh vcpupin D 0 22`, `virsh vcpupin D 1 23`.
     return vm(
         "seed",
@@ -226,7 +225,7 @@ def test_cpus_not_on_the_host_are_ignored() -> None:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def fixture_vms(topology: HostTopology) -> list[VmPlacement]:
+def fixture_vms(topology: HostTopology) -> list[DiagramVm]:
     cpus = sorted(topology.cpu_ids)
     everything = ",".join(map(str, cpus))
     return [
@@ -306,7 +305,7 @@ def test_seed_vm_on_the_24cpu_host() -> None:
 
 def test_hostile_names_are_escaped_everywhere() -> None:
     topology = load("x86_64-2node-24cpu-ht.xml")
-    evil = VmPlacement(
+    evil = DiagramVm(
         name=HOSTILE,
         uuid='"><script>alert(2)</script>',
         url="javascript:alert(3)",
@@ -337,7 +336,7 @@ def test_hostile_names_are_escaped_everywhere() -> None:
 @given(name=st.text(max_size=40), url=st.text(max_size=30))
 def test_any_name_gives_well_formed_output(name: str, url: str) -> None:
     topology = load("x86_64-1node-2cpu-lab.xml")
-    placement = VmPlacement(
+    diagram_vm = DiagramVm(
         name=name,
         uuid=name,
         url=url,
@@ -346,7 +345,7 @@ def test_any_name_gives_well_formed_output(name: str, url: str) -> None:
         emulatorpin=frozenset({1}),
         last_cpu={1: 1},
     )
-    fragment = render_topology_svg(topology, [placement])
+    fragment = render_topology_svg(topology, [diagram_vm])
     root = parse_fragment(fragment)
     assert sorted(threads_in(root)) == [0, 1]
     for el in root.iter():

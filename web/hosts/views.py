@@ -120,7 +120,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     cells, cpus_by_cell = selectors.host_cells(host)
     vms = selectors.host_vms(host)
     host_cpus = frozenset(cpu for ids in cpus_by_cell.values() for cpu in ids)
-    placements = selectors.vm_placements(host, vms, host_cpus)
+    diagram_vms = selectors.diagram_vms(host, vms, host_cpus)
     diagram = None
     summary = None
     summary_cells = []
@@ -132,7 +132,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         ]
         # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
         diagram = mark_safe(  # noqa: S308
-            render_topology_svg(topology, placements, selectors.cell_memory(cells))
+            render_topology_svg(topology, diagram_vms, selectors.cell_memory(cells))
         )
     context = {
         "host": host,
