@@ -23,6 +23,7 @@ from changes.models import Change
 from hosts import selectors as host_selectors
 from hosts.diagram import CellMemory, DiagramVm, render_topology_svg
 from hosts.models import Host
+from numaportal.formatting import format_kib
 from numaportal.virt.cpuset import format_cpuset, format_nodeset
 from numaportal.virt.topology import HostTopology
 from vms import placement
@@ -228,7 +229,7 @@ def _policy_value(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if key == "memory_reserve_kib" and isinstance(value, int | float):
-        return host_selectors.format_kib(int(value)) if value else "none"
+        return format_kib(int(value)) if value else "none"
     if isinstance(value, list | tuple | set | frozenset):
         ids = [v for v in value if isinstance(v, int)]
         return _cpus(ids, "none") if len(ids) == len(value) else ", ".join(map(str, value))

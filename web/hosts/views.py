@@ -26,6 +26,7 @@ from numaportal.formatting import format_kib
 from numaportal.forms import add_service_errors
 from numaportal.virt.errors import VirtError
 from vms import requests
+from vms import selectors as vm_selectors
 from vms.memory import memory_bars
 from web.access import requires
 from web.htmx import is_htmx, refresh_when_finished
@@ -36,7 +37,7 @@ SYNC_POLL_STATUSES = frozenset({Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING}
 @require_GET
 @requires(roles.VIEW_HOST)
 def host_list(request: HttpRequest) -> HttpResponse:
-    hosts = selectors.dashboard_hosts()
+    hosts = vm_selectors.dashboard_hosts()
     drift_total = sum(host.drift_count for host in hosts)
     changed_outside_total = sum(host.changed_outside_count for host in hosts)
     return render(
@@ -118,9 +119,9 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     topology = services.load_topology(host)
     cells, cpus_by_cell = selectors.host_cells(host)
-    vms = selectors.host_vms(host)
+    vms = vm_selectors.host_vms(host)
     host_cpus = frozenset(cpu for ids in cpus_by_cell.values() for cpu in ids)
-    diagram_vms = selectors.diagram_vms(host, vms, host_cpus)
+    diagram_vms = vm_selectors.diagram_vms(host, vms, host_cpus)
     diagram = None
     summary = None
     summary_cells = []

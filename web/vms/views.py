@@ -21,6 +21,7 @@ from numaportal.formatting import format_kib
 from numaportal.forms import add_service_errors
 from numaportal.virt.cpuset import format_cpuset
 from vms import forms
+from vms import selectors as vm_selectors
 from vms.filters import VirtualMachineFilter
 from vms.memory import memory_bar
 from vms.models import VirtualMachine
@@ -34,7 +35,7 @@ PAGE_SIZE = 100
 @require_GET
 @requires(roles.VIEW_VM)
 def vm_list(request: HttpRequest) -> HttpResponse:
-    queryset = selectors.host_vm_filter(VirtualMachine.objects.all())
+    queryset = vm_selectors.host_vm_filter(VirtualMachine.objects.all())
     vm_filter = VirtualMachineFilter(request.GET, queryset=queryset)
     page, query = paginate(request, vm_filter.qs, PAGE_SIZE)
     return render(
@@ -47,14 +48,14 @@ def vm_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @requires(roles.VIEW_VM)
 def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
-    vm = selectors.vm_with_vcpus(host_name, uuid).first()
+    vm = vm_selectors.vm_with_vcpus(host_name, uuid).first()
     if vm is None:
         raise Http404("No such VM on this host.")
     width, cell_of = selectors.host_cpu_map(vm.host)
     context = {
         "vm": vm,
         "host": vm.host,
-        "vcpu_rows": selectors.vcpuinfo_rows(vm, width, cell_of),
+        "vcpu_rows": vm_selectors.vcpuinfo_rows(vm, width, cell_of),
         "strip_width": width,
         "memory": format_kib(vm.memory_kib),
         "current_memory": format_kib(vm.current_memory_kib),
@@ -80,7 +81,7 @@ def recent_changes(vm: VirtualMachine) -> list[Change]:
 
 
 def _load_vm(host_name: str, uuid) -> VirtualMachine:
-    vm = selectors.vm_with_vcpus(host_name, uuid).first()
+    vm = vm_selectors.vm_with_vcpus(host_name, uuid).first()
     if vm is None:
         raise Http404("No such VM on this host.")
     if vm.gone_at is not None or vm.host.removed_at is not None:
@@ -155,7 +156,7 @@ def vm_change(request: HttpRequest, host_name: str, uuid, kind: str) -> HttpResp
             {"id": c.id, "cpus": format_cpuset(c.cpu_ids) if c.cpu_ids else "memory only"}
             for c in topology.cells
         ],
-        "vcpu_rows": selectors.vcpuinfo_rows(vm, width, cell_of),
+        "vcpu_rows": vm_selectors.vcpuinfo_rows(vm, width, cell_of),
         "strip_width": width,
         "strict_refusal": forms.STRICT_LIVE_REFUSAL,
         "unplug_refusal": forms.UNPLUG_REFUSAL,
