@@ -22,7 +22,6 @@ from hosts.forms import CellChoiceForm, HostRegisterForm, NumaBalancingForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
 from numaportal import roles
-from numaportal.formatting import format_kib
 from numaportal.forms import add_service_errors
 from numaportal.virt.errors import VirtError
 from vms import requests
@@ -124,13 +123,8 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     diagram_vms = vm_selectors.diagram_vms(host, vms, host_cpus)
     diagram = None
     summary = None
-    summary_cells = []
     if topology is not None:
         summary = lscpu_summary(topology)
-        summary_cells = [
-            {"id": line.cell_id, "cpus": line.cpus, "memory": format_kib(line.memory_kib)}
-            for line in summary.cells
-        ]
         # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
         diagram = mark_safe(  # noqa: S308
             render_topology_svg(topology, diagram_vms, selectors.cell_memory(cells))
@@ -138,8 +132,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     context = {
         "host": host,
         "summary": summary,
-        "summary_cells": summary_cells,
-        "total_memory": format_kib(summary.total_memory_kib) if summary else "",
+        "summary_cells": summary.cells if summary else [],
         "diagram": diagram,
         "cells": selectors.cell_usage(cells, cpus_by_cell),
         "vms": vms,

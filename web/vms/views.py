@@ -17,7 +17,6 @@ from changes.models import Change
 from hosts import selectors
 from hosts.services import load_topology
 from numaportal import roles
-from numaportal.formatting import format_kib
 from numaportal.forms import add_service_errors
 from numaportal.virt.cpuset import format_cpuset
 from vms import forms
@@ -57,8 +56,6 @@ def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
         "host": vm.host,
         "vcpu_rows": vm_selectors.vcpuinfo_rows(vm, width, cell_of),
         "strip_width": width,
-        "memory": format_kib(vm.memory_kib),
-        "current_memory": format_kib(vm.current_memory_kib),
         "recent_changes": recent_changes(vm),
         "memory_bars": [bar] if (bar := memory_bar(vm)) else [],
         "flags_form": forms.BalancingFlagsForm(instance=vm),
