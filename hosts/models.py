@@ -1,7 +1,7 @@
 """Hypervisor hosts and their NUMA topology, as last read from libvirt.
 
 Topology is stored as rows (cells, physical CPUs) rather than one blob so that pages and
-later the placement planner can join VM pins on CPUs and cells in SQL.
+later the balancing planner can join VM pins on CPUs and cells in SQL.
 """
 
 from __future__ import annotations

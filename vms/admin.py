@@ -38,7 +38,7 @@ class VirtualMachineAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "name",
         "host",
         "state",
-        "placement",
+        "pinning",
         "cells",
         "cross_node",
         "drift",
@@ -47,7 +47,7 @@ class VirtualMachineAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "last_seen_at",
         "gone_at",
     ]
-    list_filter = ["host", "state", "placement", "cross_node", "drift", GoneFilter]
+    list_filter = ["host", "state", "pinning", "cross_node", "drift", GoneFilter]
     list_select_related = ["host"]
     search_fields = ["name", "uuid"]
     inlines = [VcpuPinInline]

@@ -1,4 +1,4 @@
-"""The VM list's filters (django-filter): by host, state, placement, cross-node, gone."""
+"""The VM list's filters (django-filter): by host, state, pinning, cross-node, gone."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ class VirtualMachineFilter(django_filters.FilterSet):
         queryset=Host.objects.all(), to_field_name="name", empty_label="all hosts"
     )
     state = django_filters.ChoiceFilter(choices=STATES, empty_label="any state")
-    placement = django_filters.ChoiceFilter(
-        choices=VirtualMachine.Placement.choices, empty_label="any placement"
+    pinning = django_filters.ChoiceFilter(
+        choices=VirtualMachine.Pinning.choices, empty_label="any pinning"
     )
     cross_node = django_filters.TypedChoiceFilter(
         choices=YES_NO,
@@ -58,7 +58,7 @@ class VirtualMachineFilter(django_filters.FilterSet):
 
     class Meta:
         model = VirtualMachine
-        fields = ["host", "state", "placement", "cross_node", "drift", "changed_outside", "name"]
+        fields = ["host", "state", "pinning", "cross_node", "drift", "changed_outside", "name"]
 
     def filter_include_gone(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
         # Applied in filter_queryset (it must act when the box is *not* ticked).

@@ -67,9 +67,7 @@ def _vm_fields(dom: DomainInventory, topology: HostTopology) -> dict[str, Any]:
         ),
         "emulatorpin": _fmt(dom.emulatorpin_live),
         "emulatorpin_config": _fmt(config.emulatorpin),
-        "placement": numa.placement_kind(
-            topology, online, effective.vcpupin, effective.vcpu_cpuset
-        ),
+        "pinning": numa.pinning_state(topology, online, effective.vcpupin, effective.vcpu_cpuset),
         "cells": format_nodeset(cells) if cells else "",
         "memory_cells": (
             format_nodeset(effective.numatune_nodeset) if effective.numatune_nodeset else ""
@@ -133,7 +131,7 @@ _VM_UPDATE_FIELDS = [
     "numatune_nodeset",
     "emulatorpin",
     "emulatorpin_config",
-    "placement",
+    "pinning",
     "cells",
     "memory_cells",
     "cross_node",

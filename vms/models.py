@@ -1,4 +1,4 @@
-"""Virtual machines and their CPU/memory placement, as last read from their host."""
+"""Virtual machines, their vCPU pins and memory binding, as last read from their host."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class VirtualMachineQuerySet(models.QuerySet["VirtualMachine"]):
 
 
 class VirtualMachine(models.Model):
-    class Placement(models.TextChoices):
+    class Pinning(models.TextChoices):
         PINNED = "pinned", "pinned"
         PARTLY = "partly", "partly pinned"
         UNPINNED = "unpinned", "unpinned"
@@ -40,16 +40,15 @@ class VirtualMachine(models.Model):
     memory_kib = models.BigIntegerField(default=0)
     current_memory_kib = models.BigIntegerField(default=0)
 
-    # Effective placement: live when running, else the persistent config.
+    # Effective tuning: live when running, else the persistent config.
     numatune_mode = models.CharField(max_length=16, blank=True)
     numatune_nodeset = models.CharField(max_length=255, blank=True)
     emulatorpin = models.CharField(max_length=255, blank=True, help_text="live cpuset")
     emulatorpin_config = models.CharField(max_length=255, blank=True)
 
     # Derived at sync time so that lists can filter on them in SQL.
-    placement = models.CharField(
-        max_length=16, choices=Placement.choices, default=Placement.UNPINNED
-    )
+    #: The pinning state (pinned / partly pinned / unpinned; vms.numa.pinning_state).
+    pinning = models.CharField(max_length=16, choices=Pinning.choices, default=Pinning.UNPINNED)
     cells = models.CharField(
         max_length=255, blank=True, help_text="cells its vCPUs may run on (nodeset)"
     )
@@ -65,7 +64,7 @@ class VirtualMachine(models.Model):
     changed_outside = models.BooleanField(default=False)
     changed_outside_detail = models.TextField(blank=True)
 
-    # Balancing (vms.placement): an operator's flags, never written by the sync.
+    # Balancing (balancing.planner): an operator's flags, never written by the sync.
     balancing_locked = models.BooleanField(
         "locked", default=False, help_text="never moved by a balancing plan"
     )

@@ -1,4 +1,4 @@
-"""What a VM's CPU/memory placement means on its host's NUMA topology (pure functions).
+"""What a VM's vCPU pins and memory binding mean on its host's NUMA topology (pure functions).
 
 No Django, no libvirt: the sync computes these once per VM and stores the results in columns
 so that lists can filter on "pinned", "cross-node" and "drift" in SQL, and the planner and the
@@ -24,14 +24,14 @@ from numaportal.virt.domain import DomainTuning
 from numaportal.virt.topology import HostTopology
 
 __all__ = [
-    "PlacementKind",
+    "PinningState",
     "is_cross_node",
-    "placement_kind",
+    "pinning_state",
     "tuning_drift",
     "vm_cells",
 ]
 
-PlacementKind = Literal["pinned", "partly", "unpinned"]
+PinningState = Literal["pinned", "partly", "unpinned"]
 
 
 def vm_cells(
@@ -66,12 +66,12 @@ def _restricts(cpus: frozenset[int] | None, host_cpus: frozenset[int]) -> bool:
     return not cpus >= host_cpus
 
 
-def placement_kind(
+def pinning_state(
     topology: HostTopology,
     vcpus: Iterable[int],
     pins: Mapping[int, frozenset[int]],
     vcpu_cpuset: frozenset[int] | None = None,
-) -> PlacementKind:
+) -> PinningState:
     """ "pinned" / "partly" / "unpinned" for the online vCPUs *vcpus*.
 
     *pins* are the explicit ``<vcpupin>`` entries, *vcpu_cpuset* the domain's ``<vcpu cpuset>``

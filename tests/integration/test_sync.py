@@ -67,7 +67,7 @@ def test_lab_vcpus_match_vcpuinfo_and_vcpupin(lab_host):
             assert parse_cpuset(row.affinity) == live[vcpu]
             # No <vcpupin> in the lab's definitions: virsh shows every host CPU.
             assert row.pin_config == "" and config[vcpu] == live[vcpu]
-        assert vm.placement == VirtualMachine.Placement.UNPINNED
+        assert vm.pinning == VirtualMachine.Pinning.UNPINNED
         assert not vm.cross_node  # one cell
         assert not vm.drift, vm.drift_detail
 
@@ -87,7 +87,7 @@ def test_a_pinned_throwaway_domain_shows_its_pins(running_domain: libvirt.virDom
     }
     info = virsh_vcpuinfo(running_domain.name())
     assert format_cpuset(strip_to_cpus(info[0]["CPU Affinity"])) == rows[0].affinity == "1"
-    assert vm.placement == VirtualMachine.Placement.PINNED
+    assert vm.pinning == VirtualMachine.Pinning.PINNED
     assert vm.drift
     assert vm.drift_detail == "vCPU 0 pinned to 1 live, not pinned in config"
 
@@ -97,7 +97,7 @@ def test_drift_clears_when_the_pin_is_also_in_config(running_domain: libvirt.vir
     host = Host.objects.create(name="lab", uri=URI)
     sync.sync_host(host.pk)
     vm = VirtualMachine.objects.get(host=host, uuid=running_domain.UUIDString())
-    assert vm.drift and vm.placement == VirtualMachine.Placement.PARTLY
+    assert vm.drift and vm.pinning == VirtualMachine.Pinning.PARTLY
     pin_vcpu(running_domain, 0, "1", "config")
     sync.sync_host(host.pk)
     vm.refresh_from_db()

@@ -1,4 +1,4 @@
-"""vms/numa.py: placement kind, cells, cross-node and live/config drift on the fixture hosts."""
+"""vms/numa.py: pinning state, cells, cross-node and live/config drift on the fixture hosts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from numaportal.virt.domain import DomainTuning, parse_domain
 from numaportal.virt.topology import HostTopology, parse_capabilities
-from vms.numa import is_cross_node, placement_kind, tuning_drift, vm_cells
+from vms.numa import is_cross_node, pinning_state, tuning_drift, vm_cells
 
 pytestmark = pytest.mark.unit
 
@@ -66,47 +66,47 @@ def test_unknown_cpus_are_ignored():
     assert vm_cells(LAB, {}) == fs()
 
 
-# --- placement_kind ---------------------------------------------------------------------------
+# --- pinning_state ---------------------------------------------------------------------------
 
 
 def test_every_online_vcpu_pinned():
-    assert placement_kind(SEED, [0, 1], {0: fs(22), 1: fs(23)}) == "pinned"
+    assert pinning_state(SEED, [0, 1], {0: fs(22), 1: fs(23)}) == "pinned"
 
 
 def test_some_pinned_is_partly():
-    assert placement_kind(SEED, [0, 1], {0: fs(22)}) == "partly"
+    assert pinning_state(SEED, [0, 1], {0: fs(22)}) == "partly"
 
 
 def test_offline_vcpus_do_not_count():
     # vCPUs 2-3 exist but are offline; only 0-1 are judged.
-    assert placement_kind(SEED, [0, 1], {0: fs(22), 1: fs(23)}) == "pinned"
+    assert pinning_state(SEED, [0, 1], {0: fs(22), 1: fs(23)}) == "pinned"
 
 
 def test_vcpu_cpuset_restricts_every_vcpu_without_its_own_pin():
-    assert placement_kind(FOUR, [0, 1, 2], {}, vcpu_cpuset=fs(0, 1, 2, 3)) == "pinned"
-    assert placement_kind(FOUR, [0, 1], {0: fs(4)}, vcpu_cpuset=fs(0, 1)) == "pinned"
+    assert pinning_state(FOUR, [0, 1, 2], {}, vcpu_cpuset=fs(0, 1, 2, 3)) == "pinned"
+    assert pinning_state(FOUR, [0, 1], {0: fs(4)}, vcpu_cpuset=fs(0, 1)) == "pinned"
 
 
 def test_pin_to_every_host_cpu_is_no_pin():
     everything = LAB.cpu_ids
-    assert placement_kind(LAB, [0, 1], {0: everything, 1: everything}) == "unpinned"
-    assert placement_kind(LAB, [0, 1], {0: fs(0), 1: everything}) == "partly"
-    assert placement_kind(LAB, [0, 1], {}, vcpu_cpuset=everything) == "unpinned"
+    assert pinning_state(LAB, [0, 1], {0: everything, 1: everything}) == "unpinned"
+    assert pinning_state(LAB, [0, 1], {0: fs(0), 1: everything}) == "partly"
+    assert pinning_state(LAB, [0, 1], {}, vcpu_cpuset=everything) == "unpinned"
 
 
 def test_no_pins_is_unpinned():
-    assert placement_kind(AMD, [0, 1, 2, 3], {}) == "unpinned"
-    assert placement_kind(AMD, [], {}) == "unpinned"
+    assert pinning_state(AMD, [0, 1, 2, 3], {}) == "unpinned"
+    assert pinning_state(AMD, [], {}) == "unpinned"
 
 
 def test_fixture_domains():
     seed = domain("seed-pinned-live")
     online = [v for v, on in seed.vcpus_enabled.items() if on]
-    assert placement_kind(SEED, online, seed.vcpupin, seed.vcpu_cpuset) == "pinned"
+    assert pinning_state(SEED, online, seed.vcpupin, seed.vcpu_cpuset) == "pinned"
     untuned = domain("minimal-untuned")
-    assert placement_kind(LAB, [0], untuned.vcpupin, untuned.vcpu_cpuset) == "unpinned"
+    assert pinning_state(LAB, [0], untuned.vcpupin, untuned.vcpu_cpuset) == "unpinned"
     excl = domain("vcpu-cpuset-exclusion")
-    assert placement_kind(FOUR, range(excl.vcpu_current), excl.vcpupin, excl.vcpu_cpuset) in {
+    assert pinning_state(FOUR, range(excl.vcpu_current), excl.vcpupin, excl.vcpu_cpuset) in {
         "pinned",
         "partly",
     }
@@ -167,7 +167,7 @@ def test_properties(topo: HostTopology, data: st.DataObject) -> None:
     elif len(cells) > 1:
         assert is_cross_node(topo, cells)
     pins = {v: c for v, c in affinity.items() if c}
-    kind = placement_kind(topo, affinity.keys(), pins)
+    kind = pinning_state(topo, affinity.keys(), pins)
     assert kind in {"pinned", "partly", "unpinned"}
     if not pins:
         assert kind == "unpinned"

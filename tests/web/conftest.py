@@ -79,7 +79,7 @@ def make_vm(
 ) -> VirtualMachine:
     """A VM with *vcpus* online vCPUs; *pins* vCPU -> cpuset (live and config alike).
 
-    ``cells`` and ``placement`` follow from the pins and the host's stored CPUs unless given.
+    ``cells`` and ``pinning`` follow from the pins and the host's stored CPUs unless given.
     """
     pins = pins or {}
     vcpu_max = vcpu_max or vcpus
@@ -88,12 +88,12 @@ def make_vm(
     affinity = {v: parse_cpuset(pins[v]) if v in pins else all_cpus for v in range(vcpu_max)}
     cells = {cell_of[c] for v in range(vcpus) for c in affinity[v] if c in cell_of}
     pinned = sum(1 for v in range(vcpus) if v in pins)
-    placement = (
-        VirtualMachine.Placement.PINNED
+    pinning = (
+        VirtualMachine.Pinning.PINNED
         if pinned == vcpus
-        else VirtualMachine.Placement.PARTLY
+        else VirtualMachine.Pinning.PARTLY
         if pinned
-        else VirtualMachine.Placement.UNPINNED
+        else VirtualMachine.Pinning.UNPINNED
     )
     defaults = {
         "uuid": uuid_module.uuid4(),
@@ -105,7 +105,7 @@ def make_vm(
         "vcpu_current_live": vcpus if running else None,
         "memory_kib": 2 * 1024 * 1024,
         "current_memory_kib": 2 * 1024 * 1024,
-        "placement": placement,
+        "pinning": pinning,
         "cells": format_nodeset(cells) if cells else "",
         "cross_node": len(cells) > 1,
     }

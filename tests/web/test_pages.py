@@ -362,9 +362,9 @@ def test_vm_list_filters(ops_client, fleet):
     assert listed(ops_client, host="hv-a") == {"pinned", "spans"}
     assert listed(ops_client, state="shut off") == {"off"}
     assert listed(ops_client, state="running", host="hv-b") == {"partly"}
-    assert listed(ops_client, placement="pinned") == {"pinned", "spans"}
-    assert listed(ops_client, placement="partly") == {"partly"}
-    assert listed(ops_client, placement="unpinned") == {"off"}
+    assert listed(ops_client, pinning="pinned") == {"pinned", "spans"}
+    assert listed(ops_client, pinning="partly") == {"partly"}
+    assert listed(ops_client, pinning="unpinned") == {"off"}
     assert listed(ops_client, cross_node="true") == {"spans", "partly", "off"}
     assert listed(ops_client, cross_node="false") == {"pinned"}
     assert listed(ops_client, name="PIN") == {"pinned"}

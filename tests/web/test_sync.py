@@ -77,7 +77,7 @@ def test_sync_test_driver_end_to_end():
     assert (vm.name, str(vm.uuid), vm.state) == ("test", TEST_UUID, "running")
     assert (vm.vcpu_max_config, vm.vcpu_current_config) == (2, 2)
     assert (vm.vcpu_max_live, vm.vcpu_current_live) == (2, 2)
-    assert vm.placement == VirtualMachine.Placement.UNPINNED
+    assert vm.pinning == VirtualMachine.Pinning.UNPINNED
     # Unpinned: its vCPUs (affinity 0-7 in the test driver's 8-wide maps) run on cell 0.
     assert vm.cells == "0"
     assert not vm.drift and vm.drift_detail == ""
@@ -118,7 +118,7 @@ def test_live_pin_shows_as_pin_and_drift(test_inventory):
     pinned = dataclasses.replace(dom, live=live)
     sync.apply_inventory(host, dataclasses.replace(test_inventory, domains=(pinned,)))
     vm = VirtualMachine.objects.get(host=host)
-    assert vm.placement == VirtualMachine.Placement.PARTLY
+    assert vm.pinning == VirtualMachine.Pinning.PARTLY
     assert vm.drift
     assert vm.drift_detail == "vCPU 1 pinned to 9 live, not pinned in config"
     row = vm.vcpus.get(vcpu=1)
