@@ -783,7 +783,7 @@ FORMS: dict[str, type[ChangeForm]] = {
 
 
 class BalancingFlagsForm(forms.ModelForm):
-    """The VM's flags for the placement planner (vms.placement.VmDemand.locked / dedicated)."""
+    """The VM's flags for the balancing planner (balancing.planner.VmDemand.locked, dedicated)."""
 
     class Meta:
         model = VirtualMachine

@@ -65,7 +65,7 @@ class VirtualMachine(models.Model):
     changed_outside = models.BooleanField(default=False)
     changed_outside_detail = models.TextField(blank=True)
 
-    # Balancing (vms.placement): an operator's flags, never written by the sync.
+    # Balancing (balancing.planner): an operator's flags, never written by the sync.
     balancing_locked = models.BooleanField(
         "locked", default=False, help_text="never moved by a balancing plan"
     )
