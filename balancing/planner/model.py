@@ -25,7 +25,7 @@ class InfeasibleError(PlanError):
     """The VMs cannot fit under the policy at all (reserved CPUs, too many dedicated cores...)."""
 
 
-# --- how cpusets, nodesets and sizes are written (JSON and messages) ---------------------------
+# --- how cpusets, nodesets and sizes are written (JSON and messages) ------------------------------
 
 
 def cpus_text(ids: Iterable[int] | None) -> str:

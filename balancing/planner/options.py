@@ -124,7 +124,7 @@ def single_option(model: CapacityModel, v: SearchVm, c: int) -> Option | None:
     return v.singles[c]
 
 
-# -- where a VM is now -----------------------------------------------------------------------
+# --- where a VM is now ----------------------------------------------------------------------------
 
 
 def prepare(

@@ -63,7 +63,7 @@ def run(state: SearchState) -> dict[str, Assignment]:
     return materialise(state)
 
 
-# -- the greedy starts ------------------------------------------------------------------------
+# --- the greedy starts ----------------------------------------------------------------------------
 
 
 def _greedy(state: SearchState, order: Sequence[SearchVm], keep_first: bool) -> None:
@@ -86,7 +86,7 @@ def _greedy(state: SearchState, order: Sequence[SearchVm], keep_first: bool) -> 
             _place(state, v)
 
 
-# -- local improvement -----------------------------------------------------------------------
+# --- local improvement ----------------------------------------------------------------------------
 
 
 def _improve(state: SearchState, order: Sequence[SearchVm]) -> None:

@@ -168,7 +168,7 @@ class SearchState:
         self._sets[k] = sets
         return sets
 
-    # -- bookkeeping -------------------------------------------------------------------------------
+    # -- bookkeeping -------------------------------------------------------------------------
 
     def take(self, c: int, n: int) -> tuple[int, ...] | None:
         free = self.free[c]
