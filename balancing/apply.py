@@ -4,7 +4,7 @@
 id, status ``queued``), so a reviewer sees the whole plan in the change history at once, and
 queues one :func:`apply_plan` task. That task runs the records one after another through the
 same worker path as any change (:func:`changes.services.apply_change`: per-VM lock, before and
-after snapshots, read-back), in the order of :func:`vms.placement.apply_order` — no CPU pool or
+after snapshots, read-back), in the order of :func:`balancing.planner.apply_order` — no CPU pool or
 cell is over its capacity at any step — and stops at the first failure: the records not yet
 run end ``cancelled`` saying which change failed, and the plan ``apply_failed``.
 """
@@ -17,12 +17,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from balancing import planner
 from balancing.models import BalancingPlan
 from changes import services as change_services
 from changes.models import Change
 from changes.recording import record_change
 from hosts.services import load_topology
-from vms import placement
 from vms.models import VirtualMachine
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class PlanNotApplicable(Exception):
     """The plan cannot be applied (not ready, no safe order, VM gone); the message says why."""
 
 
-def change_params(plan: BalancingPlan, assignment: placement.Assignment, step: int) -> dict:
+def change_params(plan: BalancingPlan, assignment: planner.Assignment, step: int) -> dict:
     """A ``placement`` change's params from one VM's planned assignment (JSON types)."""
     data = assignment.as_dict()
     return {
@@ -48,17 +48,17 @@ def change_params(plan: BalancingPlan, assignment: placement.Assignment, step: i
     }
 
 
-def _plan_object(plan: BalancingPlan) -> tuple[Any, list[placement.VmDemand], placement.Plan]:
+def _plan_object(plan: BalancingPlan) -> tuple[Any, list[planner.VmDemand], planner.Plan]:
     topology = load_topology(plan.host)
     if topology is None:
         raise PlanNotApplicable(f"host {plan.host.name} has no stored topology: sync it first")
-    demands = [placement.VmDemand.from_dict(d) for d in plan.demands]
-    after = {name: placement.Assignment.from_dict(a) for name, a in plan.after.items()}
-    plan_obj = placement.Plan(
+    demands = [planner.VmDemand.from_dict(d) for d in plan.demands]
+    after = {name: planner.Assignment.from_dict(a) for name, a in plan.after.items()}
+    plan_obj = planner.Plan(
         assignments=after,
-        before=placement.score(topology, []),
-        after=placement.score(topology, []),
-        policy=placement.Policy.from_dict(plan.policy),
+        before=planner.score(topology, []),
+        after=planner.score(topology, []),
+        policy=planner.Policy.from_dict(plan.policy),
     )
     return topology, demands, plan_obj
 
@@ -73,8 +73,8 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
         raise PlanNotApplicable(f"plan is {plan.get_status_display()}, not waiting for approval")
     topology, demands, plan_obj = _plan_object(plan)
     try:
-        order = placement.apply_order(topology, demands, plan_obj)
-    except placement.PlanError as exc:
+        order = planner.apply_order(topology, demands, plan_obj)
+    except planner.PlanError as exc:
         raise PlanNotApplicable(f"no safe order to apply this plan: {exc}") from exc
     vms = {
         vm.name: vm

@@ -1,5 +1,5 @@
-"""What the planner is given: the stored inventory of a host as :class:`~vms.placement.VmDemand`
-rows, and its :class:`~balancing.models.BalancingPolicy` as a :class:`~vms.placement.Policy`.
+"""What the planner is given: the stored inventory of a host as :class:`~balancing.planner.VmDemand`
+rows, and its :class:`~balancing.models.BalancingPolicy` as a :class:`~balancing.planner.Policy`.
 
 Read from the database only (the last sync), never from libvirt: a plan is computed, reviewed
 and checked for staleness against the same stored inventory. Stored strings came from the
@@ -11,10 +11,10 @@ from __future__ import annotations
 from django.db.models import Prefetch
 
 from balancing.models import BalancingPolicy
+from balancing.planner import Policy, VmDemand
 from hosts.models import Host
 from hosts.selectors import safe_cpuset, safe_nodeset
 from vms.models import VcpuPin, VirtualMachine
-from vms.placement import Policy, VmDemand
 
 __all__ = ["balanced_vms", "demand_of", "demands_for_host", "policy_for_host"]
 

@@ -1,6 +1,6 @@
 """Balancing plans and per-host balancing policies.
 
-A :class:`BalancingPlan` is computed by a worker (``vms.placement.plan`` on the stored
+A :class:`BalancingPlan` is computed by a worker (``balancing.planner.plan`` on the stored
 inventory), reviewed by an operator (before / after on the topology diagram, the score terms,
 the changes it would make), approved with a reason, and applied as one
 :class:`~changes.models.Change` per moved VM whose ``group_id`` is the plan's id. A plan
@@ -101,7 +101,7 @@ class BalancingPlan(models.Model):
     requested_by_name = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     computed_at = models.DateTimeField(null=True, blank=True)
-    #: vms.placement.Policy as a dict (what was asked).
+    #: balancing.planner.Policy as a dict (what was asked).
     policy = models.JSONField(default=dict)
     #: host.last_sync_ok_at and a digest of the VmDemand list the plan was computed from.
     based_on_sync_at = models.DateTimeField(null=True, blank=True)
@@ -128,7 +128,7 @@ class BalancingPlan(models.Model):
     approved_by_name = models.CharField(max_length=150, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
-    #: VM names in the order their changes are applied (vms.placement.apply_order).
+    #: VM names in the order their changes are applied (balancing.planner.apply_order).
     apply_order = models.JSONField(default=list)
     finished_at = models.DateTimeField(null=True, blank=True)
     #: What applying did, in words (which change failed, which were not attempted).

@@ -18,6 +18,7 @@ import django_filters
 from django.db.models import QuerySet
 from django.utils.safestring import SafeString, mark_safe
 
+from balancing import planner
 from balancing.models import BalancingPlan
 from changes.models import Change
 from hosts import selectors as host_selectors
@@ -26,7 +27,6 @@ from hosts.models import Host
 from numaportal.formatting import format_kib
 from numaportal.virt.cpuset import format_cpuset, format_nodeset
 from numaportal.virt.topology import HostTopology
-from vms import placement
 from vms.models import VirtualMachine
 
 ACTIVE_STATUSES = frozenset({BalancingPlan.Status.COMPUTING, BalancingPlan.Status.APPLYING})
@@ -250,20 +250,20 @@ def policy_rows(policy: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class PlanContent:
-    demands: dict[str, placement.VmDemand]
-    before: dict[str, placement.Assignment]
-    after: dict[str, placement.Assignment]
+    demands: dict[str, planner.VmDemand]
+    before: dict[str, planner.Assignment]
+    after: dict[str, planner.Assignment]
 
 
 def plan_content(plan: BalancingPlan) -> PlanContent:
     demands = {}
     for row in plan.demands or []:
-        demand = placement.VmDemand.from_dict(row)
+        demand = planner.VmDemand.from_dict(row)
         demands[demand.name] = demand
     return PlanContent(
         demands=demands,
-        before={n: placement.Assignment.from_dict(a) for n, a in (plan.before or {}).items()},
-        after={n: placement.Assignment.from_dict(a) for n, a in (plan.after or {}).items()},
+        before={n: planner.Assignment.from_dict(a) for n, a in (plan.before or {}).items()},
+        after={n: planner.Assignment.from_dict(a) for n, a in (plan.after or {}).items()},
     )
 
 
@@ -293,7 +293,7 @@ class VmChangeRow:
     dedicated: bool
 
 
-def _pin_lines(demand: placement.VmDemand | None, after: placement.Assignment) -> list[PinLine]:
+def _pin_lines(demand: planner.VmDemand | None, after: planner.Assignment) -> list[PinLine]:
     """vCPUs grouped by identical before -> after pins (``vCPUs 0-3: floats -> 6-11,18-23``)."""
     current = dict(demand.vcpupin) if demand is not None else {}
     lines: list[tuple[list[int], str, str]] = []

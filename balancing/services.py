@@ -4,7 +4,7 @@ The one way to a balancing plan, for the pages and the scheduler alike:
 
 - :func:`request_plan` (operators, ``changes.add_change``) writes the plan row (``computing``)
   and queues :func:`compute_plan` once committed, with the plan's id as the Celery task id;
-- :func:`compute_plan` runs :func:`vms.placement.plan` on the host's *stored* inventory and
+- :func:`compute_plan` runs :func:`balancing.planner.plan` on the host's *stored* inventory and
   records what it was based on (the last good sync and a digest of the inventory), the before
   and after placements, the scores and the notes: ``ready``, ``not_needed`` (nothing moves) or
   ``error`` (the planner's message);
@@ -28,7 +28,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, Validatio
 from django.db import transaction
 from django.utils import timezone
 
-from balancing import apply
+from balancing import apply, planner
 from balancing.inputs import demands_for_host, policy_for_host
 from balancing.models import BalancingPlan, BalancingPolicy
 from changes.models import Change
@@ -39,7 +39,6 @@ from hosts.services import load_topology
 from numaportal import roles
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset
 from numaportal.virt.topology import HostTopology
-from vms import placement
 
 __all__ = [
     "NO_TOPOLOGY",
@@ -99,7 +98,7 @@ def _require_operator(actor: Any) -> None:
 # --- the inventory a plan is based on ---------------------------------------------------------
 
 
-def inventory_digest(topology: HostTopology | None, demands: list[placement.VmDemand]) -> str:
+def inventory_digest(topology: HostTopology | None, demands: list[planner.VmDemand]) -> str:
     """sha256 of what a plan depends on: every VM as the planner sees it (its vCPUs, memory,
     pins, cells, locked / dedicated flags) and the host's cells, CPUs and memory."""
     shape = (
@@ -110,7 +109,7 @@ def inventory_digest(topology: HostTopology | None, demands: list[placement.VmDe
         if topology is not None
         else "no topology"
     )
-    text = f"{placement.demand_digest(demands)}\n{shape}"
+    text = f"{planner.demand_digest(demands)}\n{shape}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -239,13 +238,13 @@ def _compute(plan: BalancingPlan) -> BalancingPlan:
     plan.demands = [d.as_dict() for d in demands]
     if topology is None:
         return _finish(plan, Status.ERROR, NO_TOPOLOGY)
-    plan.before = {d.name: placement.current_assignment(topology, d).as_dict() for d in demands}
+    plan.before = {d.name: planner.current_assignment(topology, d).as_dict() for d in demands}
     if not demands:
         plan.notes = [NO_VMS]
         return _finish(plan, Status.NOT_NEEDED)
     try:
-        result = placement.plan(topology, demands, policy)
-    except placement.PlanError as exc:
+        result = planner.plan(topology, demands, policy)
+    except planner.PlanError as exc:
         return _finish(plan, Status.ERROR, str(exc))
     plan.after = {name: a.as_dict() for name, a in sorted(result.assignments.items())}
     plan.score_before = result.before.as_dict()
@@ -253,7 +252,7 @@ def _compute(plan: BalancingPlan) -> BalancingPlan:
     plan.improvement_pct = round(result.improvement_pct, 2)
     plan.moves = len(result.moved)
     plan.notes = list(result.notes)
-    problems = placement.validate(topology, demands, result)
+    problems = planner.validate(topology, demands, result)
     if problems:
         return _finish(
             plan, Status.ERROR, "the planner proposed an invalid placement: " + "; ".join(problems)
@@ -263,8 +262,8 @@ def _compute(plan: BalancingPlan) -> BalancingPlan:
         return _finish(plan, Status.NOT_NEEDED)
     try:
         # The order shown for review; start_apply computes it again when approved.
-        plan.apply_order = placement.apply_order(topology, demands, result)
-    except placement.PlanError as exc:
+        plan.apply_order = planner.apply_order(topology, demands, result)
+    except planner.PlanError as exc:
         return _finish(plan, Status.ERROR, f"no safe order to apply this plan: {exc}")
     return _finish(plan, Status.READY)
 

@@ -4,9 +4,9 @@
 
 Pure Python (no Django, no libvirt). For every instance (a host and a set of VMs, generated
 from a seeded RNG, so the same every run) it places the VMs four ways on the capacity model of
-``vms.placement`` (see its docstring):
+``balancing.planner`` (see its docstring):
 
-- the planner, ``vms.placement.plan`` (timed: median of ``--runs`` runs);
+- the planner, ``balancing.planner.plan`` (timed: median of ``--runs`` runs);
 - first-fit decreasing: VMs by vCPUs then memory, descending; each on the first cell (in id
   order) that fits, else spread over the fewest cells that fit, first such set in id order;
 - a numad-style greedy: VMs by memory, descending; each on the fitting cell with the largest
@@ -18,7 +18,7 @@ from a seeded RNG, so the same every run) it places the VMs four ways on the cap
   even split fits), capacity constraints per cell, objective = the remote term of ``score()``
   (computed by ``score()`` itself for each option) plus a tiny move penalty as tie-break.
 
-All four results are ``vms.placement.Assignment`` maps, judged by the same ``score()`` and
+All four results are ``balancing.planner.Assignment`` maps, judged by the same ``score()`` and
 ``validate()``. A lower bound of the remote term (every VM on its cheapest cell set as if
 alone on the host) tells where the optimum is known without the IP: when an evenly split,
 valid placement reaches it. The planner may also split a VM in proportion to the free room
@@ -45,17 +45,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from numaportal.virt.topology import Cell, Cpu, HostTopology, parse_capabilities  # noqa: E402
-from vms import placement  # noqa: E402
-from vms.placement import (  # noqa: E402
+from balancing.planner import (  # noqa: E402
     Assignment,
     Plan,
+    PlanError,
     Policy,
     Score,
     VmDemand,
+    current_assignment,
+    distance,
+    plan,
     score,
     split_evenly,
+    validate,
 )
+from numaportal.virt.topology import Cell, Cpu, HostTopology, parse_capabilities  # noqa: E402
 
 GIB = 2**20  # KiB
 MIB = 2**10  # KiB
@@ -154,7 +158,7 @@ def fixture_host(name: str) -> HostTopology:
     return parse_capabilities((FIXTURES / name).read_text())
 
 
-# --- the capacity model (vms.placement's docstring), for the baselines and the IP -------------
+# --- the capacity model (balancing.planner's docstring), for the baselines and the IP ---------
 
 
 @dataclass
@@ -339,7 +343,7 @@ def materialise(
             if not emulator:
                 emulator = frozenset().union(*pins.values())
         cells = frozenset(vcpus) | frozenset(memory)
-        now = placement.current_assignment(topology, vm)
+        now = current_assignment(topology, vm)
         nodeset = frozenset(memory)
         moved = (
             cells != now.cells
@@ -363,7 +367,7 @@ def materialise(
 
 
 def locked_assignments(cap: Capacity, vms: Sequence[VmDemand]) -> dict[str, Assignment]:
-    return {vm.name: placement.current_assignment(cap.topology, vm) for vm in vms if vm.locked}
+    return {vm.name: current_assignment(cap.topology, vm) for vm in vms if vm.locked}
 
 
 def model_problems(
@@ -382,7 +386,7 @@ def model_problems(
         if sorted(a.vcpupin) != list(range(vm.vcpus)):
             problems.append(f"{vm.name}: pins for vCPUs {sorted(a.vcpupin)}, has {vm.vcpus}")
         if vm.locked:
-            now = placement.current_assignment(topology, vm)
+            now = current_assignment(topology, vm)
             if (a.cells, dict(a.vcpupin), a.nodeset) != (now.cells, dict(now.vcpupin), now.nodeset):
                 problems.append(f"{vm.name}: locked but changed")
             continue
@@ -481,7 +485,7 @@ def numad_greedy(cap: Capacity, vms: Sequence[VmDemand]) -> dict[str, Assignment
                 prev = chosen[-1] if chosen else None
 
                 def key(c: int, prev: int | None = prev) -> tuple[float, int, int]:
-                    d = placement.distance(topology, prev, c) if prev is not None else 1
+                    d = distance(topology, prev, c) if prev is not None else 1
                     return (-magnitude(c) / d, -load.mem_free.get(c, 0), c)
 
                 chosen.append(min(rest, key=key))
@@ -599,7 +603,7 @@ def optimum(cap: Capacity, vms: Sequence[VmDemand], time_limit: float) -> IpResu
     shared_use: dict[int, list] = {c: [] for c in cap.usable}
     unit_use: dict[int, list] = {c: [] for c in cap.usable}
     for i, vm in enumerate(free):
-        now = placement.current_assignment(topology, vm)
+        now = current_assignment(topology, vm)
         options = []
         for k, cells, (vcpus, memory) in candidates(cap, vm, sets, base, closest):
             var = pulp.LpVariable(f"x_{i}_{k}", cat="Binary")
@@ -936,7 +940,7 @@ def judge(inst: Instance, assignments: Mapping[str, Assignment] | None, error: s
             even = (vcpus, memory) == (dict(a.vcpus_by_cell), dict(a.memory_kib_by_cell))
             uneven += not even
     try:
-        problems = list(placement.validate(inst.topology, inst.vms, wrapped))
+        problems = list(validate(inst.topology, inst.vms, wrapped))
     except NotImplementedError:
         return Outcome(s, own, uneven=uneven)
     if bool(problems) != bool(own):
@@ -994,7 +998,7 @@ def main() -> None:
         cap = Capacity(inst.topology, inst.policy)
         try:
             seconds, result = median_s(
-                lambda inst=inst: placement.plan(inst.topology, inst.vms, inst.policy), args.runs
+                lambda inst=inst: plan(inst.topology, inst.vms, inst.policy), args.runs
             )
             planner = judge(inst, result.assignments)
             plan_times.append((seconds, inst.name))
@@ -1003,7 +1007,7 @@ def main() -> None:
             )
         except NotImplementedError:
             planner, plan_text = Outcome(None, [], "not written"), "-"
-        except placement.PlanError as exc:
+        except PlanError as exc:
             planner, plan_text = Outcome(None, [f"{type(exc).__name__}: {exc}"], "error"), "-"
         ffd = judge(inst, first_fit_decreasing(cap, inst.vms))
         numad = judge(inst, numad_greedy(cap, inst.vms))

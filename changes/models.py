@@ -64,7 +64,7 @@ class Change(models.Model):
         #: Host-level: /proc/sys/kernel/numa_balancing, written by the host's own worker.
         NUMA_BALANCING = "numa_balancing", "kernel NUMA balancing (numa_balancing)"
         #: One VM's whole placement from a balancing plan: vcpupin of every vCPU,
-        #: emulatorpin, numatune (params from vms.placement.Assignment; group_id = plan id).
+        #: emulatorpin, numatune (params from balancing.planner.Assignment; group_id = plan id).
         PLACEMENT = "placement", "placement from a balancing plan"
 
     class Scope(models.TextChoices):

@@ -3,7 +3,7 @@
 A seed-shaped host (x86_64-2node-24cpu-ht.xml: node 0 = CPUs 0-5,12-17, node 1 = 6-11,18-23,
 32 GiB each) with a VM split over both cells, two unpinned VMs and one pinned the seed's way
 (vCPUs on 22-23, emulator on 18-23, memory strict on node 1). The real planner
-(vms.placement.plan) computes every plan here; nothing is faked but the Celery hand-over.
+(balancing.planner.plan) computes every plan here; nothing is faked but the Celery hand-over.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from django.utils import timezone
 from balancing import services
 from balancing.inputs import demands_for_host, policy_for_host
 from balancing.models import BalancingPlan, BalancingPolicy
+from balancing.planner import Assignment, Policy
 from changes.models import Change
 from vms.models import VcpuPin, VirtualMachine
-from vms.placement import Assignment, Policy
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -271,7 +271,7 @@ def test_an_infeasible_inventory_is_a_planning_error_with_the_planners_words(
 def test_a_crash_in_the_planner_is_recorded_then_raised(seed):
     host, _ = seed
     with (
-        mock.patch("vms.placement.plan", side_effect=RuntimeError("boom")),
+        mock.patch("balancing.planner.plan", side_effect=RuntimeError("boom")),
         pytest.raises(RuntimeError),
     ):
         computed_plan(host)

@@ -1,4 +1,4 @@
-"""The placement planner (vms.placement): plans that obey the capacity model on any host, one
+"""The balancing planner (balancing.planner): plans that obey the capacity model on any host, one
 cell per VM where possible, whole cores for dedicated VMs, the fewest closest cells for VMs
 larger than a cell, clear refusals, safe apply orders, JSON round trips."""
 
@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from numaportal.virt.topology import HostTopology, parse_capabilities
-from vms.placement import (
+from balancing.planner import (
     Assignment,
     InfeasibleError,
     Plan,
@@ -29,6 +28,7 @@ from vms.placement import (
     score,
     validate,
 )
+from numaportal.virt.topology import HostTopology, parse_capabilities
 
 pytestmark = pytest.mark.unit
 
