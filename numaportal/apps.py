@@ -7,6 +7,11 @@ class NumaPortalConfig(AppConfig):
     verbose_name = "NUMA Portal"
 
     def ready(self) -> None:
+        # Load the Celery app in every Django process (web, manage.py, tests), not only in
+        # `celery -A numaportal`: @shared_task binds to the current app, and without this it
+        # would be Celery's default app, with none of the CELERY_* settings. Here rather than
+        # in numaportal/__init__.py so that importing numaportal.virt pulls in no Celery.
+        from numaportal.celery import app  # noqa: F401
         from numaportal.roles import ensure_viewer_group
         from numaportal.schedules import ensure_default_schedules
 
