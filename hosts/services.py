@@ -20,12 +20,13 @@ from django.utils import timezone
 
 from hosts.models import Cell, Host, PhysicalCpu
 from numaportal.virt import connection as virt_connection
-from numaportal.virt import operations
+from numaportal.virt import hostfacts, operations
 from numaportal.virt.cpuset import format_cpuset, format_nodeset
 from numaportal.virt.domain import DomainXMLError, tuning_dict
 from numaportal.virt.errors import VirtError
 from numaportal.virt.inventory import DomainInventory, HostInventory, read_inventory
 from numaportal.virt.topology import HostTopology, TopologyError, parse_capabilities
+from numaportal.virt.uri import validate_uri
 from vms import numa
 from vms.models import VcpuPin, VirtualMachine
 
@@ -52,9 +53,9 @@ def describe_host(uri: str) -> dict[str, str]:
     with virt_connection.connect(
         uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
     ) as conn:
-        info = virt_connection.host_info(conn)
+        info = hostfacts.host_info(conn)
         domains = operations.list_domains(conn)
-    version = virt_connection.format_version
+    version = hostfacts.format_version
     running = sum(1 for d in domains if d.active)
     return {
         "URI": uri,
@@ -71,12 +72,12 @@ def describe_host(uri: str) -> dict[str, str]:
 # --- registration and removal ---------------------------------------------------------------
 
 
-def _try_connection(uri: str) -> virt_connection.HostInfo:
+def _try_connection(uri: str) -> hostfacts.HostInfo:
     """Open *uri* once and read its facts; the VirtError (libvirt's words) propagates."""
     with virt_connection.connect(
         uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
     ) as conn:
-        return virt_connection.host_info(conn)
+        return hostfacts.host_info(conn)
 
 
 def check_registration(*, name: str, uri: str, exclude_pk: int | None = None) -> str:
@@ -102,7 +103,7 @@ def check_registration(*, name: str, uri: str, exclude_pk: int | None = None) ->
             if removed
             else f"A host called {name!r} exists already."
         ]
-    normalised = virt_connection.validate_uri(uri)  # InvalidURI: the form shows why
+    normalised = validate_uri(uri)  # InvalidURI: the form shows why
     clash = others.active().filter(uri=normalised).first()
     if clash is not None:
         errors["uri"] = [f"Host {clash.name!r} already uses {normalised}."]
@@ -385,7 +386,7 @@ def apply_inventory(host: Host, inventory: HostInventory) -> Host:
         # Serialise concurrent syncs of one host (a "Sync now" racing the periodic one).
         Host.objects.select_for_update().filter(pk=host.pk).values_list("pk").first()
 
-        version = virt_connection.format_version
+        version = hostfacts.format_version
         host.hostname = info.hostname
         host.hypervisor = f"{info.hypervisor_type} {version(info.hypervisor_version)}"
         host.libvirt_version = version(info.libvirt_version)

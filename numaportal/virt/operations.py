@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from numaportal.virt.connection import cell_ids, uri_of
 from numaportal.virt.cpuset import (
     CpusetError,
     cpumap_to_cpuset,
@@ -45,6 +44,7 @@ from numaportal.virt.errors import (
     VirtError,
     translate,
 )
+from numaportal.virt.hostfacts import cell_ids, uri_of
 
 # The error classes are re-exported for callers that catch around these functions.
 __all__ = [

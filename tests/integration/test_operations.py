@@ -14,9 +14,10 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from numaportal.virt.connection import connect, host_info
+from numaportal.virt.connection import connect
 from numaportal.virt.domain import parse_domain
 from numaportal.virt.errors import InvalidRequest, OperationUnsupported
+from numaportal.virt.hostfacts import host_info
 from numaportal.virt.operations import (
     Scope,
     VcpuCount,

@@ -8,7 +8,7 @@ import libvirt
 import pytest
 
 from numaportal.virt import inventory as inventory_module
-from numaportal.virt.connection import host_info
+from numaportal.virt.hostfacts import host_info
 from numaportal.virt.inventory import read_inventory
 from numaportal.virt.operations import pin_emulator
 
