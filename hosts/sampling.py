@@ -39,8 +39,8 @@ from hosts import numastat
 from hosts.models import CellRollup, CellSample, Host, SampleSource
 from numaportal.virt import connection as virt_connection
 from numaportal.virt import hostfacts, hostprobe
+from numaportal.virt.domains import list_domains
 from numaportal.virt.errors import VirtError
-from numaportal.virt.operations import list_domains
 from vms.models import VirtualMachine, VmCellMemory
 
 log = logging.getLogger(__name__)

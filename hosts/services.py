@@ -20,9 +20,10 @@ from django.utils import timezone
 
 from hosts.models import Cell, Host, PhysicalCpu
 from numaportal.virt import connection as virt_connection
-from numaportal.virt import hostfacts, operations
+from numaportal.virt import hostfacts
 from numaportal.virt.cpuset import format_cpuset, format_nodeset
 from numaportal.virt.domain import DomainXMLError, tuning_dict
+from numaportal.virt.domains import list_domains
 from numaportal.virt.errors import VirtError
 from numaportal.virt.inventory import DomainInventory, HostInventory, read_inventory
 from numaportal.virt.topology import HostTopology, TopologyError, parse_capabilities
@@ -54,7 +55,7 @@ def describe_host(uri: str) -> dict[str, str]:
         uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
     ) as conn:
         info = hostfacts.host_info(conn)
-        domains = operations.list_domains(conn)
+        domains = list_domains(conn)
     version = hostfacts.format_version
     running = sum(1 for d in domains if d.active)
     return {

@@ -39,15 +39,11 @@ from typing import Any, TypeVar
 import libvirt
 
 from numaportal.virt.domain import DomainTuning, parse_domain
+from numaportal.virt.domains import domain_state_name
 from numaportal.virt.errors import DomainNotFound, VirtError, translate
 from numaportal.virt.hostfacts import HostInfo, host_info, uri_of
-from numaportal.virt.operations import (
-    VcpuCount,
-    VcpuInfo,
-    domain_state_name,
-    vcpu_info_from,
-)
 from numaportal.virt.topology import HostTopology, parse_capabilities
+from numaportal.virt.vcpus import VcpuCount, VcpuInfo, vcpu_info_from
 
 __all__ = ["DomainInventory", "HostInventory", "read_inventory"]
 

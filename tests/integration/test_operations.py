@@ -16,21 +16,14 @@ import pytest
 
 from numaportal.virt.connection import connect
 from numaportal.virt.domain import parse_domain
+from numaportal.virt.domains import lookup_domain
 from numaportal.virt.errors import InvalidRequest, OperationUnsupported
 from numaportal.virt.hostfacts import host_info
-from numaportal.virt.operations import (
-    Scope,
-    VcpuCount,
-    lookup_domain,
-    pin_emulator,
-    pin_vcpu,
-    set_guest_vcpus,
-    set_numatune,
-    set_vcpus,
-    snapshot,
-    vcpu_info,
-    vcpucount,
-)
+from numaportal.virt.numatune import set_numatune
+from numaportal.virt.pinning import pin_emulator, pin_vcpu
+from numaportal.virt.scope import Scope
+from numaportal.virt.snapshot import snapshot
+from numaportal.virt.vcpus import VcpuCount, set_guest_vcpus, set_vcpus, vcpu_info, vcpucount
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from hosts import services
 from hosts.models import Host
 from numaportal.virt.cpuset import format_cpuset, parse_cpuset
-from numaportal.virt.operations import pin_vcpu
+from numaportal.virt.pinning import pin_vcpu
 from tests.virsh_cli import virsh, virsh_vcpucount, virsh_vcpuinfo, virsh_vcpupin
 from vms.models import VirtualMachine
 

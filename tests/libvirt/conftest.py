@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 import libvirt
 import pytest
 
 from numaportal.virt.connection import open_connection
-from numaportal.virt.operations import lookup_domain
+from numaportal.virt.domains import lookup_domain
 
 TEST_URI = "test:///default"
 TEST_DOMAIN = "test"
@@ -45,3 +46,16 @@ def conn(fresh_test_driver: None) -> Iterator[libvirt.virConnect]:
 @pytest.fixture
 def dom(conn: libvirt.virConnect) -> libvirt.virDomain:
     return lookup_domain(conn, TEST_DOMAIN)
+
+
+class Lying:
+    """A domain whose read-back calls return something else than what was set."""
+
+    def __init__(self, dom: libvirt.virDomain, **overrides: Any) -> None:
+        self._dom = dom
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._dom, name)

@@ -10,7 +10,7 @@ import pytest
 from numaportal.virt import inventory as inventory_module
 from numaportal.virt.hostfacts import host_info
 from numaportal.virt.inventory import read_inventory
-from numaportal.virt.operations import pin_emulator
+from numaportal.virt.pinning import pin_emulator
 
 from .conftest import TEST_DOMAIN, TEST_DOMAIN_UUID
 
