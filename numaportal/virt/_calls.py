@@ -23,24 +23,19 @@ from typing import TypeVar
 import libvirt
 
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset
+from numaportal.virt.domains import Domain
 from numaportal.virt.errors import InvalidRequest, OperationFailed, ReadbackMismatch, translate
-from numaportal.virt.hostfacts import uri_of
 from numaportal.virt.scope import Scope
 
 T = TypeVar("T")
 
 
-def domain_uri(dom: libvirt.virDomain) -> str | None:
-    """The URI of the domain's connection, for error messages."""
-    return uri_of(dom.connect())
-
-
-def call(dom: libvirt.virDomain, fn: Callable[[], T]) -> T:
+def call(dom: Domain, fn: Callable[[], T]) -> T:
     """Run one libvirt call, translating its error."""
     try:
         return fn()
     except libvirt.libvirtError as exc:
-        raise translate(exc, domain_uri(dom)) from exc
+        raise translate(exc, dom.uri) from exc
 
 
 def _flags_exclusive(exc: libvirt.libvirtError) -> bool:
@@ -50,14 +45,14 @@ def _flags_exclusive(exc: libvirt.libvirtError) -> bool:
     return exc.get_error_code() == libvirt.VIR_ERR_INVALID_ARG and "mutually exclusive" in message
 
 
-def apply(dom: libvirt.virDomain, scope: Scope, fn: Callable[[int], object]) -> None:
+def apply(dom: Domain, scope: Scope, fn: Callable[[int], object]) -> None:
     """Call ``fn(flags)`` for *scope*: once with both flags, or live then config if refused."""
     try:
         fn(scope.flags)
         return
     except libvirt.libvirtError as exc:
         if not (scope is Scope.BOTH and _flags_exclusive(exc)):
-            raise translate(exc, domain_uri(dom)) from exc
+            raise translate(exc, dom.uri) from exc
     # Live first: the live change is the one libvirt is likelier to refuse (a running QEMU
     # cannot do everything), and refusing it before the config is touched keeps both unchanged.
     for part in scope.parts:
@@ -87,9 +82,10 @@ def mismatch(what: str, part: Scope, expected: str, actual: str) -> ReadbackMism
     )
 
 
-def max_vcpus(dom: libvirt.virDomain, part: Scope) -> int:
+def max_vcpus(dom: Domain, part: Scope) -> int:
     """The domain's maximum vCPU count in one single scope."""
-    return call(dom, lambda: dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM | part.flags))
+    flags = libvirt.VIR_DOMAIN_VCPU_MAXIMUM | part.flags
+    return call(dom, lambda: dom.virdomain.vcpusFlags(flags))
 
 
 # --- reading state while the domain may start or stop ---------------------------------------
@@ -99,31 +95,29 @@ class StoppedMeanwhile(Exception):
     """The domain stopped between our isActive() and a live query."""
 
 
-def live_query(dom: libvirt.virDomain, fn: Callable[[], T]) -> T:
+def live_query(dom: Domain, fn: Callable[[], T]) -> T:
     """A live-only query; :class:`StoppedMeanwhile` if the domain stopped under us."""
     try:
         return fn()
     except libvirt.libvirtError as exc:
         try:
-            active = dom.isActive()
+            active = dom.virdomain.isActive()
         except libvirt.libvirtError:
             active = True  # cannot tell: report the original error
         if not active:
             raise StoppedMeanwhile from exc
-        raise translate(exc, domain_uri(dom)) from exc
+        raise translate(exc, dom.uri) from exc
 
 
-def retrying(dom: libvirt.virDomain, fn: Callable[[bool, bool], T]) -> T:
+def retrying(dom: Domain, fn: Callable[[bool, bool], T]) -> T:
     """``fn(active, persistent)`` with the domain's state now, again if it stopped meanwhile."""
     # A domain that stops between our state check and a live query is not an error of the
     # query: look again, now seeing it shut off. Three tries cover a start/stop race.
     for _attempt in range(3):
-        active = bool(call(dom, dom.isActive))
-        persistent = bool(call(dom, dom.isPersistent))
+        active = bool(call(dom, dom.virdomain.isActive))
+        persistent = bool(call(dom, dom.virdomain.isPersistent))
         try:
             return fn(active, persistent)
         except StoppedMeanwhile:
             continue
-    raise OperationFailed(
-        "the domain kept changing state while its state was read", None, domain_uri(dom)
-    )
+    raise OperationFailed("the domain kept changing state while its state was read", None, dom.uri)

@@ -11,6 +11,7 @@ import libvirt
 
 from numaportal.virt._calls import apply, call, cpuset_argument, mismatch
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_nodeset
+from numaportal.virt.domains import Domain
 from numaportal.virt.errors import InvalidRequest
 from numaportal.virt.hostfacts import cell_ids
 from numaportal.virt.scope import Scope
@@ -28,7 +29,7 @@ _NUMATUNE_MODE_NAMES = {value: name for name, value in NUMATUNE_MODES.items()}
 
 
 def set_numatune(
-    dom: libvirt.virDomain,
+    dom: Domain,
     mode: str,
     nodeset: Iterable[int] | str,
     scope: Scope | str = Scope.BOTH,
@@ -52,7 +53,8 @@ def set_numatune(
         )
     except CpusetError as exc:
         raise InvalidRequest(f"numatune nodeset: {exc}") from None
-    cells = cell_ids(call(dom, lambda: dom.connect().getCapabilities()))
+    virdomain = dom.virdomain
+    cells = cell_ids(call(dom, lambda: virdomain.connect().getCapabilities()))
     # A host whose capabilities list no cells (the test driver with a custom host) cannot be
     # checked; libvirt will judge.
     missing = sorted(nodes - set(cells)) if cells else []
@@ -66,9 +68,9 @@ def set_numatune(
         libvirt.VIR_DOMAIN_NUMA_MODE: NUMATUNE_MODES[mode],
         libvirt.VIR_DOMAIN_NUMA_NODESET: format_cpuset(nodes),
     }
-    apply(dom, scope, lambda flags: dom.setNumaParameters(params, flags))
+    apply(dom, scope, lambda flags: virdomain.setNumaParameters(params, flags))
     for part in scope.parts:
-        got = call(dom, lambda part=part: dom.numaParameters(part.flags))
+        got = call(dom, lambda part=part: virdomain.numaParameters(part.flags))
         got_mode = _NUMATUNE_MODE_NAMES.get(got.get(libvirt.VIR_DOMAIN_NUMA_MODE), "unknown")
         got_text = got.get(libvirt.VIR_DOMAIN_NUMA_NODESET) or ""
         try:

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import libvirt
-
 from numaportal.virt._calls import apply, call, cpuset_argument, max_vcpus, mismatch
 from numaportal.virt.cpuset import CpusetError, cpumap_to_cpuset, cpuset_to_cpumap, format_cpuset
+from numaportal.virt.domains import Domain
 from numaportal.virt.errors import InvalidRequest
 from numaportal.virt.scope import Scope
 
 __all__ = ["pin_emulator", "pin_vcpu"]
 
 
-def _cpumap(dom: libvirt.virDomain, cpus: frozenset[int], what: str) -> tuple[bool, ...]:
+def _cpumap(dom: Domain, cpus: frozenset[int], what: str) -> tuple[bool, ...]:
     """The host-wide cpumap for *cpus*, refusing CPUs the host does not have."""
-    width = call(dom, lambda: dom.connect().getCPUMap()[0])
+    width = call(dom, lambda: dom.virdomain.connect().getCPUMap()[0])
     try:
         return cpuset_to_cpumap(cpus, width)
     except CpusetError as exc:
@@ -32,7 +31,7 @@ def _describe(cpus: frozenset[int] | None) -> str:
     return format_cpuset(cpus) if cpus else "no CPUs"
 
 
-def _check_vcpu_index(dom: libvirt.virDomain, vcpu: int, scope: Scope) -> None:
+def _check_vcpu_index(dom: Domain, vcpu: int, scope: Scope) -> None:
     if not isinstance(vcpu, int) or isinstance(vcpu, bool) or vcpu < 0:
         raise InvalidRequest(f"vCPU index must be a non-negative integer, not {vcpu!r}")
     for part in scope.parts:
@@ -45,7 +44,7 @@ def _check_vcpu_index(dom: libvirt.virDomain, vcpu: int, scope: Scope) -> None:
 
 
 def pin_vcpu(
-    dom: libvirt.virDomain,
+    dom: Domain,
     vcpu: int,
     cpus: Iterable[int] | str,
     scope: Scope | str = Scope.BOTH,
@@ -55,9 +54,10 @@ def pin_vcpu(
     wanted = cpuset_argument(cpus, f"vcpupin of vCPU {vcpu}")
     _check_vcpu_index(dom, vcpu, scope)
     cpumap = _cpumap(dom, wanted, f"vcpupin of vCPU {vcpu}")
-    apply(dom, scope, lambda flags: dom.pinVcpuFlags(vcpu, cpumap, flags))
+    virdomain = dom.virdomain
+    apply(dom, scope, lambda flags: virdomain.pinVcpuFlags(vcpu, cpumap, flags))
     for part in scope.parts:
-        pins = call(dom, lambda part=part: dom.vcpuPinInfo(part.flags))
+        pins = call(dom, lambda part=part: virdomain.vcpuPinInfo(part.flags))
         actual = cpumap_to_cpuset(pins[vcpu]) if vcpu < len(pins) else None
         if actual != wanted:
             raise mismatch(
@@ -65,15 +65,15 @@ def pin_vcpu(
             )
 
 
-def pin_emulator(
-    dom: libvirt.virDomain, cpus: Iterable[int] | str, scope: Scope | str = Scope.BOTH
-) -> None:
+def pin_emulator(dom: Domain, cpus: Iterable[int] | str, scope: Scope | str = Scope.BOTH) -> None:
     """``virsh emulatorpin DOM CPUS --live/--config``, verified with ``emulatorPinInfo``."""
     scope = Scope.parse(scope)
     wanted = cpuset_argument(cpus, "emulatorpin")
     cpumap = _cpumap(dom, wanted, "emulatorpin")
-    apply(dom, scope, lambda flags: dom.pinEmulator(cpumap, flags))
+    virdomain = dom.virdomain
+    apply(dom, scope, lambda flags: virdomain.pinEmulator(cpumap, flags))
     for part in scope.parts:
-        actual = cpumap_to_cpuset(call(dom, lambda part=part: dom.emulatorPinInfo(part.flags)))
+        pins = call(dom, lambda part=part: virdomain.emulatorPinInfo(part.flags))
+        actual = cpumap_to_cpuset(pins)
         if actual != wanted:
             raise mismatch("emulatorpin", part, format_cpuset(wanted), _describe(actual))

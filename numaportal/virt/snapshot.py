@@ -8,10 +8,10 @@ from typing import Any
 
 import libvirt
 
-from numaportal.virt._calls import call, domain_uri, live_query, retrying
+from numaportal.virt._calls import call, live_query, retrying
 from numaportal.virt.cpuset import cpumap_to_cpuset, format_cpuset
 from numaportal.virt.domain import DomainTuning, DomainXMLError, parse_domain, tuning_dict
-from numaportal.virt.domains import domain_state_name
+from numaportal.virt.domains import Domain, domain_state_name
 from numaportal.virt.errors import OperationFailed
 from numaportal.virt.vcpus import VcpuCount, VcpuInfo, read_vcpu_info, read_vcpucount
 
@@ -73,28 +73,27 @@ class DomainSnapshot:
         }
 
 
-def _parse(dom: libvirt.virDomain, xml: str, which: str) -> DomainTuning:
+def _parse(dom: Domain, xml: str, which: str) -> DomainTuning:
     try:
         return parse_domain(xml)
     except DomainXMLError as exc:
-        raise OperationFailed(
-            f"cannot parse the {which} XML: {exc}", None, domain_uri(dom)
-        ) from exc
+        raise OperationFailed(f"cannot parse the {which} XML: {exc}", None, dom.uri) from exc
 
 
 def _emulatorpin(pins: Sequence[bool] | None) -> frozenset[int] | None:
     return None if pins is None else cpumap_to_cpuset(pins)
 
 
-def _snapshot(dom: libvirt.virDomain, active: bool, persistent: bool) -> DomainSnapshot:
+def _snapshot(dom: Domain, active: bool, persistent: bool) -> DomainSnapshot:
+    virdomain = dom.virdomain
     live_flag = libvirt.VIR_DOMAIN_AFFECT_LIVE
     config_flag = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-    state, _reason = call(dom, dom.state)
-    persistent_xml = call(dom, lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    live_xml = live_query(dom, lambda: dom.XMLDesc(0)) if active else None
+    state, _reason = call(dom, virdomain.state)
+    persistent_xml = call(dom, lambda: virdomain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    live_xml = live_query(dom, lambda: virdomain.XMLDesc(0)) if active else None
     return DomainSnapshot(
-        name=call(dom, dom.name),
-        uuid=call(dom, dom.UUIDString),
+        name=call(dom, virdomain.name),
+        uuid=call(dom, virdomain.UUIDString),
         state=domain_state_name(state),
         persistent=persistent,
         persistent_xml=persistent_xml,
@@ -104,15 +103,15 @@ def _snapshot(dom: libvirt.virDomain, active: bool, persistent: bool) -> DomainS
         vcpucount=read_vcpucount(dom, active, persistent),
         vcpu_info=read_vcpu_info(dom, active),
         emulatorpin_config=_emulatorpin(
-            call(dom, lambda: dom.emulatorPinInfo(config_flag)) if persistent else None
+            call(dom, lambda: virdomain.emulatorPinInfo(config_flag)) if persistent else None
         ),
         emulatorpin_live=_emulatorpin(
-            live_query(dom, lambda: dom.emulatorPinInfo(live_flag)) if active else None
+            live_query(dom, lambda: virdomain.emulatorPinInfo(live_flag)) if active else None
         ),
     )
 
 
-def snapshot(dom: libvirt.virDomain) -> DomainSnapshot:
+def snapshot(dom: Domain) -> DomainSnapshot:
     """The domain's placement state now: XML (persistent and live), parsed tuning, vCPU counts,
     per-vCPU placement and emulator pinning. Live fields are None when it is not running."""
     return retrying(dom, lambda active, persistent: _snapshot(dom, active, persistent))

@@ -20,6 +20,7 @@ from numaportal.virt._calls import (
     retrying,
 )
 from numaportal.virt.cpuset import cpumap_to_cpuset, format_cpuset, parse_cpuset
+from numaportal.virt.domains import Domain
 from numaportal.virt.errors import InvalidRequest, ReadbackMismatch
 from numaportal.virt.scope import Scope
 
@@ -63,7 +64,7 @@ class VcpuInfo:
 
 
 def set_vcpus(
-    dom: libvirt.virDomain,
+    dom: Domain,
     count: int,
     scope: Scope | str = Scope.BOTH,
     *,
@@ -76,6 +77,7 @@ def set_vcpus(
     guest, and QEMU says so ("CPU hot unplug not supported without ACPI").
     """
     scope = Scope.parse(scope)
+    virdomain = dom.virdomain
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise InvalidRequest(f"vCPU count must be a positive integer, not {count!r}")
     if maximum:
@@ -85,8 +87,8 @@ def set_vcpus(
                 f"(asked for scope {scope.value!r})"
             )
         max_flags = libvirt.VIR_DOMAIN_VCPU_MAXIMUM | libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        call(dom, lambda: dom.setVcpusFlags(count, max_flags))
-        got = call(dom, lambda: dom.vcpusFlags(max_flags))
+        call(dom, lambda: virdomain.setVcpusFlags(count, max_flags))
+        got = call(dom, lambda: virdomain.vcpusFlags(max_flags))
         if got != count:
             raise mismatch("maximum vCPUs", scope, str(count), str(got))
         return
@@ -97,16 +99,16 @@ def set_vcpus(
                 f"{count} vCPUs exceeds the {part.value} maximum of {ceiling}; raise the maximum "
                 "in the config first (it takes effect at next boot)"
             )
-    apply(dom, scope, lambda flags: dom.setVcpusFlags(count, flags))
+    apply(dom, scope, lambda flags: virdomain.setVcpusFlags(count, flags))
     for part in scope.parts:
-        got = call(dom, lambda part=part: dom.vcpusFlags(part.flags))
+        got = call(dom, lambda part=part: virdomain.vcpusFlags(part.flags))
         if got != count:
             raise mismatch("vCPU count", part, str(count), str(got))
 
 
-def _guest_vcpus(dom: libvirt.virDomain) -> dict[str, str]:
+def _guest_vcpus(dom: Domain) -> dict[str, str]:
     def guest_vcpus() -> dict[str, str]:
-        result = dom.guestVcpus()
+        result = dom.virdomain.guestVcpus()
         # libvirt-python 12.8 returns None on failure instead of raising (its wrapper checks
         # for -1); the error is still this thread's last libvirt error, which libvirtError
         # picks up when constructed here.
@@ -117,7 +119,7 @@ def _guest_vcpus(dom: libvirt.virDomain) -> dict[str, str]:
     return call(dom, guest_vcpus)
 
 
-def set_guest_vcpus(dom: libvirt.virDomain, cpus: Iterable[int] | str, online: bool) -> None:
+def set_guest_vcpus(dom: Domain, cpus: Iterable[int] | str, online: bool) -> None:
     """Online/offline vCPUs inside the guest (the seed's ``echo 1 > .../cpuN/online``).
 
     Needs qemu-guest-agent running in the guest and its channel in the domain; without the
@@ -131,7 +133,7 @@ def set_guest_vcpus(dom: libvirt.virDomain, cpus: Iterable[int] | str, online: b
         raise InvalidRequest(
             f"guest vCPUs: {format_cpuset(beyond)} beyond the live maximum of {ceiling} vCPUs"
         )
-    call(dom, lambda: dom.setGuestVcpus(format_cpuset(wanted), 1 if online else 0, 0))
+    call(dom, lambda: dom.virdomain.setGuestVcpus(format_cpuset(wanted), 1 if online else 0, 0))
     info = _guest_vcpus(dom)
     online_text = info.get("online") or ""
     now_online = parse_cpuset(online_text) if online_text else frozenset()
@@ -149,16 +151,21 @@ def set_guest_vcpus(dom: libvirt.virDomain, cpus: Iterable[int] | str, online: b
 # --- reading state --------------------------------------------------------------------------
 
 
-def read_vcpucount(dom: libvirt.virDomain, active: bool, persistent: bool) -> VcpuCount:
+def read_vcpucount(dom: Domain, active: bool, persistent: bool) -> VcpuCount:
     """:func:`vcpucount` for a domain whose state the caller has just read (see snapshot.py);
     raises :class:`~numaportal.virt._calls.StoppedMeanwhile` if it stopped since."""
     maxi = libvirt.VIR_DOMAIN_VCPU_MAXIMUM
     live, config = libvirt.VIR_DOMAIN_AFFECT_LIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    virdomain = dom.virdomain
     cfg: Callable[[int], int | None] = (
-        (lambda flags: call(dom, lambda: dom.vcpusFlags(flags))) if persistent else lambda _: None
+        (lambda flags: call(dom, lambda: virdomain.vcpusFlags(flags)))
+        if persistent
+        else lambda _: None
     )
     lv: Callable[[int], int | None] = (
-        (lambda flags: live_query(dom, lambda: dom.vcpusFlags(flags))) if active else lambda _: None
+        (lambda flags: live_query(dom, lambda: virdomain.vcpusFlags(flags)))
+        if active
+        else lambda _: None
     )
     return VcpuCount(
         max_config=cfg(maxi | config),
@@ -184,20 +191,20 @@ def vcpu_info_from(
     )
 
 
-def read_vcpu_info(dom: libvirt.virDomain, active: bool) -> tuple[VcpuInfo, ...]:
+def read_vcpu_info(dom: Domain, active: bool) -> tuple[VcpuInfo, ...]:
     """:func:`vcpu_info` for a domain whose state the caller has just read (see snapshot.py);
     raises :class:`~numaportal.virt._calls.StoppedMeanwhile` if it stopped since."""
     if not active:
         return ()
-    infos, maps = live_query(dom, dom.vcpus)
+    infos, maps = live_query(dom, dom.virdomain.vcpus)
     return vcpu_info_from(infos, maps)
 
 
-def vcpucount(dom: libvirt.virDomain) -> VcpuCount:
+def vcpucount(dom: Domain) -> VcpuCount:
     """``virsh vcpucount``: maximum and current vCPUs, live and config."""
     return retrying(dom, lambda active, persistent: read_vcpucount(dom, active, persistent))
 
 
-def vcpu_info(dom: libvirt.virDomain) -> tuple[VcpuInfo, ...]:
+def vcpu_info(dom: Domain) -> tuple[VcpuInfo, ...]:
     """``virsh vcpuinfo``: one entry per online vCPU; empty when the domain is not running."""
     return retrying(dom, lambda active, _persistent: read_vcpu_info(dom, active))

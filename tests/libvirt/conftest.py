@@ -15,7 +15,7 @@ import libvirt
 import pytest
 
 from numaportal.virt.connection import open_connection
-from numaportal.virt.domains import lookup_domain
+from numaportal.virt.domains import Domain, lookup_domain
 
 TEST_URI = "test:///default"
 TEST_DOMAIN = "test"
@@ -44,7 +44,7 @@ def conn(fresh_test_driver: None) -> Iterator[libvirt.virConnect]:
 
 
 @pytest.fixture
-def dom(conn: libvirt.virConnect) -> libvirt.virDomain:
+def dom(conn: libvirt.virConnect) -> Domain:
     return lookup_domain(conn, TEST_DOMAIN)
 
 
@@ -59,3 +59,8 @@ class Lying:
         if name in self._overrides:
             return self._overrides[name]
         return getattr(self._dom, name)
+
+    @classmethod
+    def domain(cls, dom: Domain, **overrides: Any) -> Domain:
+        """A handle on *dom* whose libvirt object lies with *overrides*."""
+        return Domain.of(cls(dom.virdomain, **overrides))  # type: ignore[arg-type]

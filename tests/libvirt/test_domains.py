@@ -5,17 +5,12 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from numaportal.virt.domains import domain_state_name, lookup_domain
-from numaportal.virt.errors import (
-    DomainNotFound,
-    InvalidRequest,
-)
+from numaportal.virt.domains import Domain, domain_state_name, lookup_domain
+from numaportal.virt.errors import DomainNotFound, InvalidRequest
 from numaportal.virt.pinning import pin_emulator
 from numaportal.virt.scope import Scope
 from numaportal.virt.snapshot import snapshot
-from numaportal.virt.vcpus import (
-    vcpucount,
-)
+from numaportal.virt.vcpus import vcpucount
 
 from .conftest import TEST_DOMAIN, TEST_DOMAIN_UUID
 
@@ -25,9 +20,9 @@ LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 
 
 def test_lookup_by_name_and_uuid(conn: libvirt.virConnect) -> None:
-    assert lookup_domain(conn, TEST_DOMAIN).UUIDString() == TEST_DOMAIN_UUID
-    assert lookup_domain(conn, TEST_DOMAIN_UUID).name() == TEST_DOMAIN
-    assert lookup_domain(conn, TEST_DOMAIN_UUID.upper()).name() == TEST_DOMAIN
+    assert lookup_domain(conn, TEST_DOMAIN).uuid == TEST_DOMAIN_UUID
+    assert lookup_domain(conn, TEST_DOMAIN_UUID).name == TEST_DOMAIN
+    assert lookup_domain(conn, TEST_DOMAIN_UUID.upper()).name == TEST_DOMAIN
 
 
 @pytest.mark.parametrize("missing", ["nope", "00000000-0000-0000-0000-000000000000"])
@@ -45,10 +40,10 @@ def test_lookup_refuses_empty_name(conn: libvirt.virConnect) -> None:
 
 
 def test_operations_on_an_undefined_domain_raise_domain_not_found(
-    conn: libvirt.virConnect, dom: libvirt.virDomain
+    conn: libvirt.virConnect, dom: Domain
 ) -> None:
-    dom.destroy()
-    dom.undefine()
+    dom.virdomain.destroy()
+    dom.virdomain.undefine()
     with pytest.raises(DomainNotFound, match="Domain not found"):
         vcpucount(dom)
     with pytest.raises(DomainNotFound):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from numaportal.virt.errors import (
-    InvalidRequest,
-    ReadbackMismatch,
-)
+from numaportal.virt.domains import Domain
+from numaportal.virt.errors import InvalidRequest, ReadbackMismatch
 from numaportal.virt.numatune import NUMATUNE_MODES, set_numatune
 from numaportal.virt.scope import Scope
 
@@ -20,16 +18,16 @@ LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
-def test_set_numatune_both_reads_back(dom: libvirt.virDomain) -> None:
+def test_set_numatune_both_reads_back(dom: Domain) -> None:
     set_numatune(dom, "strict", {0, 1})
     for flags in (LIVE, CONFIG):
-        assert dom.numaParameters(flags) == {
+        assert dom.virdomain.numaParameters(flags) == {
             libvirt.VIR_DOMAIN_NUMA_MODE: libvirt.VIR_DOMAIN_NUMATUNE_MEM_STRICT,
             libvirt.VIR_DOMAIN_NUMA_NODESET: "0-1",
         }
 
 
-def test_set_numatune_mode_change_on_running_domain_is_refused(dom: libvirt.virDomain) -> None:
+def test_set_numatune_mode_change_on_running_domain_is_refused(dom: Domain) -> None:
     # The test driver, like QEMU, lets a running domain get its first live numatune but not
     # change the mode afterwards.
     set_numatune(dom, "interleave", {1}, Scope.LIVE)
@@ -41,13 +39,13 @@ def test_set_numatune_mode_change_on_running_domain_is_refused(dom: libvirt.virD
     assert info.value.code == libvirt.VIR_ERR_OPERATION_INVALID
     # LIVE|CONFIG is "mutually exclusive" here, so live went first and its refusal left the
     # config untouched.
-    assert dom.numaParameters(CONFIG) == {
+    assert dom.virdomain.numaParameters(CONFIG) == {
         libvirt.VIR_DOMAIN_NUMA_MODE: libvirt.VIR_DOMAIN_NUMATUNE_MEM_STRICT,
         libvirt.VIR_DOMAIN_NUMA_NODESET: "",
     }
 
 
-def test_set_numatune_validates(dom: libvirt.virDomain) -> None:
+def test_set_numatune_validates(dom: Domain) -> None:
     with pytest.raises(InvalidRequest, match="unknown numatune mode 'bind'"):
         set_numatune(dom, "bind", {0})
     with pytest.raises(InvalidRequest, match="NUMA node 2 does not exist on this host"):
@@ -57,8 +55,8 @@ def test_set_numatune_validates(dom: libvirt.virDomain) -> None:
     assert set(NUMATUNE_MODES) == {"strict", "preferred", "interleave", "restrictive"}
 
 
-def test_set_numatune_readback_mismatch(dom: libvirt.virDomain) -> None:
-    lying = Lying(
+def test_set_numatune_readback_mismatch(dom: Domain) -> None:
+    lying = Lying.domain(
         dom,
         numaParameters=lambda _flags: {
             libvirt.VIR_DOMAIN_NUMA_MODE: libvirt.VIR_DOMAIN_NUMATUNE_MEM_INTERLEAVE,
@@ -66,7 +64,7 @@ def test_set_numatune_readback_mismatch(dom: libvirt.virDomain) -> None:
         },
     )
     with pytest.raises(ReadbackMismatch) as info:
-        set_numatune(lying, "strict", {0}, Scope.CONFIG)  # type: ignore[arg-type]
+        set_numatune(lying, "strict", {0}, Scope.CONFIG)
     assert str(info.value) == (
         "numatune (config): asked for strict 0, libvirt reports interleave 0-1"
     )

@@ -8,9 +8,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from numaportal.virt.errors import (
-    InvalidRequest,
-)
+from numaportal.virt.errors import InvalidRequest
 from numaportal.virt.scope import Scope
 
 pytestmark = pytest.mark.libvirt

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 
-import libvirt
 import pytest
 
+from numaportal.virt.domains import Domain
 from numaportal.virt.snapshot import DomainSnapshot, snapshot
-from numaportal.virt.vcpus import (
-    vcpucount,
-)
+from numaportal.virt.vcpus import vcpucount
 
 from .conftest import TEST_DOMAIN, TEST_DOMAIN_UUID
 
 pytestmark = pytest.mark.libvirt
 
 
-def test_snapshot_running(dom: libvirt.virDomain) -> None:
+def test_snapshot_running(dom: Domain) -> None:
     snap = snapshot(dom)
     assert isinstance(snap, DomainSnapshot)
     assert (snap.name, snap.uuid, snap.state) == (TEST_DOMAIN, TEST_DOMAIN_UUID, "running")
@@ -45,8 +43,8 @@ def test_snapshot_running(dom: libvirt.virDomain) -> None:
     assert data["live_tuning"]["name"] == TEST_DOMAIN
 
 
-def test_snapshot_shut_off(dom: libvirt.virDomain) -> None:
-    dom.destroy()
+def test_snapshot_shut_off(dom: Domain) -> None:
+    dom.virdomain.destroy()
     snap = snapshot(dom)
     assert snap.state == "shut off"
     assert not snap.active
@@ -60,8 +58,8 @@ def test_snapshot_shut_off(dom: libvirt.virDomain) -> None:
     assert data["live_tuning"] is None and data["active"] is False
 
 
-def test_snapshot_paused(dom: libvirt.virDomain) -> None:
-    dom.suspend()
+def test_snapshot_paused(dom: Domain) -> None:
+    dom.virdomain.suspend()
     snap = snapshot(dom)
     assert snap.state == "paused"
     assert snap.active

@@ -5,11 +5,8 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from numaportal.virt.errors import (
-    InvalidRequest,
-    OperationUnsupported,
-    ReadbackMismatch,
-)
+from numaportal.virt.domains import Domain
+from numaportal.virt.errors import InvalidRequest, OperationUnsupported, ReadbackMismatch
 from numaportal.virt.scope import Scope
 from numaportal.virt.vcpus import (
     VcpuCount,
@@ -28,18 +25,18 @@ LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
-def test_vcpucount_running(dom: libvirt.virDomain) -> None:
+def test_vcpucount_running(dom: Domain) -> None:
     assert vcpucount(dom) == VcpuCount(max_config=2, max_live=2, current_config=2, current_live=2)
 
 
-def test_vcpucount_shut_off_has_no_live_values(dom: libvirt.virDomain) -> None:
-    dom.destroy()
+def test_vcpucount_shut_off_has_no_live_values(dom: Domain) -> None:
+    dom.virdomain.destroy()
     assert vcpucount(dom) == VcpuCount(
         max_config=2, max_live=None, current_config=2, current_live=None
     )
 
 
-def test_vcpu_info_running(dom: libvirt.virDomain) -> None:
+def test_vcpu_info_running(dom: Domain) -> None:
     infos = vcpu_info(dom)
     assert [v.vcpu for v in infos] == [0, 1]
     for v in infos:
@@ -50,17 +47,17 @@ def test_vcpu_info_running(dom: libvirt.virDomain) -> None:
         assert v.cpu >= -1
 
 
-def test_vcpu_info_shut_off_is_empty(dom: libvirt.virDomain) -> None:
-    dom.destroy()
+def test_vcpu_info_shut_off_is_empty(dom: Domain) -> None:
+    dom.virdomain.destroy()
     assert vcpu_info(dom) == ()
 
 
-def test_set_vcpus_live(dom: libvirt.virDomain) -> None:
+def test_set_vcpus_live(dom: Domain) -> None:
     set_vcpus(dom, 1, Scope.LIVE)
     assert vcpucount(dom) == VcpuCount(max_config=2, max_live=2, current_config=2, current_live=1)
 
 
-def test_set_vcpus_maximum_in_config(dom: libvirt.virDomain) -> None:
+def test_set_vcpus_maximum_in_config(dom: Domain) -> None:
     set_vcpus(dom, 4, Scope.CONFIG, maximum=True)
     count = vcpucount(dom)
     assert count.max_config == 4
@@ -68,7 +65,7 @@ def test_set_vcpus_maximum_in_config(dom: libvirt.virDomain) -> None:
 
 
 @pytest.mark.parametrize("scope", [Scope.LIVE, Scope.BOTH])
-def test_set_vcpus_maximum_refuses_live(dom: libvirt.virDomain, scope: Scope) -> None:
+def test_set_vcpus_maximum_refuses_live(dom: Domain, scope: Scope) -> None:
     with pytest.raises(InvalidRequest) as info:
         set_vcpus(dom, 4, scope, maximum=True)
     assert str(info.value).startswith(
@@ -76,7 +73,7 @@ def test_set_vcpus_maximum_refuses_live(dom: libvirt.virDomain, scope: Scope) ->
     )
 
 
-def test_set_vcpus_beyond_maximum_is_refused_before_libvirt(dom: libvirt.virDomain) -> None:
+def test_set_vcpus_beyond_maximum_is_refused_before_libvirt(dom: Domain) -> None:
     with pytest.raises(InvalidRequest) as info:
         set_vcpus(dom, 3, Scope.LIVE)
     assert str(info.value).startswith("3 vCPUs exceeds the live maximum of 2")
@@ -85,17 +82,17 @@ def test_set_vcpus_beyond_maximum_is_refused_before_libvirt(dom: libvirt.virDoma
         set_vcpus(dom, 0)
 
 
-def test_set_vcpus_readback_mismatch(dom: libvirt.virDomain) -> None:
-    lying = Lying(
+def test_set_vcpus_readback_mismatch(dom: Domain) -> None:
+    lying = Lying.domain(
         dom,
         setVcpusFlags=lambda *_args: 0,
         vcpusFlags=lambda _flags: 2,  # maximum 2, and the count never changes
     )
     with pytest.raises(ReadbackMismatch, match=r"^vCPU count \(live\): asked for 1, libvirt"):
-        set_vcpus(lying, 1, Scope.LIVE)  # type: ignore[arg-type]
+        set_vcpus(lying, 1, Scope.LIVE)
 
 
-def test_set_guest_vcpus_unsupported_by_test_driver(dom: libvirt.virDomain) -> None:
+def test_set_guest_vcpus_unsupported_by_test_driver(dom: Domain) -> None:
     with pytest.raises(OperationUnsupported) as info:
         set_guest_vcpus(dom, {1}, online=True)
     assert str(info.value) == (
@@ -104,7 +101,7 @@ def test_set_guest_vcpus_unsupported_by_test_driver(dom: libvirt.virDomain) -> N
     assert info.value.code == libvirt.VIR_ERR_NO_SUPPORT
 
 
-def test_set_guest_vcpus_reads_back_the_guest(dom: libvirt.virDomain) -> None:
+def test_set_guest_vcpus_reads_back_the_guest(dom: Domain) -> None:
     agent = {"vcpus": "0-1", "online": "0", "offlinable": "1"}
 
     def set_guest(cpus: str, state: int, _flags: int) -> int:
@@ -112,18 +109,18 @@ def test_set_guest_vcpus_reads_back_the_guest(dom: libvirt.virDomain) -> None:
         agent["online"] = "0-1" if state else "0"
         return 0
 
-    lying = Lying(dom, setGuestVcpus=set_guest, guestVcpus=lambda *_a: dict(agent))
-    set_guest_vcpus(lying, {1}, online=True)  # type: ignore[arg-type]
+    lying = Lying.domain(dom, setGuestVcpus=set_guest, guestVcpus=lambda *_a: dict(agent))
+    set_guest_vcpus(lying, {1}, online=True)
     assert agent["online"] == "0-1"
-    set_guest_vcpus(lying, {1}, online=False)  # type: ignore[arg-type]
+    set_guest_vcpus(lying, {1}, online=False)
     assert agent["online"] == "0"
 
-    stubborn = Lying(dom, setGuestVcpus=lambda *_a: 0, guestVcpus=lambda *_a: dict(agent))
+    stubborn = Lying.domain(dom, setGuestVcpus=lambda *_a: 0, guestVcpus=lambda *_a: dict(agent))
     with pytest.raises(ReadbackMismatch) as info:
-        set_guest_vcpus(stubborn, {1}, online=True)  # type: ignore[arg-type]
+        set_guest_vcpus(stubborn, {1}, online=True)
     assert str(info.value) == ("guest vCPUs (live): asked for 1 online, the guest reports online 0")
 
 
-def test_set_guest_vcpus_refuses_vcpus_beyond_the_maximum(dom: libvirt.virDomain) -> None:
+def test_set_guest_vcpus_refuses_vcpus_beyond_the_maximum(dom: Domain) -> None:
     with pytest.raises(InvalidRequest, match="guest vCPUs: 2-3 beyond the live maximum of 2"):
         set_guest_vcpus(dom, {1, 2, 3}, online=True)
