@@ -7,9 +7,9 @@
    ``NUMAPORTAL_CHANGE_LOCK_WAIT`` seconds, then fails with "another change to this VM is
    running: <id>"); the lock's value is the holder's change id and it expires after the task's
    hard time limit plus a margin, so a killed worker cannot hold it forever;
-2. ``queued`` -> ``running`` (``started_at``), the state before (:func:`operations.snapshot`)
+2. ``queued`` -> ``running`` (``started_at``), the state before (:func:`snapshot`)
    stored at once, so an interrupted change still shows where it started from;
-3. the change through :mod:`numaportal.virt.operations` (each verifies by reading back);
+3. the change through the ``numaportal.virt`` operations (each verifies by reading back);
 4. the state after, and a second verification against the request on that snapshot;
 5. ``succeeded`` or ``failed`` with libvirt's message unchanged, what really happened
    (``outcome``), the readable ``diff``; then the VM row is refreshed by a host sync.
@@ -44,9 +44,14 @@ from django.utils import timezone
 
 from changes.models import Change
 from numaportal.virt import connection as virt_connection
-from numaportal.virt import operations
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset, parse_nodeset
+from numaportal.virt.domains import lookup_domain
 from numaportal.virt.errors import VirtError
+from numaportal.virt.numatune import set_numatune
+from numaportal.virt.pinning import pin_emulator, pin_vcpu
+from numaportal.virt.scope import Scope
+from numaportal.virt.snapshot import snapshot
+from numaportal.virt.vcpus import set_guest_vcpus, set_vcpus, vcpucount
 from vms.models import VirtualMachine
 from vms.numa import guest_online_commands
 
@@ -284,9 +289,9 @@ def _guest_vcpus_with_retry(dom: Any, cpus: frozenset[int], online: bool) -> Non
     """
     for attempt in range(GUEST_ONLINE_TRIES):
         try:
-            operations.set_guest_vcpus(dom, cpus, online)
+            set_guest_vcpus(dom, cpus, online)
             return
-        except operations.VirtError as exc:
+        except VirtError as exc:
             if "not configured" in str(exc) or attempt == GUEST_ONLINE_TRIES - 1:
                 raise
             time.sleep(1)
@@ -295,7 +300,7 @@ def _guest_vcpus_with_retry(dom: Any, cpus: frozenset[int], online: bool) -> Non
 def _setvcpus(dom: Any, change: Change, before: dict[str, Any]) -> tuple[str, str]:
     params, scope = change.params, change.scope
     if "maximum" in params:
-        operations.set_vcpus(dom, params["maximum"], operations.Scope.CONFIG, maximum=True)
+        set_vcpus(dom, params["maximum"], Scope.CONFIG, maximum=True)
         return "", f"maximum raised to {params['maximum']} vCPUs in the config (from next boot)"
     count = params["count"]
     old_live = (before.get("vcpucount") or {}).get("current_live")
@@ -312,10 +317,10 @@ def _setvcpus(dom: Any, change: Change, before: dict[str, Any]) -> tuple[str, st
                 f"(in the guest: `{_online_commands(removing, False)}`)"
             )
     try:
-        operations.set_vcpus(dom, count, scope)
+        set_vcpus(dom, count, scope)
     except VirtError as exc:
         try:
-            now_live = operations.vcpucount(dom).current_live
+            now_live = vcpucount(dom).current_live
         except VirtError:
             now_live = None
         counted = f"; the host still counts {now_live} vCPUs" if now_live is not None else ""
@@ -359,13 +364,13 @@ def _perform(dom: Any, change: Change, before: dict[str, Any]) -> tuple[str, str
     params, scope = change.params, change.scope
     try:
         if change.kind == Kind.VCPUPIN:
-            operations.pin_vcpu(dom, params["vcpu"], params["cpuset"], scope)
+            pin_vcpu(dom, params["vcpu"], params["cpuset"], scope)
             return "", (f"vCPU {params['vcpu']} pinned to {params['cpuset']} {_scope_words(scope)}")
         if change.kind == Kind.EMULATORPIN:
-            operations.pin_emulator(dom, params["cpuset"], scope)
+            pin_emulator(dom, params["cpuset"], scope)
             return "", f"emulator pinned to {params['cpuset']} {_scope_words(scope)}"
         if change.kind == Kind.NUMATUNE:
-            operations.set_numatune(dom, params["mode"], params["nodeset"], scope)
+            set_numatune(dom, params["mode"], params["nodeset"], scope)
             return "", (
                 f"memory placement {params['mode']} on node(s) {params['nodeset']} "
                 f"{_scope_words(scope)}"
@@ -378,7 +383,7 @@ def _perform(dom: Any, change: Change, before: dict[str, Any]) -> tuple[str, str
             cpus = parse_cpuset(params["cpus"])
             state = "onlined" if params["online"] else "offlined"
             try:
-                operations.set_guest_vcpus(dom, cpus, params["online"])
+                set_guest_vcpus(dom, cpus, params["online"])
             except VirtError as exc:
                 return str(exc), (
                     f"{_cpus_text(cpus)} not {state} in the guest; by hand, in the guest: "
@@ -397,11 +402,11 @@ def _place(dom: Any, change: Change) -> tuple[str, str]:
     params, scope, done = change.params, change.scope, []
     try:
         for vcpu, cpuset in sorted(params["vcpupin"].items(), key=lambda kv: int(kv[0])):
-            operations.pin_vcpu(dom, int(vcpu), cpuset, scope)
+            pin_vcpu(dom, int(vcpu), cpuset, scope)
             done.append(f"vCPU {vcpu} -> {cpuset}")
-        operations.pin_emulator(dom, params["emulatorpin"], scope)
+        pin_emulator(dom, params["emulatorpin"], scope)
         done.append(f"emulator -> {params['emulatorpin']}")
-        operations.set_numatune(dom, params["mode"], params["nodeset"], "config")
+        set_numatune(dom, params["mode"], params["nodeset"], "config")
         done.append(f"numatune {params['mode']} {params['nodeset']} in the config")
     except VirtError as exc:
         return str(exc), ("done before the error: " + "; ".join(done)) if done else ""
@@ -489,7 +494,7 @@ def verify_after(change: Change, after: dict[str, Any]) -> str:
 
 
 def _snapshot_dict(dom: Any) -> dict[str, Any]:
-    return operations.snapshot(dom).as_dict()
+    return snapshot(dom).as_dict()
 
 
 def _failure_outcome(
@@ -580,7 +585,7 @@ def _run(change: Change) -> None:
         with virt_connection.connect(
             change.host.uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT
         ) as conn:
-            dom = operations.lookup_domain(conn, str(change.vm.uuid))
+            dom = lookup_domain(conn, str(change.vm.uuid))
             before = _snapshot_dict(dom)
             Change.objects.filter(pk=change.pk).update(before=before)
             error, outcome = _perform(dom, change, before)
@@ -744,7 +749,7 @@ def _reconcile(change: Change, message: str) -> bool:
                 with virt_connection.connect(
                     change.host.uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
                 ) as conn:
-                    dom = operations.lookup_domain(conn, str(change.vm.uuid))
+                    dom = lookup_domain(conn, str(change.vm.uuid))
                     after = _snapshot_dict(dom)
             except VirtError as exc:
                 error = f"{message.split(';')[0]}; the host could not be read back: {exc}"

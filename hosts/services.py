@@ -18,12 +18,14 @@ from django.utils import timezone
 
 from hosts.models import Cell, Host, PhysicalCpu
 from numaportal.virt import connection as virt_connection
-from numaportal.virt import operations
+from numaportal.virt import hostfacts
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.domain import DomainXMLError
+from numaportal.virt.domains import list_domains
 from numaportal.virt.errors import VirtError
 from numaportal.virt.inventory import HostInventory
 from numaportal.virt.topology import HostTopology, TopologyError, parse_capabilities
+from numaportal.virt.uri import validate_uri
 
 __all__ = [
     "SYNC_ERRORS",
@@ -47,9 +49,9 @@ def describe_host(uri: str) -> dict[str, str]:
     with virt_connection.connect(
         uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
     ) as conn:
-        info = virt_connection.host_info(conn)
-        domains = operations.list_domains(conn)
-    version = virt_connection.format_version
+        info = hostfacts.host_info(conn)
+        domains = list_domains(conn)
+    version = hostfacts.format_version
     running = sum(1 for d in domains if d.active)
     return {
         "URI": uri,
@@ -66,12 +68,12 @@ def describe_host(uri: str) -> dict[str, str]:
 # --- registration and removal ---------------------------------------------------------------
 
 
-def _try_connection(uri: str) -> virt_connection.HostInfo:
+def _try_connection(uri: str) -> hostfacts.HostInfo:
     """Open *uri* once and read its facts; the VirtError (libvirt's words) propagates."""
     with virt_connection.connect(
         uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
     ) as conn:
-        return virt_connection.host_info(conn)
+        return hostfacts.host_info(conn)
 
 
 def check_registration(*, name: str, uri: str, exclude_pk: int | None = None) -> str:
@@ -97,7 +99,7 @@ def check_registration(*, name: str, uri: str, exclude_pk: int | None = None) ->
             if removed
             else f"A host called {name!r} exists already."
         ]
-    normalised = virt_connection.validate_uri(uri)  # InvalidURI: the form shows why
+    normalised = validate_uri(uri)  # InvalidURI: the form shows why
     clash = others.active().filter(uri=normalised).first()
     if clash is not None:
         errors["uri"] = [f"Host {clash.name!r} already uses {normalised}."]
@@ -161,7 +163,7 @@ def store_host_facts(host: Host, inventory: HostInventory, now: datetime) -> Non
     (host, cpu) keep row ids stable across syncs.
     """
     info, topology = inventory.host, inventory.topology
-    version = virt_connection.format_version
+    version = hostfacts.format_version
     host.hostname = info.hostname
     host.hypervisor = f"{info.hypervisor_type} {version(info.hypervisor_version)}"
     host.libvirt_version = version(info.libvirt_version)

@@ -17,9 +17,9 @@ from django.utils import timezone
 from hosts.models import CellSample, Host, SampleSource
 from hosts.sampling import check_on_host, probe_root, record_sample, store_cell_samples
 from numaportal.virt import connection as virt_connection
-from numaportal.virt import hostprobe
+from numaportal.virt import hostfacts, hostprobe
+from numaportal.virt.domains import list_domains
 from numaportal.virt.errors import VirtError
-from numaportal.virt.operations import list_domains
 from vms.models import VirtualMachine, VmCellMemory
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def sample_host(host_id: int, *, probe: bool) -> SampleResult:
     running: list[tuple[str, str]] = []  # (name, uuid) of active domains
     try:
         with virt_connection.connect(host.uri, readonly=True) as conn:
-            free = virt_connection.cells_free_memory_kib(conn)
+            free = hostfacts.cells_free_memory_kib(conn)
             if probe:
                 running = [(d.name, d.uuid) for d in list_domains(conn) if d.active]
     except VirtError as exc:

@@ -4,7 +4,7 @@ Cost of :func:`read_inventory`, in libvirt calls (each one RPC round trip on a r
 nothing is called per vCPU):
 
 per host (10 calls, whatever the number of domains)
-    8 in :func:`~numaportal.virt.connection.host_info` (getURI, getCapabilities, getCPUMap,
+    8 in :func:`~numaportal.virt.hostfacts.host_info` (getURI, getCapabilities, getCPUMap,
     getHostname, getType, getLibVersion, getVersion, getCellsFreeMemory — the last one once
     for the whole cell range), 1 ``getAllDomainStats(STATE | VCPU | BALLOON)`` for every
     domain's state, vCPU counts and balloon, 1 ``listAllDomains(TRANSIENT)`` to know which
@@ -38,16 +38,12 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from numaportal.virt.connection import HostInfo, host_info, uri_of
 from numaportal.virt.domain import DomainTuning, parse_domain
+from numaportal.virt.domains import domain_state_name
 from numaportal.virt.errors import DomainNotFound, VirtError, translate
-from numaportal.virt.operations import (
-    VcpuCount,
-    VcpuInfo,
-    domain_state_name,
-    vcpu_info_from,
-)
+from numaportal.virt.hostfacts import HostInfo, host_info, uri_of
 from numaportal.virt.topology import HostTopology, parse_capabilities
+from numaportal.virt.vcpus import VcpuCount, VcpuInfo, vcpu_info_from
 
 __all__ = ["DomainInventory", "HostInventory", "read_inventory"]
 

@@ -10,7 +10,8 @@ import pytest
 
 from hosts.models import Host
 from numaportal.virt.cpuset import format_cpuset, parse_cpuset
-from numaportal.virt.operations import pin_vcpu
+from numaportal.virt.domains import Domain
+from numaportal.virt.pinning import pin_vcpu
 from tests.virsh_cli import virsh, virsh_vcpucount, virsh_vcpuinfo, virsh_vcpupin
 from vms import sync
 from vms.models import VirtualMachine
@@ -73,8 +74,8 @@ def test_lab_vcpus_match_vcpuinfo_and_vcpupin(lab_host):
 
 
 def test_a_pinned_throwaway_domain_shows_its_pins(running_domain: libvirt.virDomain):
-    pin_vcpu(running_domain, 0, "1", "live")  # live only: lost at next shutdown
-    pin_vcpu(running_domain, 1, "0", "live+config")
+    pin_vcpu(Domain.of(running_domain), 0, "1", "live")  # live only: lost at next shutdown
+    pin_vcpu(Domain.of(running_domain), 1, "0", "live+config")
     host = Host.objects.create(name="lab", uri=URI)
     sync.sync_host(host.pk)
     vm = VirtualMachine.objects.get(host=host, uuid=running_domain.UUIDString())
@@ -93,12 +94,12 @@ def test_a_pinned_throwaway_domain_shows_its_pins(running_domain: libvirt.virDom
 
 
 def test_drift_clears_when_the_pin_is_also_in_config(running_domain: libvirt.virDomain):
-    pin_vcpu(running_domain, 0, "1", "live")
+    pin_vcpu(Domain.of(running_domain), 0, "1", "live")
     host = Host.objects.create(name="lab", uri=URI)
     sync.sync_host(host.pk)
     vm = VirtualMachine.objects.get(host=host, uuid=running_domain.UUIDString())
     assert vm.drift and vm.pinning == VirtualMachine.Pinning.PARTLY
-    pin_vcpu(running_domain, 0, "1", "config")
+    pin_vcpu(Domain.of(running_domain), 0, "1", "config")
     sync.sync_host(host.pk)
     vm.refresh_from_db()
     assert not vm.drift and vm.drift_detail == ""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 import libvirt
 import pytest
 
 from numaportal.virt.connection import open_connection
-from numaportal.virt.operations import lookup_domain
+from numaportal.virt.domains import Domain, lookup_domain
 
 TEST_URI = "test:///default"
 TEST_DOMAIN = "test"
@@ -43,5 +44,23 @@ def conn(fresh_test_driver: None) -> Iterator[libvirt.virConnect]:
 
 
 @pytest.fixture
-def dom(conn: libvirt.virConnect) -> libvirt.virDomain:
+def dom(conn: libvirt.virConnect) -> Domain:
     return lookup_domain(conn, TEST_DOMAIN)
+
+
+class Lying:
+    """A domain whose read-back calls return something else than what was set."""
+
+    def __init__(self, dom: libvirt.virDomain, **overrides: Any) -> None:
+        self._dom = dom
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._dom, name)
+
+    @classmethod
+    def domain(cls, dom: Domain, **overrides: Any) -> Domain:
+        """A handle on *dom* whose libvirt object lies with *overrides*."""
+        return Domain.of(cls(dom.virdomain, **overrides))  # type: ignore[arg-type]

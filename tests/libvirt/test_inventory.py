@@ -8,9 +8,10 @@ import libvirt
 import pytest
 
 from numaportal.virt import inventory as inventory_module
-from numaportal.virt.connection import host_info
+from numaportal.virt.domains import Domain
+from numaportal.virt.hostfacts import host_info
 from numaportal.virt.inventory import read_inventory
-from numaportal.virt.operations import pin_emulator
+from numaportal.virt.pinning import pin_emulator
 
 from .conftest import TEST_DOMAIN, TEST_DOMAIN_UUID
 
@@ -85,7 +86,7 @@ def test_live_pins_show_in_live_tuning_only(conn):
     dom = conn.lookupByName(TEST_DOMAIN)
     # The test driver's pinVcpuFlags only takes AFFECT_CURRENT (= live for a running domain).
     dom.pinVcpuFlags(1, tuple(cpu == 3 for cpu in range(8)), 0)
-    pin_emulator(dom, "0-1", "live")
+    pin_emulator(Domain.of(dom), "0-1", "live")
     (inv,) = read_inventory(conn).domains
     assert inv.live.vcpupin == {1: frozenset({3})}
     assert inv.config.vcpupin == {}

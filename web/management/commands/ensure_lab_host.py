@@ -10,6 +10,8 @@ from balancing.models import BalancingPolicy
 from hosts.models import Host
 from numaportal.virt import connection as virt_connection
 from numaportal.virt.errors import VirtError
+from numaportal.virt.hostfacts import host_info
+from numaportal.virt.uri import validate_uri
 from vms import requests, sync
 
 LAB_HOST = "lab"
@@ -26,7 +28,7 @@ def _answers(uri: str) -> str | None:
     """None if *uri* answers, else libvirt's reason."""
     try:
         with virt_connection.connect(uri, timeout=PROBE_TIMEOUT, readonly=True) as conn:
-            virt_connection.host_info(conn)
+            host_info(conn)
     except VirtError as exc:
         return str(exc)
     return None
@@ -51,7 +53,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: object, **options: object) -> None:
-        lab_uri = virt_connection.validate_uri(settings.NUMAPORTAL_LAB_URI)
+        lab_uri = validate_uri(settings.NUMAPORTAL_LAB_URI)
         fallback = settings.NUMAPORTAL_FALLBACK_URI
         reason = _answers(lab_uri)
         if reason is None:
