@@ -1,5 +1,9 @@
 """Admin for hosts: registration goes through the same validation and connection attempt as
-the portal's form, and hosts are removed (kept with their history), never deleted."""
+the portal's form, and hosts are removed (kept with their history), never deleted.
+
+It sits in the top layer, not in ``hosts/admin.py``, because saving a host queues its sync
+(:mod:`vms.requests`, a layer above ``hosts``). The other apps' admins stay in their apps.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from django.utils.text import Truncator
 
 from hosts import services
 from hosts.models import Cell, Host
+from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.errors import VirtError
 from vms import requests
 
@@ -57,8 +62,6 @@ class CellInline(admin.TabularInline):
 
     @admin.display(description="CPUs")
     def cpu_list(self, cell: Cell) -> str:
-        from numaportal.virt.cpuset import format_cpuset
-
         ids = list(cell.cpus.values_list("cpu_id", flat=True))
         return format_cpuset(ids) if ids else "none (memory only)"
 
