@@ -30,6 +30,7 @@ from hosts.models import Host
 from numaportal.celery import app
 from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.cpuset import parse_cpuset
+from numaportal.virt.domains import Domain
 from tests.virsh_cli import virsh, virsh_vcpupin
 from vms import sync as host_sync
 from vms.models import VirtualMachine
@@ -277,7 +278,7 @@ def test_an_interrupted_change_is_reconciled_with_the_real_state(
         status=Change.Status.RUNNING,
         started_at=timezone.now() - timezone.timedelta(hours=1),
     )
-    before = change_services._snapshot_dict(running_domain)
+    before = change_services._snapshot_dict(Domain.of(running_domain))
     Change.objects.filter(pk=stale.pk).update(before=before)
     running_domain.pinVcpuFlags(0, (False, True), libvirt.VIR_DOMAIN_AFFECT_LIVE)  # half done
     assert change_services.reconcile_stale_changes(older_than_s=60) == 1
