@@ -46,6 +46,20 @@ class HostAdminForm(forms.ModelForm):
         return data
 
 
+#: What a sync writes (shown read-only, in the "Last sync" and "Facts" sections).
+_LAST_SYNC = ["sync_status", "sync_task_id", "last_sync_at", "last_sync_ok_at", "last_error"]
+_FACTS = [
+    "hostname",
+    "hypervisor",
+    "libvirt_version",
+    "arch",
+    "cpu_model",
+    "cpu_vendor",
+    "created_at",
+    "removed_at",
+]
+
+
 class CellInline(admin.TabularInline):
     model = Cell
     fields = ["cell_id", "memory_kib", "free_kib", "distances", "cpu_list"]
@@ -82,21 +96,7 @@ class HostAdmin(admin.ModelAdmin):
     search_fields = ["name", "uri", "hostname"]
     actions = ["sync_selected_hosts", "remove_selected_hosts"]
     inlines = [CellInline]
-    readonly_fields = [
-        "sync_status",
-        "sync_task_id",
-        "last_sync_at",
-        "last_sync_ok_at",
-        "last_error",
-        "hostname",
-        "hypervisor",
-        "libvirt_version",
-        "arch",
-        "cpu_model",
-        "cpu_vendor",
-        "created_at",
-        "removed_at",
-    ]
+    readonly_fields = [*_LAST_SYNC, *_FACTS]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Host | None = None) -> list[str]:
         # The name is in every URL of the host; it is chosen once.
@@ -108,33 +108,8 @@ class HostAdmin(admin.ModelAdmin):
             return [registration]
         return [
             registration,
-            (
-                "Last sync",
-                {
-                    "fields": [
-                        "sync_status",
-                        "sync_task_id",
-                        "last_sync_at",
-                        "last_sync_ok_at",
-                        "last_error",
-                    ]
-                },
-            ),
-            (
-                "Facts",
-                {
-                    "fields": [
-                        "hostname",
-                        "hypervisor",
-                        "libvirt_version",
-                        "arch",
-                        "cpu_model",
-                        "cpu_vendor",
-                        "created_at",
-                        "removed_at",
-                    ]
-                },
-            ),
+            ("Last sync", {"fields": _LAST_SYNC}),
+            ("Facts", {"fields": _FACTS}),
         ]
 
     def get_inlines(self, request: HttpRequest, obj: Host | None):
