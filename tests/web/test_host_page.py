@@ -1,0 +1,184 @@
+"""The host page with the Django test client: the topology diagram, lscpu-like summary,
+memory table and distance matrix on every capabilities fixture, a host not synced yet,
+its VM table, and its query count."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from hosts.models import Host
+from numaportal.virt.cpuset import parse_cpuset
+from numaportal.virt.topology import parse_capabilities
+from tests.web.diagram_xml import cores, diagram_tree, local, threads
+
+pytestmark = [pytest.mark.web, pytest.mark.django_db]
+
+CAPABILITIES = Path(__file__).parent.parent / "fixtures" / "capabilities"
+FIXTURES = sorted(p.name for p in CAPABILITIES.glob("*.xml"))
+
+
+def lscpu(page: str, key: str) -> str:
+    match = re.search(rf'data-lscpu="{key}">([^<]*)<', page)
+    assert match, key
+    return match.group(1).strip()
+
+
+# --- host page, every capabilities fixture ----------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_host_page_renders_every_cell_and_cpu(ops_client, host_factory, fixture):
+    topology = parse_capabilities((CAPABILITIES / fixture).read_text())
+    host = host_factory("hv-fixture", fixture)
+    response = ops_client.get(reverse("hosts:detail", args=[host.name]))
+    assert response.status_code == 200
+    page = response.content.decode()
+
+    tree = diagram_tree(response)
+    cells = {int(el.get("data-cell")) for el in tree.iter() if local(el.tag) == "details"}
+    assert cells == set(topology.cell_ids)
+    drawn = threads(tree)
+    assert set(drawn) == set(topology.cpu_ids)
+    for cpu_id, el in drawn.items():
+        assert int(el.get("data-cell")) == topology.node_of(cpu_id)
+    # SMT siblings are drawn inside one core group, whatever their numbering.
+    for core in cores(tree):
+        inside = {int(t.get("data-cpu")) for t in core.iter() if t.get("data-cpu")}
+        assert inside == set(parse_cpuset(core.get("data-cpus")))
+        for cpu_id in inside:
+            assert topology.cpu(cpu_id).siblings == inside
+
+    # lscpu-like summary, the memory table and the distance matrix
+    assert lscpu(page, "cpus") == str(len(topology.cpu_ids))
+    assert lscpu(page, "numa_nodes") == str(len(topology.cells))
+    for cell in topology.cells:
+        assert f'data-lscpu-cell="{cell.id}"' in page
+        assert f'<tr data-cell="{cell.id}">' in page
+    assert response.context["chosen_cell"] == min(topology.cell_ids)
+
+
+def test_amd_64_cpu_host_groups_siblings_0_and_32(ops_client, host_factory):
+    host = host_factory("amd64", "x86_64-2node-64cpu-amd-smt.xml")
+    response = ops_client.get(reverse("hosts:detail", args=[host.name]))
+    tree = diagram_tree(response)
+    assert len(threads(tree)) == 64
+    assert tree.get("data-cpus") == "64"
+    groups = {core.get("data-cpus"): core for core in cores(tree)}
+    assert len(groups) == 32
+    core0 = groups["0,32"]
+    assert {int(t.get("data-cpu")) for t in core0.iter() if t.get("data-cpu")} == {0, 32}
+    assert groups["16,48"].get("data-socket") == "1"
+    page = response.content.decode()
+    assert lscpu(page, "threads_per_core") == "2"
+    assert lscpu(page, "cores_per_socket") == "16"
+    assert lscpu(page, "sockets") == "2"
+    assert "0-15,32-47" in page and "16-31,48-63" in page
+
+
+def test_lscpu_summary_of_the_seed_shaped_host(ops_client, host_factory):
+    host = host_factory("ibm3650", "x86_64-2node-24cpu-ht.xml")
+    page = ops_client.get(reverse("hosts:detail", args=[host.name])).content.decode()
+    assert lscpu(page, "arch") == "x86_64"
+    assert lscpu(page, "cpus") == "24"
+    assert lscpu(page, "sockets") == "2"
+    assert lscpu(page, "cores_per_socket") == "6"
+    assert lscpu(page, "threads_per_core") == "2"
+    assert lscpu(page, "memory") == "64.0 GiB"
+    node1 = re.search(r'data-lscpu-cell="1"><span class="cpuset">([^<]*)<', page)
+    assert node1 and node1.group(1) == "6-11,18-23"
+
+
+def test_lscpu_summary_with_model_vendor_and_a_memory_only_cell(ops_client, host_factory):
+    host = host_factory("cxl", "x86_64-2node-memory-only-cell.xml")
+    page = ops_client.get(reverse("hosts:detail", args=[host.name])).content.decode()
+    assert lscpu(page, "cpu_model") == "Icelake-Server"
+    assert lscpu(page, "vendor") == "Intel"
+    assert "(memory only)" in page
+    # memory per cell: total 64 GiB on the memory-only cell, a quarter free in the factory
+    assert "64.0 GiB" in page and "16.0 GiB" in page
+
+
+FOUR_NODE_DISTANCES = {0: (10, 16, 22, 22), 1: (16, 10, 22, 22), 2: (22, 22, 10, 16)}
+FOUR_NODE_DISTANCES[3] = (22, 22, 16, 10)
+
+
+def four_node_xml_with_distances() -> str:
+    xml = (CAPABILITIES / "x86_64-4node-basic.xml").read_text()
+    for cell, row in FOUR_NODE_DISTANCES.items():
+        siblings = "".join(f"<sibling id='{i}' value='{v}'/>" for i, v in enumerate(row))
+        xml = re.sub(
+            rf"(<cell id='{cell}'>\s*<memory[^>]*>[^<]*</memory>)",
+            rf"\1<distances>{siblings}</distances>",
+            xml,
+        )
+    return xml
+
+
+def test_distance_matrix_labels_local_neighbour_remote(ops_client, host_factory):
+    host = host_factory("fournode", xml=four_node_xml_with_distances())
+    url = reverse("hosts:detail", args=[host.name])
+    response = ops_client.get(url, {"cell": 2})
+    assert response.context["chosen_cell"] == 2
+    kinds = {k["cell"]: k["kind"] for k in response.context["distance_kinds"]}
+    assert kinds == {0: "remote", 1: "remote", 2: "local", 3: "neighbour"}
+    page = response.content.decode()
+    assert 'data-cell="3" data-kind="neighbour"' in page
+    assert 'data-cell="0" data-kind="remote"' in page
+    assert "cell 2: local" in page
+
+    # the same through the htmx fragment, and a bogus cell falls back to the first one
+    fragment = ops_client.get(reverse("hosts:distances", args=[host.name]), {"cell": 0})
+    assert fragment.status_code == 200
+    html = fragment.content.decode()
+    assert "<html" not in html
+    assert 'data-cell="1" data-kind="neighbour"' in html
+    assert 'data-cell="2" data-kind="remote"' in html
+    bogus = ops_client.get(url, {"cell": "99"})
+    assert bogus.status_code == 200 and bogus.context["chosen_cell"] == 0
+
+
+def test_host_without_topology_yet(ops_client):
+    host = Host.objects.create(name="fresh", uri="test:///default")
+    response = ops_client.get(reverse("hosts:detail", args=[host.name]))
+    assert response.status_code == 200
+    assert response.context["diagram"] is None
+    assert "first successful sync" in response.content.decode()
+
+
+# --- query counts -------------------------------------------------------------------------------
+
+
+def _host_page_queries(client, host) -> int:
+    url = reverse("hosts:detail", args=[host.name])
+    client.get(url)  # warm the session/user caches of the test client
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_host_page_queries_do_not_grow_with_vms(ops_client, host_factory, vm_factory):
+    few = host_factory("few")
+    many = host_factory("many")
+    for i in range(2):
+        vm_factory(few, f"vm{i}", pins={0: str(i), 1: str(i + 12)}, emulatorpin="0-1")
+    for i in range(20):
+        vm_factory(many, f"vm{i}", pins={0: str(i % 24), 1: str((i + 6) % 24)}, emulatorpin="0")
+    assert _host_page_queries(ops_client, few) == _host_page_queries(ops_client, many)
+
+
+def test_host_page_vm_table(ops_client, host_factory, vm_factory):
+    host = host_factory("hv01")
+    vm_factory(host, "spans", pins={0: "0", 1: "6"}, drift=True, drift_detail="d")
+    vm_factory(host, "gone-vm", gone_at="2024-01-01T00:00:00Z")
+    page = ops_client.get(reverse("hosts:detail", args=[host.name])).content.decode()
+    table = page[page.index('<table class="grid vms">') :]
+    assert "spans" in table and "gone-vm" not in table
+    assert 'class="badge cross-node"' in table
+    assert 'class="badge drift"' in table
+    assert "2/2" in table  # vCPUs live and config
