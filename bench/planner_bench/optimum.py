@@ -100,7 +100,7 @@ def candidates(
 
 
 def optimum(cap: Capacity, vms: Sequence[VmDemand], time_limit: float) -> IpResult:
-    import pulp
+    import pulp  # a dev dependency: imported only when the optimum is asked for (--no-ip skips it)
 
     topology = cap.topology
     fixed = locked_assignments(cap, vms)
