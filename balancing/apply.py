@@ -1,6 +1,6 @@
 """Applying an approved balancing plan: one change record per moved VM, in a safe order.
 
-:func:`start_apply` writes every record up front (kind ``placement``, ``group_id`` = the plan's
+:func:`start_apply` writes every record up front (kind ``plan_move``, ``group_id`` = the plan's
 id, status ``queued``), so a reviewer sees the whole plan in the change history at once, and
 queues one :func:`apply_plan` task. That task runs the records one after another through the
 same worker path as any change (:func:`changes.services.apply_change`: per-VM lock, before and
@@ -35,7 +35,7 @@ class PlanNotApplicable(Exception):
 
 
 def change_params(plan: BalancingPlan, assignment: placement.Assignment, step: int) -> dict:
-    """A ``placement`` change's params from one VM's planned assignment (JSON types)."""
+    """A ``plan_move`` change's params from one VM's planned assignment (JSON types)."""
     data = assignment.as_dict()
     return {
         "plan": str(plan.id),
@@ -64,7 +64,7 @@ def _plan_object(plan: BalancingPlan) -> tuple[Any, list[placement.VmDemand], pl
 
 
 def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
-    """Record one ``placement`` change per moved VM and queue :func:`apply_plan`.
+    """Record one ``plan_move`` change per moved VM and queue :func:`apply_plan`.
 
     The caller (``balancing.services.approve_plan``) checked permission, staleness and the
     reason. *actor* None is the scheduler.
@@ -93,7 +93,7 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
                     host=plan.host,
                     vm=vm,
                     target_name=vm.name,
-                    kind=Change.Kind.PLACEMENT,
+                    kind=Change.Kind.PLAN_MOVE,
                     params=change_params(plan, plan_obj.assignments[name], step),
                     # A shut-off VM can only be changed in its config.
                     scope="live+config" if vm.is_running else "config",
@@ -138,7 +138,7 @@ def _enqueue(plan_id: str, queue: str) -> None:
 
 
 def _ordered_changes(plan: BalancingPlan) -> list[Change]:
-    changes = list(Change.objects.filter(group_id=plan.id, kind=Change.Kind.PLACEMENT))
+    changes = list(Change.objects.filter(group_id=plan.id, kind=Change.Kind.PLAN_MOVE))
     return sorted(changes, key=lambda c: c.params.get("step", 0))
 
 

@@ -10,7 +10,7 @@ The one way to a balancing plan, for the pages and the scheduler alike:
   ``error`` (the planner's message);
 - :func:`approve_plan` (operators, or None: the scheduler) refuses a plan that is not ready, a
   blank reason and a **stale** plan (the inventory differs from the one it was computed from),
-  then hands it to :func:`balancing.apply.start_apply` (one ``placement`` change per moved VM);
+  then hands it to :func:`balancing.apply.start_apply` (one ``plan_move`` change per moved VM);
 - :func:`balance_hosts` (the beat entry ``balance-hosts``) does the same for every host whose
   :class:`~balancing.models.BalancingPolicy` is not off: it leaves a plan for approval
   (recommend) or approves it as the scheduler (automatic) when it improves the score enough

@@ -63,9 +63,9 @@ class Change(models.Model):
         GUEST_VCPUS = "guest_vcpus", "vCPUs online in the guest (guestvcpus)"
         #: Host-level: /proc/sys/kernel/numa_balancing, written by the host's own worker.
         NUMA_BALANCING = "numa_balancing", "kernel NUMA balancing (numa_balancing)"
-        #: One VM's whole placement from a balancing plan: vcpupin of every vCPU,
-        #: emulatorpin, numatune (params from vms.placement.Assignment; group_id = plan id).
-        PLACEMENT = "placement", "placement from a balancing plan"
+        #: One VM's move from a balancing plan: vcpupin of every vCPU, emulatorpin,
+        #: numatune config (params from the planner's Assignment; group_id = plan id).
+        PLAN_MOVE = "plan_move", "move from a balancing plan (plan_move)"
 
     class Scope(models.TextChoices):
         LIVE = "live", "live (lost at next shutdown)"

@@ -370,7 +370,7 @@ def _perform(dom: Any, change: Change, before: dict[str, Any]) -> tuple[str, str
                 f"memory placement {params['mode']} on node(s) {params['nodeset']} "
                 f"{_scope_words(scope)}"
             )
-        if change.kind == Kind.PLACEMENT:
+        if change.kind == Kind.PLAN_MOVE:
             return _place(dom, change)
         if change.kind == Kind.SETVCPUS:
             return _setvcpus(dom, change, before)
@@ -452,7 +452,7 @@ def verify_after(change: Change, after: dict[str, Any]) -> str:
                     f"numatune is {_word(mode)} {_word(nodeset)} {part}, "
                     f"not {params['mode']} {params['nodeset']}"
                 )
-        elif change.kind == Kind.PLACEMENT:
+        elif change.kind == Kind.PLAN_MOVE:
             pins = tuning.get("vcpupin") or {}
             for vcpu, cpuset in params["vcpupin"].items():
                 if not _same_set(pins.get(str(vcpu)), cpuset):
@@ -475,7 +475,7 @@ def verify_after(change: Change, after: dict[str, Any]) -> str:
                 got = counts.get(f"current_{part}")
                 if got != params["count"]:
                     problems.append(f"{got} vCPUs {part}, not {params['count']}")
-    if change.kind == Kind.PLACEMENT:
+    if change.kind == Kind.PLAN_MOVE:
         config = after.get("config_tuning") or {}
         mode, nodeset = config.get("numatune_mode"), config.get("numatune_nodeset")
         if mode != params["mode"] or not _same_set(nodeset, params["nodeset"], nodes=True):

@@ -67,7 +67,7 @@ def test_a_plan_is_applied_with_one_record_per_vm(define_throwaway, worker_queue
 
     records = Change.objects.filter(group_id=plan.id)
     assert sorted(records.values_list("target_name", flat=True)) == names
-    assert {r.kind for r in records} == {"placement"}
+    assert {r.kind for r in records} == {"plan_move"}
     assert {r.status for r in records} == {"succeeded"}, [r.error for r in records]
     assert all(r.reason == "integration: keep CPU 0 for the host" for r in records)
     for name in names:

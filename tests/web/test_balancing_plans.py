@@ -291,7 +291,7 @@ def test_computing_twice_does_nothing_the_second_time(seed):
 # --- approve ----------------------------------------------------------------------------------
 
 
-def test_approve_starts_applying_with_one_placement_change_per_moved_vm(
+def test_approve_starts_applying_with_one_plan_move_change_per_moved_vm(
     seed, operator_user, apply_queued
 ):
     host, _ = seed
@@ -307,7 +307,7 @@ def test_approve_starts_applying_with_one_placement_change_per_moved_vm(
     assert len(changes) == plan.moves
     records = Change.objects.filter(group_id=plan.id)
     assert records.count() == plan.moves
-    assert {c.kind for c in records} == {Change.Kind.PLACEMENT}
+    assert {c.kind for c in records} == {Change.Kind.PLAN_MOVE}
     assert {c.actor_name for c in records} == {"op"}
     assert {c.target_name for c in records} == set(plan.apply_order)
 

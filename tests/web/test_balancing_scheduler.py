@@ -1,7 +1,7 @@
 """The scheduler's balancing (beat entry "balance-hosts" -> balancing.services.balance_hosts).
 
 Per host policy: off does nothing; recommend leaves a ready plan and no change; automatic
-applies (change records of kind placement by "scheduler") only when the plan improves the score
+applies (change records of kind plan_move by "scheduler") only when the plan improves the score
 by at least the policy's threshold with at most its moves, and otherwise records why not.
 """
 
@@ -106,7 +106,7 @@ def test_automatic_with_a_low_threshold_applies_as_the_scheduler(seed, apply_que
     )
     records = Change.objects.filter(group_id=plan.id)
     assert records.count() == plan.moves >= 1
-    assert {c.kind for c in records} == {Change.Kind.PLACEMENT}
+    assert {c.kind for c in records} == {Change.Kind.PLAN_MOVE}
     assert {c.actor_name for c in records} == {"scheduler"}
     assert {c.actor_id for c in records} == {None}
     assert {c.reason for c in records} == {plan.reason}
@@ -127,7 +127,7 @@ def test_automatic_waits_for_changes_still_running_on_the_host(seed):
     plan = services.balance_host(host)
     assert plan.status == Status.NOT_NEEDED
     assert "still queued or running" in plan.error
-    assert Change.objects.filter(kind=Change.Kind.PLACEMENT).count() == 0
+    assert Change.objects.filter(kind=Change.Kind.PLAN_MOVE).count() == 0
 
 
 def test_an_unchanged_inventory_is_not_planned_again(seed):
