@@ -3,7 +3,7 @@
 :func:`start_apply` writes every record up front (kind ``plan_move``, ``group_id`` = the plan's
 id, status ``queued``), so a reviewer sees the whole plan in the change history at once, and
 queues one :func:`apply_plan` task. That task runs the records one after another through the
-same worker path as any change (:func:`changes.services.apply_change`: per-VM lock, before and
+same worker path as any change (:func:`changes.executor.apply_change`: per-VM lock, before and
 after snapshots, read-back), in the order of :func:`vms.placement.apply_order` — no CPU pool or
 cell is over its capacity at any step — and stops at the first failure: the records not yet
 run end ``cancelled`` saying which change failed, and the plan ``apply_failed``.
@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from balancing.models import BalancingPlan
-from changes import services as change_services
+from changes import executor
 from changes.models import Change
 from changes.recording import record_change
 from hosts.services import load_topology
@@ -179,7 +179,7 @@ def apply_plan(plan_id: str) -> BalancingPlan:
                 str(plan.pk), f"change {change.pk} ({change.target_name}) {change.status}", change
             )
             return BalancingPlan.objects.get(pk=plan.pk)
-        result = change_services.apply_change(str(change.pk))
+        result = executor.apply_change(str(change.pk))
         if result.status != Change.Status.SUCCEEDED:
             why = f"change {result.pk} of VM {result.target_name} {result.status}" + (
                 f": {result.error}" if result.error else ""

@@ -1,10 +1,14 @@
-"""The audit trail: one append-only record per mutation of a VM (later: of a host).
+"""The audit trail: one append-only record per mutation of a VM or of a host setting.
 
-A :class:`Change` is written by :func:`vms.services.request_change` before anything is queued,
-and its primary key *is* the Celery task id (Nautobot's pattern): the record, not Celery's
-expiring result backend, is where the status, the state before and after, libvirt's message and
-what really happened live. Records are never edited or deleted by anything but the worker's own
-status transitions (:mod:`changes.services`), which may only touch :data:`WORKER_FIELDS`.
+A :class:`Change` is written by :mod:`changes.requests` (or :mod:`balancing.apply`) before
+anything is queued, and its primary key *is* the Celery task id (Nautobot's pattern): the record,
+not Celery's expiring result backend, is where the status, the state before and after, libvirt's
+message and what really happened live. Records are never edited or deleted by anything but the
+worker's own status transitions (:mod:`changes.executor`, :mod:`changes.reconcile`), which may
+only touch :data:`WORKER_FIELDS`.
+
+``Change.Kind`` is the one list of kinds; :mod:`changes.kinds.registry` maps each to its module
+(this module does not import the kinds: they import it).
 """
 
 from __future__ import annotations

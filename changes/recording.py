@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from changes import tasks
 from changes.models import Change
 
 __all__ = ["SCHEDULER_ACTOR", "enqueue", "reason_errors", "record_change"]
@@ -38,8 +39,6 @@ def reason_errors(reason: Any) -> dict[str, list[str]]:
 def enqueue(change_id: str, queue: str) -> None:
     """Queue ``apply_change(change_id)`` with the change id as task id; a broker that refuses
     ends the record ``failed`` instead of leaving it ``queued`` forever."""
-    from changes import tasks  # tasks imports changes.services: import when needed
-
     options: dict[str, Any] = {"args": [change_id], "task_id": change_id}
     if queue:
         options["queue"] = queue

@@ -246,7 +246,7 @@ class ChangeForm(forms.Form):
     def _validate_with_service(self, kind: str, params: dict, scope: str) -> None:
         """The shared validation of ``vms.validation`` (when it is installed), as field errors."""
         try:
-            from vms.validation import validate_change
+            from changes.kinds.validation import validate_change
         except ImportError:  # pragma: no cover - before the service layer lands
             return
         try:

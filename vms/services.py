@@ -1,9 +1,10 @@
 """The single entry point for every mutation of a VM: :func:`request_change`.
 
 Forms, the scheduler and (later) the API all call it. It enforces the role (``changes.add_change``,
-the "operator" group), validates against the stored topology (:mod:`vms.validation`), writes the
-audit record (status ``queued``) and enqueues ``changes.tasks.apply_change`` once the transaction
-commits, with the record's id as the Celery task id.
+the "operator" group), validates against the stored topology
+(:mod:`changes.kinds.validation`), writes the audit record (status ``queued``) and enqueues
+``changes.tasks.apply_change`` once the transaction commits, with the record's id as the Celery
+task id.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from changes.kinds.validation import effective_scope, validate_change
 from changes.models import Change
 from changes.recording import SCHEDULER_ACTOR, reason_errors, record_change
 from vms.models import VirtualMachine
-from vms.validation import effective_scope, validate_change
 
 __all__ = ["SCHEDULER_ACTOR", "request_change"]
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from balancing import apply as plan_apply
 from balancing.models import BalancingPlan
-from changes import services as change_services
+from changes import reconcile
 from changes.models import Change
 from changes.recording import record_change
 
@@ -58,12 +58,12 @@ def test_a_queued_change_waiting_its_turn_in_a_progressing_plan_is_not_lost(
     long_ago = timezone.now() - timedelta(seconds=2 * HOUR)
     backdate(first, created_at=long_ago, started_at=timezone.now() - timedelta(minutes=1))
     backdate(second, created_at=long_ago)
-    assert change_services.reconcile_stale_changes(queued_older_than_s=HOUR) == 0
+    assert reconcile.reconcile_stale_changes(queued_older_than_s=HOUR) == 0
     assert Change.objects.get(pk=second.pk).status == Change.Status.QUEUED
 
     # The plan's worker died: nothing of the group started for longer than the timeout.
     backdate(first, started_at=long_ago)
-    change_services.reconcile_stale_changes(older_than_s=HOUR, queued_older_than_s=HOUR)
+    reconcile.reconcile_stale_changes(older_than_s=HOUR, queued_older_than_s=HOUR)
     second.refresh_from_db()
     assert second.status == Change.Status.FAILED
     assert second.error.startswith("never started (task lost)")
