@@ -1,8 +1,9 @@
 """The half of every ``request_*`` service that is the same for all targets: write the record,
 enqueue its worker.
 
-:func:`vms.services.request_change` (VM changes) and
-:func:`hosts.balancing.request_numa_balancing` (host settings) validate their own way, then call
+:func:`changes.requests.request_change` (VM changes),
+:func:`changes.requests.request_numa_balancing` (host settings) and :mod:`balancing.apply` (a plan's
+moves) validate their own way, then call
 :func:`record_change`: the :class:`~changes.models.Change` row is written (status ``queued``)
 and ``changes.tasks.apply_change`` is enqueued once the transaction commits, with the row's id
 as the Celery task id, to the host's ``worker_queue`` when it has one.

@@ -51,7 +51,8 @@ class CellChoiceForm(forms.Form):
 
 
 class NumaBalancingForm(forms.Form):
-    """Switch /proc/sys/kernel/numa_balancing of a host (``hosts.balancing``): 0 or 1, why."""
+    """Switch /proc/sys/kernel/numa_balancing of a host
+    (``changes.requests.request_numa_balancing``): 0 or 1, why."""
 
     value = forms.TypedChoiceField(
         coerce=int,

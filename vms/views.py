@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from changes.requests import request_change
 from hosts import selectors
 from hosts.services import load_topology
 from numaportal.forms import add_service_errors
@@ -188,8 +189,6 @@ def _request_changes(request: HttpRequest, form: forms.ChangeForm) -> str | None
     Returns where to go next (the change's page, or the group's list), or None when the
     service refused the input (its message is then on the form).
     """
-    from vms.services import request_change
-
     records = form.changes()
     group_id = uuid_module.uuid4()  # one request, one group
     created = []

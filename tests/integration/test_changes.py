@@ -27,6 +27,7 @@ from django.utils import timezone
 from changes import executor, locks, reconcile
 from changes.kinds.base import snapshot_dict
 from changes.models import AppendOnlyError, Change
+from changes.requests import request_change
 from hosts import services as host_services
 from hosts.models import Host
 from numaportal.celery import app
@@ -34,7 +35,6 @@ from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.cpuset import parse_cpuset
 from tests.virsh_cli import virsh, virsh_vcpupin
 from vms.models import VirtualMachine
-from vms.services import request_change
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

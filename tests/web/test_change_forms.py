@@ -1,6 +1,6 @@
 """The change forms of the VM page: field errors, preview (before -> after), confirm.
 
-Confirm calls ``vms.services.request_change``; the on-commit enqueue is captured and not run
+Confirm calls ``changes.requests.request_change``; the on-commit enqueue is captured and not run
 (``django_capture_on_commit_callbacks(execute=False)``), so the records stay ``queued`` and no
 worker touches anything. The pin helpers are pure functions, tested on the capabilities
 fixtures (the seed-shaped 24-CPU host and the 64-CPU AMD host with siblings n, n+32).

@@ -16,8 +16,8 @@ from changes import drift, executor, reconcile
 from changes import tasks as change_tasks
 from changes.diff import make_diff
 from changes.models import AppendOnlyError, Change
+from changes.requests import SCHEDULER_ACTOR, request_change
 from vms.models import VirtualMachine
-from vms.services import SCHEDULER_ACTOR, request_change
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 

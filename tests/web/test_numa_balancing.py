@@ -1,4 +1,4 @@
-"""Switching a host's numa_balancing through the change/audit path (hosts.balancing).
+"""Switching a host's numa_balancing through the change/audit path (changes.requests).
 
 Who may (superusers only, in the view and in the service), what is refused and under which
 field, the queued record and its task, the worker side on a copy of a fixture tree
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from changes import drift, executor, reconcile
 from changes.models import Change
-from hosts.balancing import request_numa_balancing
+from changes.requests import request_numa_balancing
 from hosts.models import Host
 from numaportal.celery import app
 from numaportal.virt import hostprobe
