@@ -15,10 +15,11 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from changes import forms
 from changes.models import Change
 from numaportal.virt.cpuset import CpusetError, parse_cpuset
 from numaportal.virt.topology import parse_capabilities
-from vms import forms
+from vms.numa import guest_online_commands
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -91,11 +92,11 @@ def test_helpers_only_use_cpus_of_the_host(fixture):
 
 
 def test_guest_online_commands():
-    assert forms.guest_online_commands([3, 2]) == [
+    assert guest_online_commands([3, 2]) == [
         "echo 1 > /sys/devices/system/cpu/cpu2/online",
         "echo 1 > /sys/devices/system/cpu/cpu3/online",
     ]
-    assert forms.guest_online_commands([3], online=False) == [
+    assert guest_online_commands([3], online=False) == [
         "echo 0 > /sys/devices/system/cpu/cpu3/online"
     ]
 

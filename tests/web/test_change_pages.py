@@ -17,9 +17,9 @@ from django.db.models import QuerySet
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
+from changes import forms
 from changes.models import Change
 from changes.views import PAGE_SIZE, csv_safe
-from vms import forms
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
