@@ -44,20 +44,29 @@ def _maximum(vm: VirtualMachine) -> int:
     return vm.vcpu_max_live if vm.is_running and vm.vcpu_max_live else vm.vcpu_max_config
 
 
-class HotAddForm(ChangeForm):
-    slug = "hot-add"
-    title = "CPU hot-add"
+def _agent_field(label: str) -> forms.BooleanField:
+    """Whether the worker asks the guest agent to online/offline the vCPUs (on by default)."""
+    return forms.BooleanField(required=False, initial=True, label=label)
+
+
+class _CountForm(ChangeForm):
+    """Hot-add and hot-remove: the vCPU count after the change (``self.current`` now)."""
 
     count = forms.IntegerField(label="vCPUs after the change", min_value=1)
-    online_in_guest = forms.BooleanField(
-        required=False,
-        initial=True,
-        label="Online the new CPUs in the guest (through the guest agent)",
-    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.current = _live_or_config_current(self.vm)
+
+
+class HotAddForm(_CountForm):
+    slug = "hot-add"
+    title = "CPU hot-add"
+
+    online_in_guest = _agent_field("Online the new CPUs in the guest (through the guest agent)")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.maximum = _maximum(self.vm)
         self.fields["count"].initial = min(self.current + 1, self.maximum)
         self.fields["count"].help_text = (
@@ -161,20 +170,14 @@ class MaximumForm(ChangeForm):
         return preview
 
 
-class HotRemoveForm(ChangeForm):
+class HotRemoveForm(_CountForm):
     slug = "hot-remove"
     title = "CPU hot-remove"
 
-    count = forms.IntegerField(label="vCPUs after the change", min_value=1)
-    offline_in_guest = forms.BooleanField(
-        required=False,
-        initial=True,
-        label="First offline the CPUs in the guest (through the guest agent)",
-    )
+    offline_in_guest = _agent_field("First offline the CPUs in the guest (through the guest agent)")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.current = _live_or_config_current(self.vm)
         self.fields["count"].initial = max(self.current - 1, 1)
         self.fields["count"].help_text = f"now {self.current}"
 
