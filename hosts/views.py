@@ -15,11 +15,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from changes.forms.numa_balancing import NumaBalancingForm
 from changes.kinds import numa_balancing
 from changes.requests import request_numa_balancing
 from hosts import numastat, sampling, selectors, services
 from hosts.diagram import render_topology_svg
-from hosts.forms import CellChoiceForm, HostRegisterForm, NumaBalancingForm
+from hosts.forms import CellChoiceForm, HostRegisterForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
 from numaportal.forms import add_service_errors
