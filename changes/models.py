@@ -22,6 +22,7 @@ from django.db import models
 from django.urls import reverse
 
 from hosts.models import Host
+from numaportal.virt.operations import Scope as VirtScope
 from vms.models import VirtualMachine
 
 #: What the worker writes as a change runs; every other field is fixed at creation.
@@ -72,9 +73,11 @@ class Change(models.Model):
         PLAN_MOVE = "plan_move", "move from a balancing plan (plan_move)"
 
     class Scope(models.TextChoices):
-        LIVE = "live", "live (lost at next shutdown)"
-        CONFIG = "config", "config (from next boot)"
-        BOTH = "live+config", "live and config"
+        """libvirt's scopes (:class:`numaportal.virt.operations.Scope`), in the history's words."""
+
+        LIVE = VirtScope.LIVE.value, "live (lost at next shutdown)"
+        CONFIG = VirtScope.CONFIG.value, "config (from next boot)"
+        BOTH = VirtScope.BOTH.value, "live and config"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"

@@ -70,7 +70,7 @@ class VcpuPinForm(ChangeForm):
         }
 
     def _changed(self) -> dict[int, str]:
-        scope = self.cleaned_data.get("scope", "live+config")
+        scope = self.cleaned_data.get("scope", Scope.BOTH)
         pins = {p.vcpu: p for p in self.vm.vcpus.all()}
         changed = {}
         for vcpu, cpuset in self._wanted().items():

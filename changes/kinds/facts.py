@@ -41,9 +41,9 @@ class VmFacts:
         out = []
         for part in Scope(scope).parts:
             if part is Scope.LIVE and self.vcpu_max_live is not None:
-                out.append(("live", self.vcpu_max_live))
+                out.append((part.value, self.vcpu_max_live))
             elif part is Scope.CONFIG:
-                out.append(("config", self.vcpu_max_config))
+                out.append((part.value, self.vcpu_max_config))
         return out
 
 
