@@ -198,6 +198,11 @@ class ChangeForm(forms.Form):
     slug = ""
     title = ""
     scopes = SCOPES
+    #: What the change page shows around the form (templates/changes/forms/): the target now,
+    #: what to know before filling it in ("": nothing), the fields.
+    now_template = "changes/forms/_now_pins.html"
+    explain_template = ""
+    fields_template = "changes/forms/_fields.html"
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
         max_length=2000,

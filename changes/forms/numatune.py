@@ -27,6 +27,8 @@ STRICT_LIVE_REFUSAL = "can't change nodeset for strict mode for running domain"
 class NumatuneForm(ChangeForm):
     slug = "numatune"
     title = "Memory placement (numatune)"
+    now_template = "changes/forms/_now_numatune.html"
+    explain_template = "changes/forms/_explain_numatune.html"
 
     mode = forms.ChoiceField(choices=MODE_CHOICES, widget=forms.RadioSelect)
     nodeset = NodesetField(label="Nodeset (cells)", help_text="e.g. 1 or 0-1")

@@ -18,6 +18,7 @@ class VcpuPinForm(ChangeForm):
 
     slug = "vcpupin"
     title = "vCPU pinning"
+    fields_template = "changes/forms/_fields_vcpupin.html"
 
     def __init__(self, *args, initial_pins: Mapping[int, str] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -49,7 +49,13 @@ def _agent_field(label: str) -> forms.BooleanField:
     return forms.BooleanField(required=False, initial=True, label=label)
 
 
-class _CountForm(ChangeForm):
+class _VcpusForm(ChangeForm):
+    """The vCPU count forms: their "Now" box shows the counts."""
+
+    now_template = "changes/forms/_now_vcpucount.html"
+
+
+class _CountForm(_VcpusForm):
     """Hot-add and hot-remove: the vCPU count after the change (``self.current`` now)."""
 
     count = forms.IntegerField(label="vCPUs after the change", min_value=1)
@@ -62,6 +68,7 @@ class _CountForm(ChangeForm):
 class HotAddForm(_CountForm):
     slug = "hot-add"
     title = "CPU hot-add"
+    explain_template = "changes/forms/_explain_hot_add.html"
 
     online_in_guest = _agent_field("Online the new CPUs in the guest (through the guest agent)")
 
@@ -125,9 +132,10 @@ def _dash(value) -> str:
     return "—" if value is None else str(value)
 
 
-class MaximumForm(ChangeForm):
+class MaximumForm(_VcpusForm):
     slug = "maximum"
     title = "Raise the vCPU maximum (config)"
+    explain_template = "changes/forms/_explain_maximum.html"
     scopes = [(Scope.CONFIG.value, "config only (the maximum takes effect at the next boot)")]
 
     maximum = forms.IntegerField(label="Maximum vCPUs", min_value=1, max_value=MAX_VCPUS)
@@ -173,6 +181,7 @@ class MaximumForm(ChangeForm):
 class HotRemoveForm(_CountForm):
     slug = "hot-remove"
     title = "CPU hot-remove"
+    explain_template = "changes/forms/_explain_hot_remove.html"
 
     offline_in_guest = _agent_field("First offline the CPUs in the guest (through the guest agent)")
 
