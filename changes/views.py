@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET
 
 from changes.filters import ChangeFilter
 from changes.models import Change
+from vms.models import VirtualMachine
 
 PAGE_SIZE = 50
 ACTIVE_STATUSES = frozenset({"queued", "running"})
@@ -77,8 +78,6 @@ def change_list(request: HttpRequest) -> HttpResponse:
 
 def _filtered_vm(change_filter: ChangeFilter):
     """The VM the list is narrowed to (?vm=<id>), to name it in the heading."""
-    from vms.models import VirtualMachine
-
     if not change_filter.is_valid() or not change_filter.form.cleaned_data.get("vm"):
         return None
     return (

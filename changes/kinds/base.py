@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 
 from changes.diff import failure_outcome, make_diff
+from changes.kinds.facts import HostFacts, VmFacts
 from changes.kinds.fields import Errors
 from changes.models import Change
 from hosts.sampling import check_on_host
@@ -68,7 +69,7 @@ class Requested:
     """A change as asked for, with what validation knows of its target (no libvirt)."""
 
     #: VmFacts for a VM kind, HostFacts for a host kind.
-    facts: Any
+    facts: VmFacts | HostFacts
     topology: HostTopology | None
     params: Mapping[str, Any]
     #: The effective scope (``ChangeKind.effective_scope``) when it is a scope at all.
