@@ -198,8 +198,9 @@ class ChangeForm(forms.Form):
     slug = ""
     title = ""
     scopes = SCOPES
-    #: What the change page shows around the form (templates/changes/forms/): the target now,
-    #: what to know before filling it in ("": nothing), the fields.
+    #: What the change page shows around the form (templates/changes/forms/, a VM partial for
+    #: the vCPU counts): the target now, what to know before filling it in ("": nothing), the
+    #: fields.
     now_template = "changes/forms/_now_pins.html"
     explain_template = ""
     fields_template = "changes/forms/_fields.html"

@@ -52,7 +52,7 @@ def _agent_field(label: str) -> forms.BooleanField:
 class _VcpusForm(ChangeForm):
     """The vCPU count forms: their "Now" box shows the counts."""
 
-    now_template = "changes/forms/_now_vcpucount.html"
+    now_template = "vms/_vcpucount.html"
 
 
 class _CountForm(_VcpusForm):
