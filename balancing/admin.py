@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from balancing.models import BalancingPlan, BalancingPolicy
-from balancing.services import policy_errors
+from balancing.policies import policy_errors
 from numaportal.admin import ReadOnlyMixin
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from balancing import services
+from balancing import policies as plan_policies
 from balancing.models import BalancingPolicy
 from hosts.models import Host
 
@@ -25,7 +25,7 @@ class PolicyForm(forms.ModelForm):
 
     class Meta:
         model = BalancingPolicy
-        fields = list(services.POLICY_FIELDS)
+        fields = list(plan_policies.POLICY_FIELDS)
         labels = {
             "mode": "Mode",
             "min_improvement_pct": "Minimum improvement (%)",
@@ -51,6 +51,6 @@ class PolicyForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if not self.errors:
-            for field, messages in services.policy_errors(self.host, data).items():
+            for field, messages in plan_policies.policy_errors(self.host, data).items():
                 self.add_error(field if field in self.fields else None, messages)
         return data

@@ -1,10 +1,14 @@
-"""Celery tasks for balancing: thin wrappers around balancing.services and balancing.apply."""
+"""Celery tasks for balancing: thin wrappers over the worker side (compute, apply, reconcile).
+
+The scheduler's sweep (``balancing.tasks.balance_hosts``) is in :mod:`web.tasks`: it approves
+plans, which queues :func:`apply_plan` here, so it cannot live in this module without a circle.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from balancing import apply, services
+from balancing import apply, compute, reconcile
 from balancing.models import BalancingPlan
 
 
@@ -19,19 +23,13 @@ def apply_plan(plan_id: str) -> dict[str, str]:
 def compute_plan(plan_id: str) -> dict[str, str]:
     """Compute a requested plan (task id = plan id); the plan row says how it ended."""
     try:
-        plan = services.compute_plan(plan_id)
+        plan = compute.compute_plan(plan_id)
     except BalancingPlan.DoesNotExist:
         return {"plan": str(plan_id), "status": "missing", "error": "no such plan"}
     return {"plan": str(plan.pk), "status": plan.status, "error": plan.error}
 
 
-@shared_task(name="balancing.tasks.balance_hosts")
-def balance_hosts() -> int:
-    """Periodic (beat entry "balance-hosts"): every host's balancing policy; plans made."""
-    return services.balance_hosts()
-
-
 @shared_task(name="balancing.tasks.reconcile_plans")
 def reconcile_plans() -> int:
     """Periodic: plans left applying or computing by a dead worker end with what happened."""
-    return apply.reconcile_plans()
+    return reconcile.reconcile_plans()

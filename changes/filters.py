@@ -1,4 +1,8 @@
-"""Filters of the change history (django-filter), shared by the list page and its CSV export."""
+"""Filters of the change history (django-filter), shared by the list page and its CSV export.
+
+The kind and status choices are the single definitions: the kinds' registry
+(:mod:`changes.kinds.registry`, in ``Change.Kind`` order) and ``Change.Status``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,9 @@ import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
 
+from changes.kinds import registry
 from changes.models import Change
 from hosts.models import Host
-
-#: The kinds and statuses of the issue, used when the model field declares no choices.
-KINDS = ["vcpupin", "emulatorpin", "numatune", "setvcpus", "guest_vcpus"]
-STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
-
-
-def _choices(field_name: str, fallback: list[str]) -> list[tuple[str, str]]:
-    choices = Change._meta.get_field(field_name).choices
-    return list(choices) if choices else [(v, v) for v in fallback]
 
 
 class ChangeFilter(django_filters.FilterSet):
@@ -30,10 +26,8 @@ class ChangeFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter(
         field_name="actor_name", lookup_expr="icontains", label="Actor"
     )
-    kind = django_filters.ChoiceFilter(choices=_choices("kind", KINDS), empty_label="any kind")
-    status = django_filters.ChoiceFilter(
-        choices=_choices("status", STATUSES), empty_label="any status"
-    )
+    kind = django_filters.ChoiceFilter(choices=registry.choices(), empty_label="any kind")
+    status = django_filters.ChoiceFilter(choices=Change.Status.choices, empty_label="any status")
     created = django_filters.DateFromToRangeFilter(
         field_name="created_at",
         label="Requested between",

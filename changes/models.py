@@ -1,10 +1,14 @@
-"""The audit trail: one append-only record per mutation of a VM (later: of a host).
+"""The audit trail: one append-only record per mutation of a VM or of a host setting.
 
-A :class:`Change` is written by :func:`vms.services.request_change` before anything is queued,
-and its primary key *is* the Celery task id (Nautobot's pattern): the record, not Celery's
-expiring result backend, is where the status, the state before and after, libvirt's message and
-what really happened live. Records are never edited or deleted by anything but the worker's own
-status transitions (:mod:`changes.services`), which may only touch :data:`WORKER_FIELDS`.
+A :class:`Change` is written by :mod:`changes.requests` (or :mod:`balancing.apply`) before
+anything is queued, and its primary key *is* the Celery task id (Nautobot's pattern): the record,
+not Celery's expiring result backend, is where the status, the state before and after, libvirt's
+message and what really happened live. Records are never edited or deleted by anything but the
+worker's own status transitions (:mod:`changes.executor`, :mod:`changes.reconcile`), which may
+only touch :data:`WORKER_FIELDS`.
+
+``Change.Kind`` is the one list of kinds; :mod:`changes.kinds.registry` maps each to its module
+(this module does not import the kinds: they import it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from django.db import models
 from django.urls import reverse
 
 from hosts.models import Host
+from numaportal.virt.scope import Scope as VirtScope
 from vms.models import VirtualMachine
 
 #: What the worker writes as a change runs; every other field is fixed at creation.
@@ -63,14 +68,16 @@ class Change(models.Model):
         GUEST_VCPUS = "guest_vcpus", "vCPUs online in the guest (guestvcpus)"
         #: Host-level: /proc/sys/kernel/numa_balancing, written by the host's own worker.
         NUMA_BALANCING = "numa_balancing", "kernel NUMA balancing (numa_balancing)"
-        #: One VM's whole placement from a balancing plan: vcpupin of every vCPU,
-        #: emulatorpin, numatune (params from balancing.planner.Assignment; group_id = plan id).
-        PLACEMENT = "placement", "placement from a balancing plan"
+        #: One VM's move from a balancing plan: vcpupin of every vCPU, emulatorpin,
+        #: numatune config (params from the planner's Assignment; group_id = plan id).
+        PLAN_MOVE = "plan_move", "move from a balancing plan (plan_move)"
 
     class Scope(models.TextChoices):
-        LIVE = "live", "live (lost at next shutdown)"
-        CONFIG = "config", "config (from next boot)"
-        BOTH = "live+config", "live and config"
+        """libvirt's scopes (:class:`numaportal.virt.scope.Scope`), in the history's words."""
+
+        LIVE = VirtScope.LIVE.value, "live (lost at next shutdown)"
+        CONFIG = VirtScope.CONFIG.value, "config (from next boot)"
+        BOTH = VirtScope.BOTH.value, "live and config"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"

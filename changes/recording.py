@@ -1,8 +1,9 @@
 """The half of every ``request_*`` service that is the same for all targets: write the record,
 enqueue its worker.
 
-:func:`vms.services.request_change` (VM changes) and
-:func:`hosts.balancing.request_numa_balancing` (host settings) validate their own way, then call
+:func:`changes.requests.request_change` (VM changes),
+:func:`changes.requests.request_numa_balancing` (host settings) and :mod:`balancing.apply` (a plan's
+moves) validate their own way, then call
 :func:`record_change`: the :class:`~changes.models.Change` row is written (status ``queued``)
 and ``changes.tasks.apply_change`` is enqueued once the transaction commits, with the row's id
 as the Celery task id, to the host's ``worker_queue`` when it has one.
@@ -17,7 +18,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from changes import tasks
 from changes.models import Change
+from numaportal import queueing
 
 __all__ = ["SCHEDULER_ACTOR", "enqueue", "reason_errors", "record_change"]
 
@@ -38,21 +41,18 @@ def reason_errors(reason: Any) -> dict[str, list[str]]:
 def enqueue(change_id: str, queue: str) -> None:
     """Queue ``apply_change(change_id)`` with the change id as task id; a broker that refuses
     ends the record ``failed`` instead of leaving it ``queued`` forever."""
-    from changes import tasks  # tasks imports changes.services: import when needed
 
-    options: dict[str, Any] = {"args": [change_id], "task_id": change_id}
-    if queue:
-        options["queue"] = queue
-    try:
-        tasks.apply_change.apply_async(**options)
-    except Exception as exc:  # broker down: the record says so instead of "queued" forever
-        log.exception("could not queue change %s", change_id)
+    def refused(exc: Exception) -> None:
         Change.objects.filter(pk=change_id, status=Change.Status.QUEUED).update(
             status=Change.Status.FAILED,
             finished_at=timezone.now(),
             error=f"could not queue the change: {exc}",
             outcome="nothing was changed: the task never reached a worker",
         )
+
+    queueing.enqueue(
+        tasks.apply_change, [change_id], task_id=change_id, queue=queue, refused=refused
+    )
 
 
 def record_change(

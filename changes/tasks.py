@@ -1,28 +1,30 @@
-"""Celery tasks for changes: thin wrappers that call :mod:`changes.services`.
+"""Celery tasks for changes: thin wrappers over :mod:`changes.executor`,
+:mod:`changes.reconcile` and :mod:`changes.drift`. The task names are fixed: beat rows and
+queued messages name them.
 
-``apply_change``'s task id is the change's id (set by :func:`vms.services.request_change`).
+``apply_change``'s task id is the change's id (set by :func:`changes.recording.record_change`).
 """
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from changes import services
+from changes import drift, executor, reconcile
 
 
 @shared_task(name="changes.tasks.apply_change")
 def apply_change(change_id: str) -> dict[str, str]:
-    change = services.apply_change(change_id)
+    change = executor.apply_change(change_id)
     return {"change": str(change.id), "status": change.status, "error": change.error}
 
 
 @shared_task(name="changes.tasks.reconcile_stale_changes")
 def reconcile_stale_changes() -> int:
     """Periodic: changes left running by a dead worker (or queued with a lost task) end failed."""
-    return services.reconcile_stale_changes()
+    return reconcile.reconcile_stale_changes()
 
 
 @shared_task(name="changes.tasks.check_drift")
 def check_drift() -> int:
     """Periodic: flag VMs whose tuning drifted (live vs config, or since the last change)."""
-    return services.check_drift()
+    return drift.check_drift()

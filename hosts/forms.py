@@ -48,21 +48,3 @@ class CellChoiceForm(forms.Form):
         if self.is_valid() and self.cleaned_data["cell"] not in (None, ""):
             return self.cleaned_data["cell"]
         return default
-
-
-class NumaBalancingForm(forms.Form):
-    """Switch /proc/sys/kernel/numa_balancing of a host (``hosts.balancing``): 0 or 1, why."""
-
-    value = forms.TypedChoiceField(
-        coerce=int,
-        choices=[(0, "0 — off"), (1, "1 — on")],
-        widget=forms.RadioSelect,
-        label="New value",
-        help_text="Live only: lost at reboot unless set in /etc/sysctl.d.",
-    )
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        max_length=2000,
-        label="Reason",
-        help_text="Required: kept in the change record with who and when.",
-    )

@@ -3,7 +3,7 @@
 - "viewer": sees every page (the view_* permissions of hosts, vms and changes), changes
   nothing.
 - "operator": what a viewer sees, plus requesting changes to VMs (``changes.add_change``,
-  checked by ``vms.services.request_change`` itself, not only by the views).
+  checked by ``changes.requests.request_change`` itself, not only by the views).
 - admin: superusers (hosts, schedules, users).
 
 Staff grant the groups in the admin. They are ensured after every `migrate` (post_migrate)

@@ -59,7 +59,7 @@ class VirtualMachine(models.Model):
     # Live tuning differs from the persistent config: "live-only: lost at next shutdown".
     drift = models.BooleanField(default=False)
     drift_detail = models.TextField(blank=True)
-    # Tuning differs from what the last change left (changes.services.check_drift); the sync
+    # Tuning differs from what the last change left (changes.drift.check_drift); the sync
     # does not write these, so the verdict survives until the next check.
     changed_outside = models.BooleanField(default=False)
     changed_outside_detail = models.TextField(blank=True)

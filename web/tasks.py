@@ -8,6 +8,7 @@ The task names keep their first modules (``numaportal.tasks.heartbeat``,
 
 from celery import shared_task
 
+from balancing import scheduler
 from vms import requests
 from web import status
 
@@ -28,3 +29,9 @@ def sync_all_hosts() -> int:
 def sample_all_hosts() -> int:
     """Periodic (60 s by default): queue one numastat sample per enabled host."""
     return requests.sample_enabled_hosts()
+
+
+@shared_task(name="balancing.tasks.balance_hosts")
+def balance_hosts() -> int:
+    """Periodic (beat entry "balance-hosts"): every host's balancing policy; plans made."""
+    return scheduler.balance_hosts()

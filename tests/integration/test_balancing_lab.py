@@ -13,7 +13,8 @@ import time
 import pytest
 
 from balancing import apply as plan_apply
-from balancing import services as balancing
+from balancing import compute as plan_compute
+from balancing import requests as plan_requests
 from balancing.models import BalancingPlan, BalancingPolicy
 from changes.models import Change
 from tests.virsh_cli import virsh, virsh_vcpupin
@@ -56,19 +57,19 @@ def test_a_plan_is_applied_with_one_record_per_vm(define_throwaway, worker_queue
     host = lab_host(worker_queue, doms)
     lab_pins_before = virsh_vcpupin("numalab-small1", "--config")
 
-    plan = balancing.request_plan(host, operator)
+    plan = plan_requests.request_plan(host, operator)
     plan = wait_for(plan, {"ready", "not_needed", "error"})
     assert plan.status == "ready", plan.error
     moved = sorted(name for name, a in plan.after.items() if a["moved"])
     assert moved == names  # the locked lab VMs stay where they are
 
-    balancing.approve_plan(plan, operator, "integration: keep CPU 0 for the host")
+    plan_requests.approve_plan(plan, operator, "integration: keep CPU 0 for the host")
     plan = wait_for(plan, {"applied", "apply_failed"})
     assert plan.status == "applied", plan.outcome
 
     records = Change.objects.filter(group_id=plan.id)
     assert sorted(records.values_list("target_name", flat=True)) == names
-    assert {r.kind for r in records} == {"placement"}
+    assert {r.kind for r in records} == {"plan_move"}
     assert {r.status for r in records} == {"succeeded"}, [r.error for r in records]
     assert all(r.reason == "integration: keep CPU 0 for the host" for r in records)
     for name in names:
@@ -92,11 +93,11 @@ def test_applying_stops_at_the_first_failure(define_throwaway, operator):
     doms = [define_throwaway(), define_throwaway()]
     # No worker consumes this queue: the test runs the worker path itself, in order.
     host = lab_host("host.nobody-listens", doms)
-    plan = balancing.request_plan(host, operator)
-    balancing.compute_plan(str(plan.pk))
+    plan = plan_requests.request_plan(host, operator)
+    plan_compute.compute_plan(str(plan.pk))
     plan.refresh_from_db()
     assert plan.status == "ready", plan.error
-    balancing.approve_plan(plan, operator, "integration: first one fails")
+    plan_requests.approve_plan(plan, operator, "integration: first one fails")
     plan.refresh_from_db()
     first, second = plan.apply_order
     next(d for d in doms if d.name() == first).destroy()  # shut off under the plan's feet

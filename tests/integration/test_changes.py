@@ -24,8 +24,10 @@ from django.core.exceptions import PermissionDenied
 from django.db import OperationalError, close_old_connections, connection
 from django.utils import timezone
 
-from changes import services as change_services
+from changes import executor, locks, reconcile
+from changes.kinds.base import snapshot_dict
 from changes.models import AppendOnlyError, Change
+from changes.requests import request_change
 from hosts.models import Host
 from numaportal.celery import app
 from numaportal.roles import VIEWER_GROUP
@@ -34,7 +36,6 @@ from numaportal.virt.domains import Domain
 from tests.virsh_cli import virsh, virsh_vcpupin
 from vms import sync as host_sync
 from vms.models import VirtualMachine
-from vms.services import request_change
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -204,7 +205,7 @@ def test_two_changes_to_one_vm_are_serialised(lab_host, actor, running_domain) -
 
     def apply_second() -> None:
         try:
-            change_services.apply_change(str(second.id))
+            executor.apply_change(str(second.id))
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -249,7 +250,7 @@ def test_a_second_change_waits_for_the_lock_then_fails(
         status=Change.Status.RUNNING,
         started_at=timezone.now(),
     )
-    probe = change_services._lock(holder)
+    probe = locks.change_lock(holder)
     assert probe.acquire(blocking=False, token=str(holder.id))
     try:
         record = wait(change(actor, vm, "emulatorpin", {"cpuset": "1"}, scope="live"))
@@ -278,20 +279,20 @@ def test_an_interrupted_change_is_reconciled_with_the_real_state(
         status=Change.Status.RUNNING,
         started_at=timezone.now() - timezone.timedelta(hours=1),
     )
-    before = change_services._snapshot_dict(Domain.of(running_domain))
+    before = snapshot_dict(Domain.of(running_domain))
     Change.objects.filter(pk=stale.pk).update(before=before)
     running_domain.pinVcpuFlags(0, (False, True), libvirt.VIR_DOMAIN_AFFECT_LIVE)  # half done
-    assert change_services.reconcile_stale_changes(older_than_s=60) == 1
+    assert reconcile.reconcile_stale_changes(older_than_s=60) == 1
     stale.refresh_from_db()
     assert stale.status == Change.Status.FAILED
-    assert stale.error == change_services.INTERRUPTED
+    assert stale.error == reconcile.INTERRUPTED
     assert stale.finished_at is not None
     assert stale.after["live_tuning"]["vcpupin"]["0"] == "1"
     assert "live: vcpupin of vCPU 0: none -> 1" in stale.diff
     assert stale.outcome.startswith("changed on the host nevertheless")
     # Idempotent: nothing left to reconcile; a redelivered task does not apply it.
-    assert change_services.reconcile_stale_changes(older_than_s=60) == 0
-    assert change_services.apply_change(str(stale.id)).status == Change.Status.FAILED
+    assert reconcile.reconcile_stale_changes(older_than_s=60) == 0
+    assert executor.apply_change(str(stale.id)).status == Change.Status.FAILED
 
 
 def test_viewer_cannot_request_and_records_are_append_only(

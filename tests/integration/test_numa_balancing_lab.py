@@ -1,5 +1,5 @@
 """numa_balancing on this very machine: the REAL /proc/sys/kernel/numa_balancing, switched
-through hosts.balancing.request_numa_balancing and a real Celery worker (the ``worker_queue``
+through changes.requests.request_numa_balancing and a real Celery worker (the ``worker_queue``
 fixture) playing the on-host worker (``NUMAPORTAL_ON_HOST`` = the host row's name,
 ``NUMAPORTAL_PROBE_ROOT`` = "/").
 
@@ -18,7 +18,7 @@ import pytest
 from celery.result import AsyncResult
 
 from changes.models import Change
-from hosts.balancing import request_numa_balancing
+from changes.requests import request_numa_balancing
 from hosts.models import Host
 from numaportal.celery import app
 

@@ -1,5 +1,6 @@
-"""vms.validation.check_change: every refusal names its form field and the reason; hypothesis
-over the cpuset field. Pure: a VmFacts and a topology from a capabilities fixture, no database."""
+"""changes.kinds.validation.check_change: every refusal names its form field and the reason;
+hypothesis over the cpuset field. Pure: a VmFacts and a topology from a capabilities fixture, no
+database."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from django.core.exceptions import ValidationError
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from changes.kinds.facts import VmFacts
+from changes.kinds.setvcpus import MAXIMUM_CONFIG_ONLY
+from changes.kinds.validation import check_change
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset
 from numaportal.virt.topology import parse_capabilities
-from vms.validation import MAXIMUM_CONFIG_ONLY, VmFacts, check_change
 
 pytestmark = pytest.mark.unit
 

@@ -181,3 +181,16 @@ def enqueued():
 
     with mock.patch.object(change_tasks.apply_change, "apply_async") as apply_async:
         yield apply_async
+
+
+@pytest.fixture
+def inventory(host_factory, vm_factory):
+    """Two hosts (2 and 4 cells) with a VM each, for the change-history pages."""
+    hv1 = host_factory("hv01")
+    hv2 = host_factory("hv02", "x86_64-4node-basic.xml")
+    return {
+        "hv01": hv1,
+        "hv02": hv2,
+        "db01": vm_factory(hv1, "db01", vcpus=2, vcpu_max=4),
+        "web01": vm_factory(hv2, "web01"),
+    }

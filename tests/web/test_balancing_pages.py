@@ -15,7 +15,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from balancing import services
+from balancing import compute as plan_compute
+from balancing import policies as plan_policies
 from balancing.models import BalancingPlan, BalancingPolicy
 from changes.models import Change
 from tests.web.test_balancing_plans import computed_plan, seed_inventory
@@ -123,7 +124,7 @@ def test_operator_plans_from_the_host_page(op_client, seed, queued):
     assert 'hx-trigger="every 2s"' in page
     status_url = reverse("balancing:plan-status", args=[plan.pk]) + "?polling=1"
     assert "HX-Refresh" not in op_client.get(status_url)
-    services.compute_plan(plan.pk)
+    plan_compute.compute_plan(plan.pk)
     # the poll that sees it computed reloads the page
     assert op_client.get(status_url)["HX-Refresh"] == "true"
 
@@ -132,7 +133,7 @@ def test_operator_may_not_edit_policies(op_client, operator_user, seed):
     host, _ = seed
     assert op_client.get(reverse("balancing:policy", args=[host.name])).status_code == 403
     with pytest.raises(PermissionDenied):
-        services.update_policy(host=host, actor=operator_user, values=policy_data())
+        plan_policies.update_policy(host=host, actor=operator_user, values=policy_data())
     assert not BalancingPolicy.objects.exists()
 
 

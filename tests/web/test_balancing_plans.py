@@ -15,7 +15,9 @@ import pytest
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.utils import timezone
 
-from balancing import services
+from balancing import compute as plan_compute
+from balancing import requests as plan_requests
+from balancing import staleness as plan_staleness
 from balancing.inputs import demands_for_host, policy_for_host
 from balancing.models import BalancingPlan, BalancingPolicy
 from balancing.planner import Assignment, Policy
@@ -62,8 +64,8 @@ def seed_inventory(host_factory, vm_factory, name: str = "hv", **host_fields):
 def computed_plan(host, actor=None) -> BalancingPlan:
     """A plan requested (the Celery hand-over skipped) and computed in this process."""
     with mock.patch("balancing.tasks.compute_plan.apply_async"):
-        plan = services.request_plan(host=host, actor=actor)
-    return services.compute_plan(plan.pk)
+        plan = plan_requests.request_plan(host=host, actor=actor)
+    return plan_compute.compute_plan(plan.pk)
 
 
 @pytest.fixture
@@ -155,14 +157,14 @@ def test_request_plan_records_and_queues_on_commit(
         mock.patch("balancing.tasks.compute_plan.apply_async") as apply_async,
         django_capture_on_commit_callbacks(execute=True),
     ):
-        plan = services.request_plan(host=host, actor=operator_user)
+        plan = plan_requests.request_plan(host=host, actor=operator_user)
     assert plan.status == Status.COMPUTING
     assert plan.trigger == BalancingPlan.Trigger.MANUAL
     assert plan.requested_by == operator_user and plan.requested_by_name == "op"
     apply_async.assert_called_once_with(args=[str(plan.pk)], task_id=str(plan.pk), queue="host.hv")
     # a second press while it computes returns the same plan
     with mock.patch("balancing.tasks.compute_plan.apply_async"):
-        assert services.request_plan(host=host, actor=operator_user) == plan
+        assert plan_requests.request_plan(host=host, actor=operator_user) == plan
     assert BalancingPlan.objects.count() == 1
 
 
@@ -174,7 +176,7 @@ def test_request_plan_without_worker_queue_uses_the_default_queue(
         mock.patch("balancing.tasks.compute_plan.apply_async") as apply_async,
         django_capture_on_commit_callbacks(execute=True),
     ):
-        plan = services.request_plan(host=host, actor=operator_user)
+        plan = plan_requests.request_plan(host=host, actor=operator_user)
     apply_async.assert_called_once_with(args=[str(plan.pk)], task_id=str(plan.pk))
 
 
@@ -187,7 +189,7 @@ def test_a_broker_that_refuses_ends_the_plan_in_error(
         mock.patch("balancing.tasks.compute_plan.apply_async", side_effect=refused),
         django_capture_on_commit_callbacks(execute=True),
     ):
-        plan = services.request_plan(host=host, actor=operator_user)
+        plan = plan_requests.request_plan(host=host, actor=operator_user)
     plan.refresh_from_db()
     assert plan.status == Status.ERROR
     assert plan.error == "could not queue the planning: connection refused"
@@ -196,10 +198,10 @@ def test_a_broker_that_refuses_ends_the_plan_in_error(
 def test_viewer_may_not_plan_or_approve_in_the_service_either(seed, viewer):
     host, _ = seed
     with pytest.raises(PermissionDenied):
-        services.request_plan(host=host, actor=viewer)
+        plan_requests.request_plan(host=host, actor=viewer)
     plan = computed_plan(host)
     with pytest.raises(PermissionDenied):
-        services.approve_plan(plan=plan, actor=viewer, reason="sneaky")
+        plan_requests.approve_plan(plan=plan, actor=viewer, reason="sneaky")
     assert Change.objects.count() == 0
 
 
@@ -242,7 +244,7 @@ def test_a_host_with_nothing_to_move_is_not_needed(host_factory, vm_factory):
     host = host_factory("hv", "x86_64-2node-24cpu-ht.xml")
     assert computed_plan(host).status == Status.NOT_NEEDED
     plan = BalancingPlan.objects.get()
-    assert plan.notes == [services.NO_VMS]
+    assert plan.notes == [plan_compute.NO_VMS]
     assert plan.moves == 0
 
 
@@ -284,19 +286,19 @@ def test_computing_twice_does_nothing_the_second_time(seed):
     host, _ = seed
     plan = computed_plan(host)
     computed_at = plan.computed_at
-    again = services.compute_plan(plan.pk)
+    again = plan_compute.compute_plan(plan.pk)
     assert again.computed_at == computed_at
 
 
 # --- approve ----------------------------------------------------------------------------------
 
 
-def test_approve_starts_applying_with_one_placement_change_per_moved_vm(
+def test_approve_starts_applying_with_one_plan_move_change_per_moved_vm(
     seed, operator_user, apply_queued
 ):
     host, _ = seed
     plan = computed_plan(host, operator_user)
-    changes = services.approve_plan(
+    changes = plan_requests.approve_plan(
         plan=plan, actor=operator_user, reason="  rebalance after the migration  "
     )
     plan.refresh_from_db()
@@ -307,7 +309,7 @@ def test_approve_starts_applying_with_one_placement_change_per_moved_vm(
     assert len(changes) == plan.moves
     records = Change.objects.filter(group_id=plan.id)
     assert records.count() == plan.moves
-    assert {c.kind for c in records} == {Change.Kind.PLACEMENT}
+    assert {c.kind for c in records} == {Change.Kind.PLAN_MOVE}
     assert {c.actor_name for c in records} == {"op"}
     assert {c.target_name for c in records} == set(plan.apply_order)
 
@@ -316,7 +318,7 @@ def test_approve_refuses_a_blank_reason_under_its_field(seed, operator_user):
     host, _ = seed
     plan = computed_plan(host, operator_user)
     with pytest.raises(ValidationError) as caught:
-        services.approve_plan(plan=plan, actor=operator_user, reason="   ")
+        plan_requests.approve_plan(plan=plan, actor=operator_user, reason="   ")
     assert "reason" in caught.value.message_dict
     plan.refresh_from_db()
     assert plan.status == Status.READY
@@ -326,9 +328,9 @@ def test_approve_refuses_a_blank_reason_under_its_field(seed, operator_user):
 def test_approve_refuses_a_plan_that_is_not_ready(seed, operator_user, apply_queued):
     host, _ = seed
     plan = computed_plan(host, operator_user)
-    services.approve_plan(plan=plan, actor=operator_user, reason="once")
+    plan_requests.approve_plan(plan=plan, actor=operator_user, reason="once")
     with pytest.raises(ValidationError) as caught:
-        services.approve_plan(plan=plan, actor=operator_user, reason="twice")
+        plan_requests.approve_plan(plan=plan, actor=operator_user, reason="twice")
     assert "only a plan waiting for approval" in caught.value.message_dict[NON_FIELD_ERRORS][0]
     assert Change.objects.filter(group_id=plan.id).count() == plan.moves
 
@@ -341,7 +343,7 @@ def test_approve_refuses_a_stale_plan_and_marks_it(seed, operator_user):
     host.last_sync_ok_at = timezone.now() + timedelta(seconds=5)
     host.save(update_fields=["last_sync_ok_at"])
     with pytest.raises(ValidationError) as caught:
-        services.approve_plan(plan=plan, actor=operator_user, reason="go")
+        plan_requests.approve_plan(plan=plan, actor=operator_user, reason="go")
     message = caught.value.message_dict[NON_FIELD_ERRORS][0]
     assert message.startswith("stale: the inventory changed since this plan was computed (sync at")
     assert message.endswith("plan again")
@@ -357,7 +359,7 @@ def test_a_vm_locked_after_the_plan_makes_it_stale_without_a_sync(seed, operator
     vms["db01"].balancing_locked = True
     vms["db01"].save(update_fields=["balancing_locked"])
     with pytest.raises(ValidationError):
-        services.approve_plan(plan=plan, actor=operator_user, reason="go")
+        plan_requests.approve_plan(plan=plan, actor=operator_user, reason="go")
     plan.refresh_from_db()
     assert plan.status == Status.STALE
 
@@ -369,8 +371,8 @@ def test_a_later_sync_that_left_the_inventory_the_same_is_not_stale(
     plan = computed_plan(host, operator_user)
     host.last_sync_ok_at = timezone.now() + timedelta(minutes=5)
     host.save(update_fields=["last_sync_ok_at"])
-    assert services.staleness(plan) == ""
-    changes = services.approve_plan(plan=plan, actor=operator_user, reason="still valid")
+    assert plan_staleness.staleness(plan) == ""
+    changes = plan_requests.approve_plan(plan=plan, actor=operator_user, reason="still valid")
     assert changes
     plan.refresh_from_db()
     assert plan.status == Status.APPLYING

@@ -9,9 +9,9 @@ import pytest
 from django.db import models
 from django.utils import timezone
 
-from balancing import apply as plan_apply
+from balancing import reconcile as plan_reconcile
 from balancing.models import BalancingPlan
-from changes import services as change_services
+from changes import reconcile
 from changes.models import Change
 from changes.recording import record_change
 
@@ -38,7 +38,7 @@ def plan_change(host, vm, group, operator, status=Change.Status.QUEUED) -> Chang
         host=host,
         vm=vm,
         target_name=vm.name,
-        kind=Change.Kind.PLACEMENT,
+        kind=Change.Kind.PLAN_MOVE,
         params={"plan": str(group), "step": 1},
         scope="live+config",
         reason="plan",
@@ -58,12 +58,12 @@ def test_a_queued_change_waiting_its_turn_in_a_progressing_plan_is_not_lost(
     long_ago = timezone.now() - timedelta(seconds=2 * HOUR)
     backdate(first, created_at=long_ago, started_at=timezone.now() - timedelta(minutes=1))
     backdate(second, created_at=long_ago)
-    assert change_services.reconcile_stale_changes(queued_older_than_s=HOUR) == 0
+    assert reconcile.reconcile_stale_changes(queued_older_than_s=HOUR) == 0
     assert Change.objects.get(pk=second.pk).status == Change.Status.QUEUED
 
     # The plan's worker died: nothing of the group started for longer than the timeout.
     backdate(first, started_at=long_ago)
-    change_services.reconcile_stale_changes(older_than_s=HOUR, queued_older_than_s=HOUR)
+    reconcile.reconcile_stale_changes(older_than_s=HOUR, queued_older_than_s=HOUR)
     second.refresh_from_db()
     assert second.status == Change.Status.FAILED
     assert second.error.startswith("never started (task lost)")
@@ -75,9 +75,9 @@ def test_an_applying_plan_whose_changes_all_ended_is_finished(host, vm_factory, 
     )
     done = plan_change(host, vm_factory(host, "alpha"), plan.id, operator, Change.Status.SUCCEEDED)
     lost = plan_change(host, vm_factory(host, "beta"), plan.id, operator, Change.Status.RUNNING)
-    assert plan_apply.reconcile_plans() == 0  # a change still runs: the plan is alive
+    assert plan_reconcile.reconcile_plans() == 0  # a change still runs: the plan is alive
     Change.objects.filter(pk=lost.pk).update(status=Change.Status.FAILED)
-    assert plan_apply.reconcile_plans() == 1
+    assert plan_reconcile.reconcile_plans() == 1
     plan.refresh_from_db()
     assert plan.status == BalancingPlan.Status.APPLY_FAILED
     assert "beta failed" in plan.outcome and done.target_name not in plan.outcome
@@ -85,9 +85,9 @@ def test_an_applying_plan_whose_changes_all_ended_is_finished(host, vm_factory, 
 
 def test_a_plan_nobody_computed_ends_in_error(host, settings):
     plan = BalancingPlan.objects.create(host=host, requested_by_name="ops")
-    assert plan_apply.reconcile_plans() == 0
+    assert plan_reconcile.reconcile_plans() == 0
     later = timezone.now() + timedelta(seconds=settings.NUMAPORTAL_CHANGE_QUEUED_TIMEOUT + 1)
-    assert plan_apply.reconcile_plans(now=later) == 1
+    assert plan_reconcile.reconcile_plans(now=later) == 1
     plan.refresh_from_db()
     assert plan.status == BalancingPlan.Status.ERROR
     assert "planning task was lost" in plan.error

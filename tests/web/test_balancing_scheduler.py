@@ -1,7 +1,7 @@
 """The scheduler's balancing (beat entry "balance-hosts" -> balancing.services.balance_hosts).
 
 Per host policy: off does nothing; recommend leaves a ready plan and no change; automatic
-applies (change records of kind placement by "scheduler") only when the plan improves the score
+applies (change records of kind plan_move by "scheduler") only when the plan improves the score
 by at least the policy's threshold with at most its moves, and otherwise records why not.
 """
 
@@ -12,11 +12,11 @@ from unittest import mock
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-from balancing import services
+from balancing import scheduler as plan_scheduler
 from balancing.models import BalancingPlan, BalancingPolicy
-from balancing.tasks import balance_hosts as balance_hosts_task
 from changes.models import Change
 from tests.web.test_balancing_plans import seed_inventory
+from web.tasks import balance_hosts as balance_hosts_task
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -51,8 +51,8 @@ def test_no_policy_or_off_does_nothing(seed, host_factory):
     host, _ = seed
     other = host_factory("hv2", "x86_64-2node-24cpu-ht.xml")
     policy(other, Mode.OFF)
-    assert services.balance_hosts() == 0
-    assert services.balance_host(host) is None
+    assert plan_scheduler.balance_hosts() == 0
+    assert plan_scheduler.balance_host(host) is None
     assert BalancingPlan.objects.count() == 0
 
 
@@ -71,7 +71,7 @@ def test_automatic_below_the_threshold_changes_nothing(seed):
     host, _ = seed
     # a plan that moves VMs never reaches 100 %: moves count in the score after
     policy(host, Mode.AUTOMATIC, min_improvement_pct=100, max_moves=10)
-    plan = services.balance_host(host)
+    plan = plan_scheduler.balance_host(host)
     assert plan.status == Status.NOT_NEEDED
     assert plan.error.startswith(f"improvement {plan.improvement_pct:.1f}% below the policy's 100%")
     assert plan.error in plan.notes
@@ -81,13 +81,13 @@ def test_automatic_below_the_threshold_changes_nothing(seed):
 
 def test_automatic_with_too_many_moves_changes_nothing(seed):
     host, _ = seed
-    probe = services.balance_host(policy(host, Mode.RECOMMEND, min_improvement_pct=0).host)
+    probe = plan_scheduler.balance_host(policy(host, Mode.RECOMMEND, min_improvement_pct=0).host)
     assert probe.moves >= 2, "the seed host should need at least two moves"
     BalancingPlan.objects.all().delete()
     BalancingPolicy.objects.filter(host=host).update(
         mode=Mode.AUTOMATIC, min_improvement_pct=0, max_moves=1
     )
-    plan = services.balance_host(host)
+    plan = plan_scheduler.balance_host(host)
     assert plan.status == Status.NOT_NEEDED
     assert plan.error == f"would move {plan.moves} VMs, policy allows 1"
     assert Change.objects.count() == 0
@@ -96,7 +96,7 @@ def test_automatic_with_too_many_moves_changes_nothing(seed):
 def test_automatic_with_a_low_threshold_applies_as_the_scheduler(seed, apply_queued):
     host, _ = seed
     policy(host, Mode.AUTOMATIC, min_improvement_pct=1, max_moves=10)
-    assert services.balance_hosts() == 1
+    assert plan_scheduler.balance_hosts() == 1
     plan = BalancingPlan.objects.get()
     assert plan.status == Status.APPLYING, plan.error
     assert plan.approved_by is None and plan.approved_by_name == "scheduler"
@@ -106,7 +106,7 @@ def test_automatic_with_a_low_threshold_applies_as_the_scheduler(seed, apply_que
     )
     records = Change.objects.filter(group_id=plan.id)
     assert records.count() == plan.moves >= 1
-    assert {c.kind for c in records} == {Change.Kind.PLACEMENT}
+    assert {c.kind for c in records} == {Change.Kind.PLAN_MOVE}
     assert {c.actor_name for c in records} == {"scheduler"}
     assert {c.actor_id for c in records} == {None}
     assert {c.reason for c in records} == {plan.reason}
@@ -124,30 +124,30 @@ def test_automatic_waits_for_changes_still_running_on_the_host(seed):
         reason="by hand",
     )
     policy(host, Mode.AUTOMATIC, min_improvement_pct=0, max_moves=10)
-    plan = services.balance_host(host)
+    plan = plan_scheduler.balance_host(host)
     assert plan.status == Status.NOT_NEEDED
     assert "still queued or running" in plan.error
-    assert Change.objects.filter(kind=Change.Kind.PLACEMENT).count() == 0
+    assert Change.objects.filter(kind=Change.Kind.PLAN_MOVE).count() == 0
 
 
 def test_an_unchanged_inventory_is_not_planned_again(seed):
     host, vms = seed
     row = policy(host, Mode.RECOMMEND, min_improvement_pct=0, max_moves=10)
-    first = services.balance_host(host)
+    first = plan_scheduler.balance_host(host)
     assert first.status == Status.READY
-    assert services.balance_host(host) is None
+    assert plan_scheduler.balance_host(host) is None
     assert BalancingPlan.objects.count() == 1
     # the inventory changes: a new plan, and the old one can no longer be approved
     vms["web01"].memory_kib *= 2
     vms["web01"].save(update_fields=["memory_kib"])
-    second = services.balance_host(host)
+    second = plan_scheduler.balance_host(host)
     assert second is not None and second.pk != first.pk
     first.refresh_from_db()
     assert first.status == Status.STALE
     # a policy edit is worth a new plan too
     row.max_moves = 9
     row.save()
-    assert services.balance_host(host) is not None
+    assert plan_scheduler.balance_host(host) is not None
     assert BalancingPlan.objects.count() == 3
 
 
@@ -156,13 +156,13 @@ def test_one_broken_host_does_not_stop_the_others(seed, host_factory, vm_factory
     other, _ = seed_inventory(host_factory, vm_factory, name="hv2")
     policy(host, Mode.RECOMMEND, min_improvement_pct=0)
     policy(other, Mode.RECOMMEND, min_improvement_pct=0)
-    real = services.balance_host
+    real = plan_scheduler.balance_host
 
     def balance(h):
         if h.name == "hv":
             raise RuntimeError("boom")
         return real(h)
 
-    with mock.patch.object(services, "balance_host", side_effect=balance):
-        assert services.balance_hosts() == 1
+    with mock.patch.object(plan_scheduler, "balance_host", side_effect=balance):
+        assert plan_scheduler.balance_hosts() == 1
     assert BalancingPlan.objects.get().host == other

@@ -1,5 +1,6 @@
 """Change history review: list filters, CSV export, the detail page with its diffs and polling,
-the VM page's recent changes, the dashboard's drift count, and who may do what.
+the VM page's recent changes and the dashboard's drift count (who may do what:
+``test_change_roles.py``).
 
 Records are written directly (``Change.objects.create``: a new record may carry any state);
 nothing here queues a worker.
@@ -13,12 +14,11 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db.models import QuerySet
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from changes.models import Change
-from vms import forms
+from tests.web.changes_helpers import make_change
 from web.changes.views import PAGE_SIZE, csv_safe
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -26,39 +26,6 @@ pytestmark = [pytest.mark.web, pytest.mark.django_db]
 LIBVIRT_REFUSAL = (
     "Unsupported configuration: can't change nodeset for strict mode for running domain"
 )
-
-
-@pytest.fixture
-def inventory(host_factory, vm_factory):
-    hv1 = host_factory("hv01")
-    hv2 = host_factory("hv02", "x86_64-4node-basic.xml")
-    return {
-        "hv01": hv1,
-        "hv02": hv2,
-        "db01": vm_factory(hv1, "db01", vcpus=2, vcpu_max=4),
-        "web01": vm_factory(hv2, "web01"),
-    }
-
-
-def make_change(vm, **fields) -> Change:
-    defaults = {
-        "actor_name": "alice",
-        "host": vm.host,
-        "vm": vm,
-        "target_name": vm.name,
-        "kind": "vcpupin",
-        "params": {"vcpu": 0, "cpuset": "22"},
-        "scope": "live+config",
-        "reason": "seed step",
-    }
-    created_at = fields.pop("created_at", None)
-    change = Change.objects.create(**{**defaults, **fields})
-    if created_at is not None:
-        # created_at is auto_now_add and the append-only queryset refuses to rewrite it; a
-        # test needs old records, so it goes around the guard with the plain QuerySet.update.
-        QuerySet.update(Change.objects.filter(pk=change.pk), created_at=created_at)
-        change.refresh_from_db()
-    return change
 
 
 # --- list and filters -----------------------------------------------------------------------------
@@ -333,184 +300,3 @@ def test_dashboard_counts_drifted_vms_and_links_the_vm_list(ops_client, host_fac
 def test_nav_links_the_change_history(ops_client):
     page = ops_client.get(reverse("hosts:list")).content.decode()
     assert f'href="{reverse("changes:list")}"' in page
-
-
-# --- roles ----------------------------------------------------------------------------------------
-
-
-def mutating_urls(vm) -> list[str]:
-    """Every URL that changes something: the change forms (all kinds) and the host actions."""
-    return [reverse("vms:change", args=[vm.host.name, vm.uuid, slug]) for slug in forms.FORMS] + [
-        reverse("hosts:add"),
-        reverse("hosts:sync", args=[vm.host.name]),
-        reverse("hosts:remove", args=[vm.host.name]),
-        reverse("hosts:numa-balancing", args=[vm.host.name]),
-        reverse("balancing:request", args=[vm.host.name]),
-        reverse("balancing:approve", args=[uuid.uuid4()]),
-        reverse("balancing:policy", args=[vm.host.name]),
-    ]
-
-
-def test_every_url_pattern_is_covered_as_read_or_mutating():
-    """A new URL must be listed here as read-only or mutating (so the 403 test covers it)."""
-    read_only = {
-        "home",
-        "status-fragment",
-        "metrics",  # 401 without a session or bearer token (numaportal.metrics)
-        "login",
-        "logout",
-        "hosts:list",
-        "hosts:detail",
-        "hosts:distances",
-        "hosts:numastat",
-        "hosts:sync-status",
-        "vms:list",
-        "vms:detail",
-        "changes:list",
-        "changes:export",
-        "changes:detail",
-        "changes:status",
-        "balancing:list",
-        "balancing:plan",
-        "balancing:plan-status",
-    }
-    mutating = {
-        "hosts:add",
-        "hosts:sync",
-        "hosts:remove",
-        "hosts:numa-balancing",
-        "vms:change",
-        "vms:balancing-flags",
-        "balancing:request",
-        "balancing:approve",
-        "balancing:policy",
-    }
-
-    def walk(patterns, namespace=""):
-        for p in patterns:
-            if isinstance(p, URLResolver):
-                if p.app_name == "admin":
-                    continue
-                ns = p.namespace or ""
-                yield from walk(p.url_patterns, f"{namespace}{ns}:" if ns else namespace)
-            elif isinstance(p, URLPattern) and p.name:
-                yield f"{namespace}{p.name}"
-
-    seen = set(walk(get_resolver().url_patterns))
-    assert seen - {n for n in seen if n.startswith("djdt")} == read_only | mutating
-    # and no URL edits or deletes a change record
-    assert not {n for n in seen if n.startswith("changes:")} & mutating
-
-
-def test_viewer_gets_403_on_every_mutating_url(viewer_client, inventory):
-    vm = inventory["db01"]
-    for url in mutating_urls(vm):
-        get = viewer_client.get(url)
-        assert get.status_code in (403, 405), url
-        post = viewer_client.post(
-            url,
-            {
-                "vcpu_0": "1",
-                "cpuset": "1",
-                "count": "3",
-                "maximum": "8",
-                "mode": "strict",
-                "nodeset": "0",
-                "scope": "live+config",
-                "reason": "sneaky",
-                "confirm": "1",
-            },
-        )
-        assert post.status_code == 403, url
-    assert Change.objects.count() == 0
-
-
-def test_viewer_sees_the_history_but_no_change_buttons(viewer_client, inventory):
-    change = make_change(inventory["db01"])
-    assert viewer_client.get(reverse("changes:list")).status_code == 200
-    assert viewer_client.get(change.get_absolute_url()).status_code == 200
-    assert viewer_client.get(reverse("changes:export")).status_code == 200
-    page = viewer_client.get(inventory["db01"].get_absolute_url()).content.decode()
-    assert 'id="change-actions"' not in page and "/change/" not in page
-
-
-def test_operator_may_request_changes_but_not_manage_hosts(client, operator_user, inventory):
-    client.force_login(operator_user)
-    vm = inventory["db01"]
-    for slug in forms.FORMS:
-        assert (
-            client.get(reverse("vms:change", args=[vm.host.name, vm.uuid, slug])).status_code == 200
-        )
-    assert client.get(reverse("hosts:add")).status_code == 403
-    assert client.post(reverse("hosts:sync", args=["hv01"])).status_code == 403
-    assert client.get(reverse("hosts:remove", args=["hv01"])).status_code == 403
-    assert client.get("/admin/").status_code == 302  # not staff: the admin login
-
-
-def test_anonymous_is_sent_to_login_from_the_change_pages(client, inventory):
-    change = make_change(inventory["db01"])
-    vm = inventory["db01"]
-    urls = [
-        reverse("changes:list"),
-        reverse("changes:export"),
-        change.get_absolute_url(),
-        reverse("changes:status", args=[change.pk]),
-        reverse("vms:change", args=[vm.host.name, vm.uuid, "vcpupin"]),
-    ]
-    for url in urls:
-        response = client.get(url)
-        assert response.status_code == 302 and "/login/" in response["Location"], url
-
-
-def test_records_are_not_editable_through_any_page(ops_client, inventory):
-    change = make_change(inventory["db01"], status="failed", error="boom")
-    for url in (change.get_absolute_url(), reverse("changes:list")):
-        for method in ("post", "put", "patch", "delete"):
-            assert getattr(ops_client, method)(url).status_code == 405, (method, url)
-    # the admin (superuser) may look, not add, change or delete
-    base = "admin:changes_change"
-    assert ops_client.get(reverse(f"{base}_changelist")).status_code == 200
-    detail = ops_client.get(reverse(f"{base}_change", args=[change.pk]))
-    assert detail.status_code == 200
-    assert 'name="_save"' not in detail.content.decode()
-    assert (
-        ops_client.post(reverse(f"{base}_change", args=[change.pk]), {"reason": "x"}).status_code
-        == 403
-    )
-    assert ops_client.get(reverse(f"{base}_add")).status_code == 403
-    assert ops_client.get(reverse(f"{base}_delete", args=[change.pk])).status_code == 403
-    assert (
-        ops_client.post(reverse(f"{base}_delete", args=[change.pk]), {"post": "yes"}).status_code
-        == 403
-    )
-    change.refresh_from_db()
-    assert (change.status, change.error, change.reason) == ("failed", "boom", "seed step")
-
-
-def test_list_refreshes_itself_while_a_change_on_it_is_active(ops_client, inventory):
-    db01 = inventory["db01"]
-    done = make_change(db01, status="succeeded")
-    url = reverse("changes:list")
-    page = ops_client.get(url, {"vm": db01.pk}).content.decode()
-    assert "hx-trigger" not in page
-    assert f'of <a href="{db01.get_absolute_url()}">db01</a> on hv01' in page
-    make_change(db01)  # queued
-    page = ops_client.get(url, {"vm": db01.pk}).content.decode()
-    assert 'hx-trigger="every 2s"' in page and 'hx-select="#change-table"' in page
-    assert done.get_absolute_url() in page
-
-
-def test_dashboard_lists_vms_changed_outside_the_portal(ops_client, host_factory, vm_factory):
-    host = host_factory("hv02")
-    vm_factory(
-        host,
-        "tampered",
-        changed_outside=True,
-        changed_outside_detail="vCPU 0 pinned to 1 live; the last change left 0",
-    )
-    vm_factory(host, "fine")
-    page = ops_client.get(reverse("hosts:list")).content.decode()
-    assert 'id="changed-outside-summary"' in page
-    assert 'data-changed-outside-count="1"' in page
-    listed = ops_client.get(reverse("vms:list"), {"changed_outside": "true"})
-    assert [vm.name for vm in listed.context["vms"]] == ["tampered"]

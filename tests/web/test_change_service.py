@@ -12,11 +12,12 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from changes import services as change_services
+from changes import drift, executor, reconcile
 from changes import tasks as change_tasks
+from changes.diff import make_diff
 from changes.models import AppendOnlyError, Change
+from changes.requests import SCHEDULER_ACTOR, request_change
 from vms.models import VirtualMachine
-from vms.services import SCHEDULER_ACTOR, request_change
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -256,12 +257,12 @@ def _snap(pin: str | None, *, live_pin: str | None = None) -> dict:
 
 
 def test_diff_says_the_tuning_change_in_words_and_shows_both_xml() -> None:
-    diff = change_services.make_diff(_snap("0-1"), _snap("1"))
+    diff = make_diff(_snap("0-1"), _snap("1"))
     assert "config: vcpupin of vCPU 0: 0-1 -> 1" in diff
     assert "live: vcpupin of vCPU 0: 0-1 -> 1" in diff
     assert "--- persistent XML before" in diff and "--- live XML before" in diff
     assert "+  <vcpupin vcpu='0' cpuset='1'/>" in diff
-    assert change_services.make_diff(_snap("1"), _snap("1")).startswith("Tuning: unchanged")
+    assert make_diff(_snap("1"), _snap("1")).startswith("Tuning: unchanged")
 
 
 def test_check_drift_flags_a_vm_changed_outside_the_portal(vm, operator, enqueued) -> None:
@@ -278,18 +279,18 @@ def test_check_drift_flags_a_vm_changed_outside_the_portal(vm, operator, enqueue
         tuning_live=_snap("1")["live_tuning"],
         tuning_config=_snap("1")["config_tuning"],
     )
-    assert change_services.check_drift() == 0
+    assert drift.check_drift() == 0
     # Someone ran `virsh vcpupin web1 0 5 --live` by hand.
     VirtualMachine.objects.filter(pk=vm.pk).update(
         tuning_live=_snap("1", live_pin="5")["live_tuning"]
     )
-    assert change_services.check_drift() == 1
+    assert drift.check_drift() == 1
     vm.refresh_from_db()
     assert vm.changed_outside
     assert f"live: vcpupin of vCPU 0: 1 -> 5 since change {change.pk}" in vm.changed_outside_detail
     # Put back: the flag clears.
     VirtualMachine.objects.filter(pk=vm.pk).update(tuning_live=_snap("1")["live_tuning"])
-    assert change_services.check_drift() == 0
+    assert drift.check_drift() == 0
     vm.refresh_from_db()
     assert not vm.changed_outside and vm.changed_outside_detail == ""
 
@@ -306,7 +307,7 @@ def test_check_drift_waits_for_a_sync_after_the_change(vm, operator, enqueued) -
         tuning_live=_snap("0")["live_tuning"],
         tuning_config=_snap("0")["config_tuning"],
     )
-    assert change_services.check_drift() == 0
+    assert drift.check_drift() == 0
 
 
 # --- the worker path without a worker: libvirt's test driver and an unreachable host ----------
@@ -330,12 +331,12 @@ def test_unreachable_host_ends_the_change_failed(host_factory, vm_factory, opera
     change = request_change(
         actor=operator, target=vm, kind="emulatorpin", params={"cpuset": "0"}, reason="r"
     )
-    result = change_services.apply_change(str(change.id))
+    result = executor.apply_change(str(change.id))
     assert result.status == Change.Status.FAILED
     assert result.error and result.started_at and result.finished_at
     assert result.before is None
     # Applied once only: a second delivery leaves the record as it is.
-    assert change_services.apply_change(str(change.id)).finished_at == result.finished_at
+    assert executor.apply_change(str(change.id)).finished_at == result.finished_at
 
 
 def test_a_lost_queued_change_is_reconciled(test_driver_vm, operator, enqueued) -> None:
@@ -347,12 +348,12 @@ def test_a_lost_queued_change_is_reconciled(test_driver_vm, operator, enqueued) 
         scope="live",
         reason="never delivered",
     )
-    assert change_services.reconcile_stale_changes() == 0  # not old enough
-    assert change_services.reconcile_stale_changes(queued_older_than_s=0) == 1
+    assert reconcile.reconcile_stale_changes() == 0  # not old enough
+    assert reconcile.reconcile_stale_changes(queued_older_than_s=0) == 1
     change.refresh_from_db()
     assert change.status == Change.Status.FAILED
-    assert change.error == change_services.LOST
+    assert change.error == reconcile.LOST
     assert change.after["name"] == "test"
     assert change.started_at is None and change.finished_at is not None
     # A late delivery of its task does nothing.
-    assert change_services.apply_change(str(change.id)).status == Change.Status.FAILED
+    assert executor.apply_change(str(change.id)).status == Change.Status.FAILED

@@ -1,4 +1,4 @@
-"""Switching a host's numa_balancing through the change/audit path (hosts.balancing).
+"""Switching a host's numa_balancing through the change/audit path (changes.requests).
 
 Who may (superusers only, in the view and in the service), what is refused and under which
 field, the queued record and its task, the worker side on a copy of a fixture tree
@@ -19,9 +19,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from changes import services as change_services
+from changes import drift, executor, reconcile
 from changes.models import Change
-from hosts.balancing import request_numa_balancing
+from changes.requests import request_numa_balancing
 from hosts.models import Host
 from numaportal.celery import app
 from numaportal.virt import hostprobe
@@ -217,7 +217,7 @@ def test_post_redirects_to_the_change_page(
 
 def test_apply_switches_the_file_and_records_before_after(host, operator, enqueued, probe_root):
     change = request_numa_balancing(host, 0, "r", operator)
-    result = change_services.apply_change(str(change.id))
+    result = executor.apply_change(str(change.id))
     assert result.status == Change.Status.SUCCEEDED, result.error
     assert balancing_file(probe_root) == "0"
     assert (result.before, result.after) == ({"numa_balancing": 1}, {"numa_balancing": 0})
@@ -230,7 +230,7 @@ def test_apply_switches_the_file_and_records_before_after(host, operator, enqueu
     host.refresh_from_db()
     assert host.numa_balancing == 0
     # Applied once only.
-    assert change_services.apply_change(str(change.id)).finished_at == result.finished_at
+    assert executor.apply_change(str(change.id)).finished_at == result.finished_at
 
 
 def test_a_worker_not_on_the_host_fails_and_writes_nothing(
@@ -238,7 +238,7 @@ def test_a_worker_not_on_the_host_fails_and_writes_nothing(
 ) -> None:
     settings.NUMAPORTAL_ON_HOST = "portal"
     change = request_numa_balancing(host, 0, "r", operator)
-    result = change_services.apply_change(str(change.id))
+    result = executor.apply_change(str(change.id))
     assert result.status == Change.Status.FAILED
     assert "this worker runs on host 'portal'" in result.error
     assert "NUMAPORTAL_ON_HOST=hv1" in result.error
@@ -250,7 +250,7 @@ def test_a_worker_not_on_the_host_fails_and_writes_nothing(
 def test_a_missing_file_fails_with_the_probes_message(host, operator, enqueued, probe_root):
     (probe_root / BALANCING).unlink()
     change = request_numa_balancing(host, 0, "r", operator)
-    result = change_services.apply_change(str(change.id))
+    result = executor.apply_change(str(change.id))
     assert result.status == Change.Status.FAILED
     assert result.error == f"{probe_root / BALANCING}: no such file"
     assert not (probe_root / BALANCING).exists()  # not created
@@ -262,7 +262,7 @@ def test_a_refused_write_fails_with_the_probes_message(host, operator, enqueued,
     )
     change = request_numa_balancing(host, 0, "r", operator)
     with mock.patch.object(hostprobe, "write_numa_balancing", side_effect=refusal):
-        result = change_services.apply_change(str(change.id))
+        result = executor.apply_change(str(change.id))
     assert result.status == Change.Status.FAILED
     assert result.error == str(refusal)
     assert result.outcome == "nothing was changed on host hv1: numa_balancing is still 1"
@@ -272,7 +272,7 @@ def test_a_refused_write_fails_with_the_probes_message(host, operator, enqueued,
 def test_a_read_back_that_differs_fails(host, operator, enqueued, probe_root) -> None:
     change = request_numa_balancing(host, 0, "r", operator)
     with mock.patch.object(hostprobe, "write_numa_balancing"):  # the kernel ignored it
-        result = change_services.apply_change(str(change.id))
+        result = executor.apply_change(str(change.id))
     assert result.status == Change.Status.FAILED
     assert result.error == "read back after the change: numa_balancing is 1, not 0 as requested"
 
@@ -286,8 +286,8 @@ def test_reconciler_and_drift_checker_handle_changes_without_a_vm(
     Change.objects.filter(pk=done.pk).update(
         status="succeeded", finished_at=timezone.now(), after={"numa_balancing": 1}
     )
-    assert change_services.check_drift() == 0
-    assert change_services.reconcile_stale_changes(queued_older_than_s=0) == 1
+    assert drift.check_drift() == 0
+    assert reconcile.reconcile_stale_changes(queued_older_than_s=0) == 1
     stale.refresh_from_db()
     assert stale.status == Change.Status.FAILED
     assert stale.error.startswith("never started (task lost); not read back: numa_balancing")

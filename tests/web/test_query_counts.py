@@ -20,7 +20,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from balancing import services as balancing_services
+from balancing import compute as plan_compute
+from balancing import requests as plan_requests
 from balancing import tasks as balancing_tasks
 from balancing.models import BalancingPlan, BalancingPolicy
 from changes.models import Change
@@ -160,8 +161,8 @@ def quick_status(settings):
 def computed_plan(host: Host) -> BalancingPlan:
     """A plan requested and computed here (the worker's hand-over skipped)."""
     with mock.patch.object(balancing_tasks.compute_plan, "apply_async"):
-        plan = balancing_services.request_plan(host=host, actor=None)
-    return balancing_services.compute_plan(plan.pk)
+        plan = plan_requests.request_plan(host=host, actor=None)
+    return plan_compute.compute_plan(plan.pk)
 
 
 def approved_plan(host: Host, actor) -> BalancingPlan:
@@ -169,7 +170,7 @@ def approved_plan(host: Host, actor) -> BalancingPlan:
     plan = computed_plan(host)
     assert plan.status == BalancingPlan.Status.READY, (plan.status, plan.error)
     with mock.patch.object(balancing_tasks.apply_plan, "apply_async"):
-        balancing_services.approve_plan(plan=plan, actor=actor, reason="query count")
+        plan_requests.approve_plan(plan=plan, actor=actor, reason="query count")
     plan.refresh_from_db()
     return plan
 

@@ -40,7 +40,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
-from balancing import services as balancing_services
+from balancing import compute as plan_compute
+from balancing import requests as plan_requests
 from balancing import tasks as balancing_tasks
 from balancing.models import BalancingPlan, BalancingPolicy
 from changes.models import Change
@@ -277,8 +278,8 @@ def build_world() -> World:
     # request_plan queues the computation on commit, and this setup commits: skip the queue
     # and compute here, as a worker would.
     with mock.patch.object(balancing_tasks.compute_plan, "apply_async"):
-        plan = balancing_services.request_plan(host=host, actor=None)
-    plan = balancing_services.compute_plan(plan.pk)
+        plan = plan_requests.request_plan(host=host, actor=None)
+    plan = plan_compute.compute_plan(plan.pk)
     assert plan.status == BalancingPlan.Status.READY, plan.status
 
     django_user_model = get_user_model()

@@ -16,7 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from balancing import selectors, services
+from balancing import access as plan_access
+from balancing import policies as plan_policies
+from balancing import requests as plan_requests
+from balancing import selectors
 from balancing.forms import ApproveForm, PolicyForm
 from balancing.models import BalancingPlan, BalancingPolicy
 from hosts.models import Host
@@ -47,8 +50,8 @@ def plan_list(request: HttpRequest) -> HttpResponse:
             "plans": page.object_list,
             "query": query,
             "for_host": host,
-            "can_plan": services.can_plan(request.user),
-            "can_edit_policy": services.can_edit_policy(request.user),
+            "can_plan": plan_access.can_plan(request.user),
+            "can_edit_policy": plan_access.can_edit_policy(request.user),
         },
     )
 
@@ -67,7 +70,7 @@ def _plan_context(request: HttpRequest, plan: BalancingPlan, form: ApproveForm |
     content = selectors.plan_content(plan)
     vms = selectors.present_vms(plan.host)
     vm_urls = {name: vm.get_absolute_url() for name, vm in vms.items()}
-    can_approve = plan.status == BalancingPlan.Status.READY and services.can_plan(request.user)
+    can_approve = plan.status == BalancingPlan.Status.READY and plan_access.can_plan(request.user)
     if can_approve and form is None:
         form = ApproveForm()
     return {
@@ -82,7 +85,7 @@ def _plan_context(request: HttpRequest, plan: BalancingPlan, form: ApproveForm |
         "policy_rows": selectors.policy_rows(plan.policy or {}),
         "change_rows": selectors.change_rows(plan, content, vm_urls),
         "form": form if can_approve else None,
-        "can_plan": services.can_plan(request.user),
+        "can_plan": plan_access.can_plan(request.user),
         "vm_count": len(content.demands),
     }
 
@@ -112,7 +115,7 @@ def plan_request(request: HttpRequest, name: str) -> HttpResponse:
     """ "Plan balancing" on a host page: a new plan, computed by a worker; its page follows."""
     host = get_object_or_404(Host.objects.active(), name=name)
     try:
-        plan = services.request_plan(host=host, actor=request.user)
+        plan = plan_requests.request_plan(host=host, actor=request.user)
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
         return redirect(host)
@@ -126,7 +129,7 @@ def plan_approve(request: HttpRequest, pk) -> HttpResponse:
     form = ApproveForm(request.POST)
     if form.is_valid():
         try:
-            changes = services.approve_plan(
+            changes = plan_requests.approve_plan(
                 plan=plan, actor=request.user, reason=form.cleaned_data["reason"]
             )
         except ValidationError as exc:
@@ -150,13 +153,15 @@ def plan_approve(request: HttpRequest, pk) -> HttpResponse:
 @login_required
 def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
-    if not services.can_edit_policy(request.user):
+    if not plan_access.can_edit_policy(request.user):
         raise PermissionDenied("balancing policies are for admins (superuser) only")
     instance = BalancingPolicy.objects.filter(host=host).first() or BalancingPolicy(host=host)
     form = PolicyForm(request.POST or None, instance=instance, host=host)
     if request.method == "POST" and form.is_valid():
         try:
-            policy = services.update_policy(host=host, actor=request.user, values=form.cleaned_data)
+            policy = plan_policies.update_policy(
+                host=host, actor=request.user, values=form.cleaned_data
+            )
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:

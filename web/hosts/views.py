@@ -15,10 +15,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from hosts import balancing, numastat, selectors, services
+from changes.forms.numa_balancing import NumaBalancingForm
+from changes.kinds import numa_balancing
+from changes.requests import request_numa_balancing
 from hosts import history as numastat_history
+from hosts import numastat, selectors, services
 from hosts.diagram import render_topology_svg
-from hosts.forms import CellChoiceForm, HostRegisterForm, NumaBalancingForm
+from hosts.forms import CellChoiceForm, HostRegisterForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
 from numaportal import roles
@@ -138,7 +141,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         "vms": vms,
         "cpu_count": len(host_cpus),
         "memory_bars": memory_bars(vms),
-        "balancing_changes": balancing.recent_changes(host),
+        "balancing_changes": numa_balancing.recent_changes(host),
         **_sync_context(host),
         **_distance_context(topology, request),
     }
@@ -245,15 +248,15 @@ def host_remove(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 def host_numa_balancing(request: HttpRequest, name: str) -> HttpResponse:
     """Confirm and queue a switch of the host's numa_balancing (admins only; see
-    :mod:`hosts.balancing`). GET shows the current and the new value; POST acts."""
+    :mod:`changes.kinds.numa_balancing`). GET shows the current and the new value; POST acts."""
     host = get_object_or_404(Host, name=name)
-    if not balancing.can_switch(request.user):
+    if not numa_balancing.can_switch(request.user):
         raise PermissionDenied("switching numa_balancing is for admins (superuser) only")
     current = host.numa_balancing
     form = NumaBalancingForm(request.POST or None, initial={"value": 0 if current else 1})
     if request.method == "POST" and form.is_valid():
         try:
-            change = balancing.request_numa_balancing(
+            change = request_numa_balancing(
                 host, form.cleaned_data["value"], form.cleaned_data["reason"], request.user
             )
         except ValidationError as exc:
@@ -262,15 +265,15 @@ def host_numa_balancing(request: HttpRequest, name: str) -> HttpResponse:
             messages.success(
                 request,
                 f"numa_balancing of {host.name} -> {change.params['value']} queued "
-                f"({balancing.LIVE_ONLY}).",
+                f"({numa_balancing.LIVE_ONLY}).",
             )
             return redirect(change)
     context = {
         "host": host,
         "form": form,
-        "current": balancing.describe_value(current),
-        "unavailable": balancing.unavailable_reason(host),
-        "live_only": balancing.LIVE_ONLY,
-        "recent": balancing.recent_changes(host),
+        "current": numa_balancing.describe_value(current),
+        "unavailable": numa_balancing.unavailable_reason(host),
+        "live_only": numa_balancing.LIVE_ONLY,
+        "recent": numa_balancing.recent_changes(host),
     }
     return render(request, "hosts/host_numa_balancing.html", context)

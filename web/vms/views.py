@@ -13,7 +13,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from changes import forms as change_forms
 from changes.models import Change
+from changes.requests import request_change
 from hosts import selectors
 from hosts.services import load_topology
 from numaportal import roles
@@ -24,7 +26,6 @@ from vms import selectors as vm_selectors
 from vms.filters import VirtualMachineFilter
 from vms.memory import memory_bar
 from vms.models import VirtualMachine
-from vms.services import request_change
 from web.access import requires
 from web.paging import paginate
 
@@ -59,7 +60,7 @@ def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
         "recent_changes": recent_changes(vm),
         "memory_bars": [bar] if (bar := memory_bar(vm)) else [],
         "flags_form": forms.BalancingFlagsForm(instance=vm),
-        "change_forms": [(f.slug, f.title) for f in forms.FORMS.values()],
+        "change_forms": [(f.slug, f.title) for f in change_forms.FORMS.values()],
     }
     return render(request, "vms/vm_detail.html", context)
 
@@ -89,7 +90,7 @@ def _load_vm(host_name: str, uuid) -> VirtualMachine:
 def _helper_pins(request: HttpRequest, form_class, vm, topology) -> dict[int, str]:
     """Pins proposed by the helper links of the vCPU pinning form (?fill=cell|cores&cell=N)."""
     fill = request.GET.get("fill")
-    if form_class is not forms.VcpuPinForm or fill not in ("cell", "cores"):
+    if form_class is not change_forms.VcpuPinForm or fill not in ("cell", "cores"):
         return {}
     count = max(vm.vcpu_max_config, vm.vcpu_max_live or 0)
     try:
@@ -100,9 +101,9 @@ def _helper_pins(request: HttpRequest, form_class, vm, topology) -> dict[int, st
         cell = None
     try:
         if fill == "cell" and cell is not None:
-            return forms.pin_all_into_cell(topology, cell, count)
+            return change_forms.pin_all_into_cell(topology, cell, count)
         if fill == "cores":
-            return forms.one_vcpu_per_core(topology, count, cell)
+            return change_forms.one_vcpu_per_core(topology, count, cell)
     except (KeyError, ValueError):
         return {}
     return {}
@@ -112,7 +113,7 @@ def _helper_pins(request: HttpRequest, form_class, vm, topology) -> dict[int, st
 @requires(roles.ADD_CHANGE)
 def vm_change(request: HttpRequest, host_name: str, uuid, kind: str) -> HttpResponse:
     """One change form: fill in -> preview (before -> after) -> confirm -> change page."""
-    form_class = forms.FORMS.get(kind)
+    form_class = change_forms.FORMS.get(kind)
     if form_class is None:
         raise Http404("No such change form.")
     vm = _load_vm(host_name, uuid)
@@ -137,7 +138,7 @@ def vm_change(request: HttpRequest, host_name: str, uuid, kind: str) -> HttpResp
                 topology=topology,
                 initial_pins=_helper_pins(request, form_class, vm, topology),
             )
-            if form_class is forms.VcpuPinForm
+            if form_class is change_forms.VcpuPinForm
             else form_class(vm=vm, topology=topology)
         )
     width, cell_of = selectors.host_cpu_map(vm.host)
@@ -148,20 +149,20 @@ def vm_change(request: HttpRequest, host_name: str, uuid, kind: str) -> HttpResp
         "kind": kind,
         "step": step,
         "preview": form.preview() if step == "preview" else None,
-        "change_forms": [(f.slug, f.title) for f in forms.FORMS.values()],
+        "change_forms": [(f.slug, f.title) for f in change_forms.FORMS.values()],
         "cells": [
             {"id": c.id, "cpus": format_cpuset(c.cpu_ids) if c.cpu_ids else "memory only"}
             for c in topology.cells
         ],
         "vcpu_rows": vm_selectors.vcpuinfo_rows(vm, width, cell_of),
         "strip_width": width,
-        "strict_refusal": forms.STRICT_LIVE_REFUSAL,
-        "unplug_refusal": forms.UNPLUG_REFUSAL,
+        "strict_refusal": change_forms.STRICT_LIVE_REFUSAL,
+        "unplug_refusal": change_forms.UNPLUG_REFUSAL,
     }
     return render(request, "vms/vm_change.html", context)
 
 
-def _request_changes(request: HttpRequest, form: forms.ChangeForm) -> str | None:
+def _request_changes(request: HttpRequest, form: change_forms.ChangeForm) -> str | None:
     """request_change for every record of the form, in one transaction and one group.
 
     Returns where to go next (the change's page, or the group's list), or None when the

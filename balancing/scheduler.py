@@ -1,0 +1,150 @@
+"""The scheduler's balancing (beat entry ``balance-hosts``): every host whose
+:class:`~balancing.models.BalancingPolicy` is not off gets a plan computed now; it is left for
+approval (recommend) or approved as the scheduler (automatic) when it improves the score enough
+with few enough moves, and otherwise records why not.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ValidationError
+
+from balancing.compute import compute_plan
+from balancing.inputs import demands_for_host
+from balancing.models import BalancingPlan, BalancingPolicy
+from balancing.requests import approve_plan
+from balancing.staleness import inventory_digest
+from changes.models import Change
+from changes.recording import SCHEDULER_ACTOR
+from hosts.models import Host
+from hosts.services import load_topology
+
+log = logging.getLogger(__name__)
+
+Status = BalancingPlan.Status
+
+
+__all__ = ["balance_host", "balance_hosts"]
+
+
+def _scheduler_refusal(plan: BalancingPlan, policy: BalancingPolicy) -> str:
+    """Why the scheduler does not go ahead with a ready plan under *policy*; "" when it does."""
+    improvement = plan.improvement_pct or 0.0
+    if improvement < policy.min_improvement_pct:
+        return f"improvement {improvement:.1f}% below the policy's {policy.min_improvement_pct:g}%"
+    if plan.moves > policy.max_moves:
+        return f"would move {plan.moves} VMs, policy allows {policy.max_moves}"
+    return ""
+
+
+def _automatic_refusal(host: Host) -> str:
+    """Why the scheduler must not apply anything on *host* now; "" when it may."""
+    if host.sync_status == Host.SyncStatus.ERROR:
+        return "not applied automatically: the host's last sync failed, its inventory may be old"
+    active = Change.objects.filter(host=host, status__in=Change.ACTIVE_STATUSES).count()
+    if active:
+        return (
+            f"not applied automatically: {active} change(s) to this host are still queued "
+            "or running"
+        )
+    return ""
+
+
+def _automatic_reason(plan: BalancingPlan) -> str:
+    before = (plan.score_before or {}).get("total", 0)
+    after = (plan.score_after or {}).get("total", 0)
+    return (
+        f"automatic balancing: score {before:.1f} -> {after:.1f} "
+        f"(-{plan.improvement_pct or 0:.1f}%)"
+    )
+
+
+def _unchanged_since_last_run(host: Host, policy: BalancingPolicy, digest: str) -> bool:
+    """The scheduler's last plan of *host* saw this inventory under this policy and did not
+    lead to anything applied: computing it again would only write the same row."""
+    last = (
+        BalancingPlan.objects.filter(host=host, trigger=BalancingPlan.Trigger.SCHEDULER)
+        .order_by("-created_at")
+        .first()
+    )
+    return bool(
+        last is not None
+        and last.inventory_digest == digest
+        and last.created_at >= policy.updated_at
+        and last.status in (Status.READY, Status.NOT_NEEDED, Status.ERROR)
+    )
+
+
+def balance_host(host: Host) -> BalancingPlan | None:
+    """One host under its policy: compute a plan now (trigger "scheduler"), then leave it for
+    approval (recommend) or approve it as the scheduler (automatic) when it improves the score
+    by at least the policy's threshold with at most its moves; otherwise the plan is
+    ``not_needed`` and says why. None when the policy is off or there is nothing new to do."""
+    policy = BalancingPolicy.objects.filter(host=host).first()
+    if policy is None or policy.mode == BalancingPolicy.Mode.OFF or host.removed_at:
+        return None
+    if BalancingPlan.objects.filter(host=host, status=Status.APPLYING).exists():
+        log.info("balancing of %s skipped: a plan is being applied", host.name)
+        return None
+    digest = inventory_digest(load_topology(host), demands_for_host(host))
+    if _unchanged_since_last_run(host, policy, digest):
+        log.info("balancing of %s skipped: nothing changed since its last plan", host.name)
+        return None
+    plan = BalancingPlan.objects.create(
+        host=host,
+        status=Status.COMPUTING,
+        trigger=BalancingPlan.Trigger.SCHEDULER,
+        requested_by_name=SCHEDULER_ACTOR,
+    )
+    plan = compute_plan(plan.pk)
+    # Plans left for approval that were computed from another inventory can no longer apply.
+    for old in BalancingPlan.objects.filter(host=host, status=Status.READY).exclude(
+        inventory_digest=plan.inventory_digest
+    ):
+        old.status = Status.STALE
+        old.error = (
+            f"stale: the inventory changed since this plan was computed (see plan {plan.pk})"
+        )
+        old.save(update_fields=["status", "error"])
+    if plan.status != Status.READY:
+        return plan
+    why = _scheduler_refusal(plan, policy)
+    if not why and policy.mode == BalancingPolicy.Mode.AUTOMATIC:
+        why = _automatic_refusal(host)
+    if why:
+        plan.status = Status.NOT_NEEDED
+        plan.error = why
+        plan.notes = [*plan.notes, why]
+        plan.save(update_fields=["status", "error", "notes"])
+        return plan
+    if policy.mode == BalancingPolicy.Mode.AUTOMATIC:
+        try:
+            approve_plan(plan=plan, actor=None, reason=_automatic_reason(plan))
+        except ValidationError as exc:
+            plan.refresh_from_db()
+            why = "; ".join(exc.messages)
+            log.warning("automatic balancing of %s refused: %s", host.name, why)
+            if plan.status == Status.READY:
+                plan.error = f"not applied automatically: {why}"
+                plan.save(update_fields=["error"])
+    return plan
+
+
+def balance_hosts() -> int:
+    """The beat entry ``balance-hosts``: :func:`balance_host` for every active host whose
+    policy is not off; how many plans were made. One host's failure does not stop the others."""
+    made = 0
+    hosts = (
+        Host.objects.active()
+        .filter(balancing_policy__isnull=False)
+        .exclude(balancing_policy__mode=BalancingPolicy.Mode.OFF)
+    )
+    for host in hosts.order_by("name"):
+        try:
+            plan = balance_host(host)
+        except Exception:
+            log.exception("balancing of host %s failed", host.name)
+            continue
+        made += plan is not None
+    return made
