@@ -166,7 +166,7 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
                     kind=Change.Kind.PLAN_MOVE,
                     params=change_params(plan, plan_obj.assignments[name], step),
                     # A shut-off VM can only be changed in its config.
-                    scope="live+config" if vm.is_running else "config",
+                    scope=Change.Scope.BOTH if vm.is_running else Change.Scope.CONFIG,
                     reason=reason,
                     group_id=plan.id,
                     enqueue_on_commit=False,

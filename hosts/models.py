@@ -11,6 +11,9 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+#: What a sync reads about the host itself (shown read-only in the admin).
+FACT_FIELDS = ("hostname", "hypervisor", "libvirt_version", "arch", "cpu_model", "cpu_vendor")
+
 
 class HostQuerySet(models.QuerySet["Host"]):
     def active(self) -> HostQuerySet:

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from hosts.models import Cell, Host, PhysicalCpu
+from hosts.models import FACT_FIELDS, Cell, Host, PhysicalCpu
 from numaportal.virt import connection as virt_connection
 from numaportal.virt import hostfacts
 from numaportal.virt.cpuset import format_cpuset
@@ -176,12 +176,7 @@ def store_host_facts(host: Host, inventory: HostInventory, now: datetime) -> Non
     host.last_sync_at = host.last_sync_ok_at = now
     host.save(
         update_fields=[
-            "hostname",
-            "hypervisor",
-            "libvirt_version",
-            "arch",
-            "cpu_model",
-            "cpu_vendor",
+            *FACT_FIELDS,
             "capabilities_xml",
             "sync_status",
             "last_error",

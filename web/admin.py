@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils.text import Truncator
 
 from hosts import services
-from hosts.models import Cell, Host
+from hosts.models import FACT_FIELDS, Cell, Host
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.errors import VirtError
 from vms import requests
@@ -48,16 +48,7 @@ class HostAdminForm(forms.ModelForm):
 
 #: What a sync writes (shown read-only, in the "Last sync" and "Facts" sections).
 _LAST_SYNC = ["sync_status", "sync_task_id", "last_sync_at", "last_sync_ok_at", "last_error"]
-_FACTS = [
-    "hostname",
-    "hypervisor",
-    "libvirt_version",
-    "arch",
-    "cpu_model",
-    "cpu_vendor",
-    "created_at",
-    "removed_at",
-]
+_FACTS = [*FACT_FIELDS, "created_at", "removed_at"]
 
 
 class CellInline(admin.TabularInline):
