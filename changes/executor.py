@@ -31,7 +31,7 @@ from changes.kinds.base import ChangeKind, Snap
 from changes.locks import change_lock, lock_holder, target_word
 from changes.models import Change
 from numaportal.virt.errors import VirtError
-from vms.sync import sync_host
+from vms import sync
 
 __all__ = ["apply_change", "finish", "refresh_vm"]
 
@@ -65,14 +65,16 @@ def finish(
 
 
 def refresh_vm(change: Change) -> None:
-    """Refresh the VM row: a whole-host sync (10 calls + 3 per running domain, see README).
+    """Refresh the VM row from the change's "after" snapshot (:func:`vms.sync.refresh_vm`: no
+    libvirt call, the VM's rows only), so the next change does not wait for a host sync.
 
-    Best effort: the change's own record is already final, and the periodic sync follows.
+    Best effort: the change's own record is already final, and the periodic sync follows. A
+    change whose state after could not be read has nothing to refresh from.
     """
     try:
-        sync_host(change.host_id)
+        sync.refresh_vm(change.vm_id, change.after or {})
     except Exception:
-        log.exception("refreshing host %s after change %s failed", change.host_id, change.pk)
+        log.exception("refreshing VM %s after change %s failed", change.vm_id, change.pk)
 
 
 def _not_started(change: Change, error: str, outcome: str) -> Change:

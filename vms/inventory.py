@@ -5,6 +5,9 @@ host half (:func:`hosts.services.store_host_facts`), in a constant number of que
 the number of VMs. VMs are matched by uuid (updated or created; VMs not in the inventory get
 ``gone_at``, never deleted; a gone VM that is back gets ``gone_at`` cleared); upserts on
 (host, uuid) and (vm, vcpu) keep row ids stable across syncs.
+
+:func:`store_domain` writes one VM and its vCPU rows only (the refresh after a change), in a
+constant number of queries whatever the number of VMs on the host.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from numaportal.virt.topology import HostTopology
 from vms import numa
 from vms.models import VcpuPin, VirtualMachine
 
-__all__ = ["store_domains"]
+__all__ = ["store_domain", "store_domains"]
 
 
 def _fmt(cpus: frozenset[int] | None) -> str:
@@ -186,3 +189,26 @@ def store_domains(host: Host, inventory: HostInventory, now: datetime) -> None:
     VcpuPin.objects.filter(vm__host=host, vm__last_seen_at=now).filter(
         vcpu__gte=F("vm__vcpu_max_config")
     ).filter(Q(vm__vcpu_max_live__isnull=True) | Q(vcpu__gte=F("vm__vcpu_max_live"))).delete()
+
+
+def store_domain(
+    vm: VirtualMachine, dom: DomainInventory, topology: HostTopology, now: datetime
+) -> None:
+    """Write one VM's row and vCPU rows from *dom* (4 queries); the host's other VMs untouched.
+
+    A snapshot has no balloon reading, so the VM keeps the current memory the last sync read
+    (a pinning or vCPU change does not move the balloon).
+    """
+    fields = _vm_fields(dom, topology)
+    if dom.balloon_current_kib is None:
+        del fields["current_memory_kib"]
+    VirtualMachine.objects.filter(pk=vm.pk).update(last_seen_at=now, gone_at=None, **fields)
+    rows = _vcpu_rows(dom, topology)
+    VcpuPin.objects.bulk_create(
+        [VcpuPin(vm_id=vm.pk, **row) for row in rows],
+        update_conflicts=True,
+        unique_fields=["vm", "vcpu"],
+        update_fields=_VCPU_UPDATE_FIELDS,
+    )
+    # vCPU rows above the new maximum (a lowered maximum).
+    VcpuPin.objects.filter(vm_id=vm.pk, vcpu__gte=len(rows)).delete()

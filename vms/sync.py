@@ -4,25 +4,29 @@ This lives in ``vms`` (not ``hosts``) because a sync writes VM rows: ``hosts`` i
 below and never imports ``vms``. A sync reads the host with
 :func:`numaportal.virt.inventory.read_inventory` (cost per host and per domain: see that
 module) and writes everything in one transaction with a constant number of queries, whatever
-the number of VMs (:func:`apply_inventory`). Asking for a sync (queueing it) is
-:mod:`vms.requests`.
+the number of VMs (:func:`apply_inventory`). After a change, :func:`refresh_vm` writes that one
+VM from the change's "after" snapshot: no libvirt call, a constant number of queries. Asking
+for a sync (queueing it) is :mod:`vms.requests`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from hosts.models import Host
-from hosts.services import SYNC_ERRORS, record_sync_error, store_host_facts
+from hosts.services import SYNC_ERRORS, load_topology, record_sync_error, store_host_facts
 from numaportal.virt import connection as virt_connection
-from numaportal.virt.inventory import HostInventory, read_inventory
-from vms.inventory import store_domains
+from numaportal.virt.inventory import HostInventory, domain_from_snapshot, read_inventory
+from vms.inventory import store_domain, store_domains
+from vms.models import VirtualMachine
 
-__all__ = ["apply_inventory", "sync_host"]
+__all__ = ["apply_inventory", "refresh_vm", "sync_host"]
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +76,23 @@ def apply_inventory(host: Host, inventory: HostInventory) -> Host:
         store_host_facts(host, inventory, now)
         store_domains(host, inventory, now)
     return host
+
+
+def refresh_vm(vm_id: int, snap: Mapping[str, Any]) -> bool:
+    """Store one VM as a change's snapshot shows it (``DomainSnapshot.as_dict()``, read from
+    libvirt right after the change); False when there is nothing to store it against.
+
+    Costs no libvirt call and a constant number of queries whatever the number of domains on
+    the host, so a change's latency does not grow with the host (the whole-host sync every
+    300 s still catches everything else). A snapshot of another domain is refused.
+    """
+    vm = VirtualMachine.objects.select_related("host").get(pk=vm_id)
+    topology = load_topology(vm.host)
+    if topology is None or not snap:
+        return False
+    dom = domain_from_snapshot(snap)
+    if dom.uuid.lower() != str(vm.uuid).lower():
+        raise ValueError(f"snapshot of domain {dom.uuid} is not VM {vm.uuid}")
+    with transaction.atomic():
+        store_domain(vm, dom, topology, timezone.now())
+    return True

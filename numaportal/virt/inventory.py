@@ -23,6 +23,11 @@ Names and UUIDs come with the domain objects ``getAllDomainStats`` returns (cach
 side), the vCPU count matrix is derived from the two XML documents and the stats (no
 ``vcpusFlags`` calls), the live emulator pin from the live XML (no ``emulatorPinInfo``).
 
+After a change the worker needs one domain, not the host: :func:`domain_from_snapshot` builds
+its :class:`DomainInventory` from the change's "after" snapshot (persistent and live XML,
+``vcpucount``, ``vcpuinfo``, read right after the change), so refreshing the VM costs no libvirt
+call at all, whatever the number of domains on the host.
+
 A domain that disappears between the stats call and its own calls (undefined, or a transient
 domain that stopped) is left out of this inventory, not an error: the next sync marks it gone.
 A domain that stops between the two calls is recorded as shut off. Telling those races from
@@ -38,6 +43,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from numaportal.virt.cpuset import parse_cpuset
 from numaportal.virt.domain import DomainTuning, parse_domain
 from numaportal.virt.domains import domain_state_name
 from numaportal.virt.errors import DomainNotFound, VirtError, translate
@@ -45,7 +51,7 @@ from numaportal.virt.hostfacts import HostInfo, host_info, uri_of
 from numaportal.virt.topology import HostTopology, parse_capabilities
 from numaportal.virt.vcpus import VcpuCount, VcpuInfo, vcpu_info_from
 
-__all__ = ["DomainInventory", "HostInventory", "read_inventory"]
+__all__ = ["DomainInventory", "HostInventory", "domain_from_snapshot", "read_inventory"]
 
 log = logging.getLogger(__name__)
 
@@ -241,3 +247,46 @@ def read_inventory(conn: libvirt.virConnect) -> HostInventory:
             log.info("domain %s vanished during the inventory of %s", dom.name(), info.uri)
     domains.sort(key=lambda d: (d.name, d.uuid))
     return HostInventory(host=info, topology=topology, domains=tuple(domains))
+
+
+def _vcpu_info_of(rows: Any) -> tuple[VcpuInfo, ...]:
+    return tuple(
+        VcpuInfo(
+            vcpu=int(row["vcpu"]),
+            state=str(row["state"]),
+            cpu_time_ns=int(row.get("cpu_time_ns") or 0),
+            cpu=int(row["cpu"]),
+            affinity=parse_cpuset(row["affinity"]) if row.get("affinity") else frozenset(),
+        )
+        for row in rows or ()
+    )
+
+
+def domain_from_snapshot(snap: Mapping[str, Any]) -> DomainInventory:
+    """A domain's inventory from ``DomainSnapshot.as_dict()`` (a change's before or after).
+
+    The same fields a sync reads, taken from the XML, ``vcpucount`` and ``vcpuinfo`` the
+    snapshot holds; the balloon is not part of a snapshot (``balloon_current_kib`` None).
+    Raises :class:`~numaportal.virt.domain.DomainXMLError` for XML that does not parse, and
+    KeyError / ValueError for a snapshot that is not one.
+    """
+    config = parse_domain(snap["persistent_xml"])
+    live_xml = snap.get("live_xml")
+    live = parse_domain(live_xml) if live_xml else None
+    count = snap.get("vcpucount") or {}
+    return DomainInventory(
+        name=str(snap["name"]),
+        uuid=str(snap["uuid"]),
+        state=str(snap["state"]),
+        persistent=bool(snap.get("persistent", True)),
+        config=config,
+        live=live,
+        vcpucount=VcpuCount(
+            max_config=count.get("max_config"),
+            max_live=count.get("max_live"),
+            current_config=count.get("current_config"),
+            current_live=count.get("current_live"),
+        ),
+        vcpu_info=_vcpu_info_of(snap.get("vcpu_info")) if live is not None else (),
+        emulatorpin_live=None if live is None else live.emulatorpin,
+    )
