@@ -131,8 +131,9 @@ class ChangeKind(ABC):
         """
 
     def keep(self, change: Change, after: dict[str, Any]) -> None:  # noqa: B027 - optional hook
-        """Store what the read-back says where the portal keeps it (most kinds: nowhere; the
-        periodic sync refreshes the VM row)."""
+        """Store what the read-back says where the portal keeps it beyond the record (a host
+        setting on the host row; VM kinds: nothing here, the executor refreshes the VM's rows
+        from the after snapshot once the lock is released)."""
 
     @abstractmethod
     def verify(self, change: Change, after: dict[str, Any]) -> list[str]:
