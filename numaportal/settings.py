@@ -107,6 +107,33 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default has several writers at once: web requests, the workers (central and
+    # on-host) and beat, each its own process and connection. Without these options a change
+    # requested while a sync was writing failed with "database is locked":
+    # - transaction_mode IMMEDIATE: every atomic() takes the write lock at BEGIN, where SQLite
+    #   waits for it (busy timeout). A DEFERRED transaction that reads first (a sync's
+    #   select_for_update is a plain SELECT here, a change's validation reads) and writes later
+    #   gets SQLITE_BUSY at once when another connection writes, whatever the timeout: SQLite
+    #   refuses to wait there because it could deadlock.
+    #   The price: atomic() blocks are serialised as writers even when they only read. Ours are
+    #   short and database-only (libvirt is read before a sync's or a sample's transaction, never
+    #   inside it); reads outside atomic() take no write lock.
+    # - timeout: how long a writer waits for the lock (SQLite's busy timeout), also for the
+    #   autocommit writes outside atomic() (each is its own implicit transaction) such as
+    #   beat's last_run_at updates and a change's status updates.
+    # - WAL: readers do not block the writer nor the writer the readers (pages keep loading
+    #   while a sync writes). synchronous=NORMAL is the setting WAL is meant for: still
+    #   consistent after a crash, only the last commits before a power loss may be lost.
+    #   WAL is a property of the file, so it stays; re-asserting it per connection is a no-op.
+    # PostgreSQL (production, CI) gets none of this: it has row locks and MVCC.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": float(os.environ.get("DATABASE_SQLITE_TIMEOUT", "20")),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
