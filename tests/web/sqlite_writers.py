@@ -9,8 +9,8 @@ writes:
 - ``web``: what the VM change form does (``request_change`` in ``atomic()``), the task enqueued
   on commit to the broker;
 - ``sync``: a worker's ``vms.sync.sync_host`` and ``vms.sampling.sample_host`` of the host;
-- ``worker``: a worker applying the queued changes (``changes.tasks.apply_change``, which
-  also re-syncs the host);
+- ``worker``: a worker applying the queued changes (``changes.tasks.apply_change``: the
+  record's steps, then the VM row refreshed);
 - ``beat``: what django-celery-beat's DatabaseScheduler writes each tick (``ModelEntry.save``
   of the rows it ran) and what an admin's edit of a row writes (``PeriodicTasks.changed``).
 

@@ -11,8 +11,8 @@ writing for :data:`SECONDS`:
   transaction; the task is published on commit to the test broker, on a queue of this test's
   own that is deleted afterwards; the ``worker`` process below runs the records instead);
 - :data:`SYNCS` workers syncing and sampling the host (``test:///default``) in a loop;
-- one worker applying the queued changes (``changes.tasks.apply_change``: records its steps,
-  re-syncs the host);
+- one worker applying the queued changes (``changes.tasks.apply_change``: the record's
+  steps, then the VM row refreshed);
 - one beat writing its PeriodicTask rows as its DatabaseScheduler does.
 
 With the portal's settings (IMMEDIATE transactions, busy timeout, WAL) no process sees an
