@@ -53,6 +53,47 @@ def test_parse_cpuset_accepts(text: str, expected: set[int]) -> None:
     assert isinstance(result, frozenset)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # libvirt's virBitmapParse reads elements left to right (tests/libvirt/test_oracle_cpuset.py
+        # holds these, and many more, to libvirt itself)
+        ("0-3,^1,1", {0, 1, 2, 3}),  # a later id sets an excluded one again
+        ("^1,1", {1}),
+        ("1,", {1}),  # libvirt stops at the end of the text after a comma
+        ("1, ", {1}),
+        ("16383", {16383}),  # VIR_DOMAIN_CPUMASK_LEN is 16384
+        ("0-+3", {0, 1, 2, 3}),  # strtol reads a range's end: a sign, and "\v" before it
+        ("0--0", {0}),
+        ("0-\v1", {0, 1}),
+        ("\f0", {0}),  # GLib's g_ascii_isspace: space, \t, \n, \f, \r
+        ("^16383,1", {1}),
+    ],
+)
+def test_parse_cpuset_reads_as_libvirt(text: str, expected: set[int]) -> None:
+    assert parse_cpuset(text) == frozenset(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("^1-2", "invalid element '^1-2' in cpuset '^1-2': a range cannot be excluded"),
+        ("0-7,^2-3", "invalid element '^2-3' in cpuset '0-7,^2-3': a range cannot be excluded"),
+        ("^ 1,0-2", "invalid element '^ 1' in cpuset '^ 1,0-2': '^' must be followed directly"),
+        ("16384", "CPU id '16384' is larger than the maximum 16383"),
+        ("^16384,1", "CPU id '16384' is larger than the maximum 16383"),
+        ("0\v", "'0\\x0b' is not a decimal CPU id"),  # no "\v" for GLib; shown escaped
+        ("0,\u00a01", "is not a decimal CPU id"),  # nor any non-ASCII space
+        ("0--1", "negative CPU ids are not allowed"),
+        ("0-+-1", "'+-1' is not a decimal CPU id"),
+    ],
+)
+def test_parse_cpuset_refuses_as_libvirt(text: str, message: str) -> None:
+    with pytest.raises(CpusetError) as excinfo:
+        parse_cpuset(text)
+    assert message in str(excinfo.value)
+
+
 # --- parse: rejected forms and their messages ---------------------------------------------------
 
 
