@@ -18,15 +18,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from numaportal.virt import cpuset
 from numaportal.virt.connection import open_connection
-from numaportal.virt.cpuset import (
-    MAX_CPU_ID,
-    CpusetError,
-    format_cpuset,
-    format_nodeset,
-    parse_cpuset,
-    parse_nodeset,
-)
 
 from .conftest import TEST_URI
 from .oracle import CPUMASK_LEN, ELEMENTS, EVERY_ID, Oracle, Refused, xml_can_carry
@@ -53,8 +46,8 @@ def oracle() -> Iterator[Oracle]:
 def ours(text: str, *, nodeset: bool = False) -> frozenset[int] | None:
     """Our reading of *text*, None when we refuse it."""
     try:
-        return parse_nodeset(text) if nodeset else parse_cpuset(text)
-    except CpusetError:
+        return cpuset.parse_nodeset(text) if nodeset else cpuset.parse_cpuset(text)
+    except cpuset.CpusetError:
         return None
 
 
@@ -170,15 +163,15 @@ def test_curated_strings_read_as_libvirt_reads_them(oracle: Oracle, text: str) -
 
 def test_the_issue_cases_in_words() -> None:
     # What the curated table checks against libvirt, spelled out for a reader of this file.
-    assert parse_cpuset("^3,0-7") == frozenset(range(8))  # a later range sets 3 again
-    assert parse_cpuset("0-3,^1,1") == frozenset(range(4))  # and a later id sets 1 again
-    assert parse_cpuset("0-7,^3") == frozenset({0, 1, 2, 4, 5, 6, 7})
-    with pytest.raises(CpusetError, match=r"invalid element '\^1-2'.*cannot be excluded"):
-        parse_cpuset("^1-2")
-    assert MAX_CPU_ID == CPUMASK_LEN - 1 == 16383
-    assert parse_cpuset("16383") == frozenset({16383})
-    with pytest.raises(CpusetError, match="larger than the maximum 16383"):
-        parse_cpuset("16384")
+    assert cpuset.parse_cpuset("^3,0-7") == frozenset(range(8))  # a later range sets 3 again
+    assert cpuset.parse_cpuset("0-3,^1,1") == frozenset(range(4))  # and a later id sets 1 again
+    assert cpuset.parse_cpuset("0-7,^3") == frozenset({0, 1, 2, 4, 5, 6, 7})
+    with pytest.raises(cpuset.CpusetError, match=r"invalid element '\^1-2'.*cannot be excluded"):
+        cpuset.parse_cpuset("^1-2")
+    assert cpuset.MAX_CPU_ID == CPUMASK_LEN - 1 == 16383
+    assert cpuset.parse_cpuset("16383") == frozenset({16383})
+    with pytest.raises(cpuset.CpusetError, match="larger than the maximum 16383"):
+        cpuset.parse_cpuset("16384")
 
 
 # --- hypothesis over the grammar ----------------------------------------------------------------
@@ -241,8 +234,8 @@ def test_generated_cpusets_in_a_vcpupin_read_alike(oracle: Oracle, text: str) ->
 
 _SETS = st.one_of(
     st.frozensets(st.integers(0, 40), min_size=1),
-    st.frozensets(st.integers(0, MAX_CPU_ID), min_size=1, max_size=30),
-    st.tuples(st.integers(0, MAX_CPU_ID), st.integers(0, MAX_CPU_ID)).map(
+    st.frozensets(st.integers(0, cpuset.MAX_CPU_ID), min_size=1, max_size=30),
+    st.tuples(st.integers(0, cpuset.MAX_CPU_ID), st.integers(0, cpuset.MAX_CPU_ID)).map(
         lambda p: frozenset(range(min(p), max(p) + 1))
     ),
 )
@@ -251,19 +244,19 @@ _SETS = st.one_of(
 @settings(ORACLE_SETTINGS, max_examples=80)
 @given(_SETS)
 @example(frozenset({0}))
-@example(frozenset({MAX_CPU_ID}))
-@example(frozenset(range(MAX_CPU_ID)))
+@example(frozenset({cpuset.MAX_CPU_ID}))
+@example(frozenset(range(cpuset.MAX_CPU_ID)))
 @example(frozenset({0, 1}))
 def test_format_round_trips_through_libvirt(oracle: Oracle, cpus: frozenset[int]) -> None:
-    text = format_cpuset(cpus)
+    text = cpuset.format_cpuset(cpus)
     assert theirs(oracle, "vcpupin", text) == cpus
-    assert theirs(oracle, "numa_parameters", format_nodeset(cpus)) == cpus
+    assert theirs(oracle, "numa_parameters", cpuset.format_nodeset(cpus)) == cpus
     # libvirt writes it back character for character as we wrote it (virBitmapFormat's form).
     assert oracle.numa_parameters_text(text) == text
 
 
 def test_format_of_every_id_is_libvirts_all_set(oracle: Oracle) -> None:
-    text = format_cpuset(EVERY_ID)
-    assert text == f"0-{MAX_CPU_ID}"
+    text = cpuset.format_cpuset(EVERY_ID)
+    assert text == f"0-{cpuset.MAX_CPU_ID}"
     assert theirs(oracle, "vcpupin", text) == EVERY_ID
     assert theirs(oracle, "vcpu", text) is EVERY_ID  # written back as "no cpuset": all set
