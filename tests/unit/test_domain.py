@@ -244,10 +244,6 @@ def _domain(body: str, *, name: str = "<name>vm</name>", root: str = "type='kvm'
         (_domain("", name=""), "missing <name>"),
         (_domain("", name="<name>  </name>"), "missing <name>"),
         (
-            "<domain type='kvm'><name>x</name><memory>1</memory></domain>",
-            "missing <uuid>",
-        ),
-        (
             "<domain type='kvm'><name>x</name><uuid>u</uuid></domain>",
             "missing <memory>",
         ),

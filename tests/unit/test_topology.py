@@ -265,10 +265,10 @@ def test_sparse_ids_missing_attributes_and_units() -> None:
         (1, "TiB", 1024**3),
         (2048, "b", 2),
         (2048, "bytes", 2),
-        (1000, "bytes", 0),  # partial KiB rounds down
-        (1, "KB", 0),  # 1000 bytes
+        (1000, "bytes", 1),  # a partial KiB rounds up, as libvirt rounds it
+        (1, "KB", 1),  # 1000 bytes
         (1024, "KB", 1000),
-        (1, "MB", 976),
+        (1, "MB", 977),
     ],
 )
 def test_memory_to_kib(value: int, unit: str | None, kib: int) -> None:
