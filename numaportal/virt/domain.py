@@ -5,9 +5,12 @@ Only what NUMA placement cares about is extracted: vCPU counts, the default ``<v
 prerequisites the seed's hot-add/unplug workflow trips over (ACPI for unplug, the guest agent
 channel for onlining CPUs inside the guest).
 
-The parsed values are kept as libvirt wrote them (e.g. ``numatune_mode`` is None when the
-attribute is absent, not libvirt's default) so that the live and persistent XML of one VM can be
-compared field by field ("live-only: lost at next shutdown").
+The parsed values are libvirt's own reading of the document: what ``XMLDesc`` writes back after
+``defineXML`` of it (libvirt's defaults filled in, what libvirt ignores left out: a ``<vcpu
+cpuset>`` under ``placement='auto'``, a ``<vcpupin>`` of a vCPU the domain does not have), so a
+hand-written document and libvirt's canonical one of the same VM parse equal, and the live and
+persistent XML of one VM can be compared field by field ("live-only: lost at next shutdown").
+tests/libvirt/test_oracle_domain.py checks that against libvirt itself.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from numaportal.virt.cpuset import (
+    MAX_CPU_ID,
     CpusetError,
     format_cpuset,
     format_nodeset,
     parse_cpuset,
     parse_nodeset,
 )
-from numaportal.virt.topology import fromstring_untrusted, memory_to_kib
+from numaportal.virt.memsize import size_kib
+from numaportal.virt.topology import fromstring_untrusted
 
 __all__ = [
     "GUEST_AGENT_CHANNEL",
@@ -66,24 +71,36 @@ class DomainTuning:
     """CPU/NUMA tuning of one domain, from one XML document (live or persistent)."""
 
     name: str
-    uuid: str
+    #: ``<uuid>``; None when the document has none (libvirt generates one at define time, so XML
+    #: from libvirt always has it, and the inventory takes a domain's uuid from the API anyway).
+    uuid: str | None
     #: ``<vcpu>N</vcpu>``: the maximum vCPU count (what can be hot-added up to).
     vcpu_max: int
     #: ``<vcpu current=...>``, or vcpu_max when absent.
     vcpu_current: int
-    #: ``<vcpu placement=...>``: "static", "auto" or None.
+    #: ``<vcpu placement=...>`` as libvirt reads it: "static" (its default) or "auto" (numad
+    #: decides; libvirt also makes a VM with ``<numatune><memory placement='auto'>`` and no pin
+    #: of any kind "auto").
     vcpu_placement: str | None
-    #: ``<vcpu cpuset=...>``: default affinity of vCPUs without their own <vcpupin>.
+    #: ``<vcpu cpuset=...>``: default affinity of vCPUs without their own <vcpupin>. None when
+    #: absent, when it names every id libvirt can hold (libvirt writes no mask then), and under
+    #: placement "auto", where libvirt ignores the attribute: numad, not it, decides.
     vcpu_cpuset: frozenset[int] | None
     #: ``<cputune><vcpupin vcpu=N cpuset=...>``: vCPU index -> host CPUs.
     vcpupin: dict[int, frozenset[int]]
     #: ``<cputune><emulatorpin cpuset=...>``: where QEMU's non-vCPU threads may run.
     emulatorpin: frozenset[int] | None
-    #: ``<numatune><memory mode= nodeset= placement=>``.
+    #: ``<numatune><memory mode= nodeset= placement=>`` as libvirt reads it: mode defaults to
+    #: "strict"; placement is "auto" or None for a static binding to the nodeset (libvirt writes
+    #: no placement= then); an auto placement has no nodeset (libvirt drops one given with it).
+    #: An auto-placed VM without <numatune> gets libvirt's implied strict, auto binding.
     numatune_mode: str | None
     numatune_nodeset: frozenset[int] | None
     numatune_placement: str | None
+    #: ``<memory>``, or when it is absent (or 0) the sum of the guest NUMA cells and memory
+    #: devices, which is how libvirt sizes such a domain. Partial KiB round up, as in libvirt.
     memory_kib: int
+    #: ``<currentMemory>``; libvirt's total when absent, 0 or above the total.
     current_memory_kib: int
     #: ``<vcpus><vcpu id enabled=>``: vCPU index -> online from the host's point of view.
     vcpus_enabled: dict[int, bool]
@@ -112,7 +129,9 @@ class DomainTuning:
     def effective_vcpu_affinity(self, vcpu: int) -> frozenset[int] | None:
         """Host CPUs vCPU *vcpu* may run on per this XML; None means "any" (unpinned).
 
-        A <vcpupin> wins over the domain-wide ``<vcpu cpuset>``, which is libvirt's rule.
+        A <vcpupin> wins over the domain-wide ``<vcpu cpuset>``, which is libvirt's rule. Under
+        ``placement='auto'`` there is no domain-wide cpuset (numad's choice is only in the live
+        vCPU info), so an unpinned vCPU of an auto-placed VM is None here.
         """
         return self.vcpupin.get(vcpu, self.vcpu_cpuset)
 
@@ -169,12 +188,29 @@ def _set_attr(
         raise DomainXMLError(f"domain XML: {_where(elem)} {attr}=: {exc}") from None
 
 
-def _memory(elem: ET.Element) -> int:
-    value = _req_int(elem, "")
+def _size_kib(raw: str | None, unit: str | None, label: str) -> int | None:
     try:
-        return memory_to_kib(value, elem.get("unit"))
+        return size_kib(raw, unit)
     except ValueError as exc:
-        raise DomainXMLError(f"domain XML: <{elem.tag}>: {exc}") from None
+        raise DomainXMLError(f"domain XML: {label}: {exc}") from None
+
+
+def _memory(elem: ET.Element | None) -> int | None:
+    if elem is None:
+        return None
+    return _size_kib(elem.text, elem.get("unit"), f"<{elem.tag}> text")
+
+
+def _devices_kib(root: ET.Element) -> int:
+    """Memory devices (DIMMs, virtio-mem, ...): libvirt adds them to a size from NUMA cells."""
+    total = 0
+    for device in root.findall("devices/memory"):
+        size = device.find("target/size")
+        kib = None if size is None else _size_kib(size.text, size.get("unit"), "<size> text")
+        if kib is None:
+            raise DomainXMLError("domain XML: memory device without <target><size>")
+        total += kib
+    return total
 
 
 def _text(root: ET.Element, path: str) -> str:
@@ -184,12 +220,14 @@ def _text(root: ET.Element, path: str) -> str:
     return elem.text.strip()
 
 
-def _parse_vcpupin(cputune: ET.Element | None) -> dict[int, frozenset[int]]:
+def _parse_vcpupin(root: ET.Element, vcpu_max: int) -> dict[int, frozenset[int]]:
     pins: dict[int, frozenset[int]] = {}
-    if cputune is None:
-        return pins
-    for pin in cputune.findall("vcpupin"):
+    # Every <cputune>, as libvirt's XPath ./cputune/vcpupin reads them.
+    for pin in root.findall("cputune/vcpupin"):
         vcpu = _req_int(pin, "vcpu")
+        if vcpu >= vcpu_max:
+            # libvirt ignores (without parsing its cpuset) a pin of a vCPU the domain lacks.
+            continue
         if vcpu in pins:
             raise DomainXMLError(f"domain XML: vCPU {vcpu} has more than one <vcpupin>")
         cpus = _set_attr(pin, "cpuset")
@@ -222,11 +260,10 @@ def _parse_guest_numa(root: ET.Element) -> tuple[GuestNumaCell, ...]:
         # Older XML may omit id=; libvirt then numbers cells in document order.
         cell_id = _int_attr(cell, "id", required=False)
         cpus = _set_attr(cell, "cpus")
-        memory = _req_int(cell, "memory")
-        try:
-            memory_kib = memory_to_kib(memory, cell.get("unit"))
-        except ValueError as exc:
-            raise DomainXMLError(f"domain XML: guest NUMA <cell>: {exc}") from None
+        label = "attribute 'memory' of <cell>"
+        memory_kib = _size_kib(cell.get("memory"), cell.get("unit"), label)
+        if memory_kib is None:
+            raise DomainXMLError(f"domain XML: missing {label}")
         cells.append(
             GuestNumaCell(
                 id=len(cells) if cell_id is None else cell_id,
@@ -247,11 +284,88 @@ def _parse_agent(root: ET.Element) -> tuple[bool, bool | None]:
     return False, None
 
 
+_VCPU_PLACEMENTS = ("static", "auto")
+# virDomainNumatunePlacement: "default" means "static with a nodeset, else the vCPUs' placement".
+_NUMATUNE_PLACEMENTS = ("default", "static", "auto")
+# libvirt's <numatune> modes (numaportal.virt.numatune.NUMATUNE_MODES maps them to libvirt's
+# constants; this module stays free of the libvirt binding).
+_NUMATUNE_MODES = ("strict", "preferred", "interleave", "restrictive")
+
+Numatune = tuple[str | None, frozenset[int] | None, str | None]
+
+
+def _choice(elem: ET.Element, attr: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = elem.get(attr)
+    if raw is None:
+        return default
+    if raw not in allowed:  # libvirt's enums are exact: "AUTO" or " auto" are refused
+        raise DomainXMLError(
+            f"domain XML: <{elem.tag} {attr}={raw!r}> is not one of {', '.join(allowed)}"
+        )
+    return raw
+
+
+def _parse_numatune(root: ET.Element, vcpu_auto: bool) -> Numatune:
+    """``<numatune><memory>`` as (mode, nodeset, placement), read as virDomainNumatuneSet does."""
+    memory = root.find("numatune/memory")
+    if memory is None:
+        # libvirt gives a VM whose vCPUs numad places a strict, numad-placed memory binding.
+        return ("strict", None, "auto") if vcpu_auto else (None, None, None)
+    mode = _choice(memory, "mode", _NUMATUNE_MODES, "strict")
+    placement = _choice(memory, "placement", _NUMATUNE_PLACEMENTS, "default")
+    nodeset = _set_attr(memory, "nodeset", nodeset=True)  # checked even where then dropped
+    if placement == "default":
+        placement = "static" if nodeset is not None or not vcpu_auto else "auto"
+    if placement == "auto":
+        return mode, None, "auto"
+    if nodeset is None:
+        raise DomainXMLError("domain XML: <numatune><memory> placed statically needs a nodeset=")
+    return mode, nodeset, None
+
+
+def _parse_memnodes(root: ET.Element) -> dict[int, MemNode]:
+    memnodes: dict[int, MemNode] = {}
+    for memnode in root.findall("numatune/memnode"):
+        cell_id = _req_int(memnode, "cellid")
+        if cell_id in memnodes:
+            raise DomainXMLError(f"domain XML: more than one <memnode cellid='{cell_id}'>")
+        nodeset = _set_attr(memnode, "nodeset", nodeset=True)
+        if nodeset is None:
+            raise DomainXMLError(f"domain XML: <memnode cellid='{cell_id}'> has no nodeset")
+        mode = _choice(memnode, "mode", _NUMATUNE_MODES, "strict")
+        memnodes[cell_id] = MemNode(cell_id=cell_id, mode=mode, nodeset=nodeset)
+    return dict(sorted(memnodes.items()))
+
+
+def _parse_emulatorpin(root: ET.Element) -> frozenset[int] | None:
+    pins = root.findall("cputune/emulatorpin")
+    if len(pins) > 1:
+        raise DomainXMLError("domain XML: more than one <emulatorpin>")
+    return _set_attr(pins[0], "cpuset") if pins else None
+
+
+def _parse_memory(root: ET.Element, cells: tuple[GuestNumaCell, ...]) -> tuple[int, int]:
+    """(memory, current memory) in KiB, sized as libvirt's virDomainDefPostParseMemory does."""
+    memory_kib = _memory(root.find("memory"))
+    if not memory_kib:
+        memory_kib = sum(cell.memory_kib for cell in cells)
+        if memory_kib:
+            memory_kib += _devices_kib(root)
+    if not memory_kib:
+        raise DomainXMLError(
+            "domain XML: missing <memory> (and no guest NUMA <cell memory=...> gives the size)"
+        )
+    current_kib = _memory(root.find("currentMemory"))
+    if not current_kib or current_kib > memory_kib:
+        current_kib = memory_kib
+    return memory_kib, current_kib
+
+
 def parse_domain(xml: str) -> DomainTuning:
     """Parse ``dom.XMLDesc()`` (live) or ``dom.XMLDesc(VIR_DOMAIN_XML_INACTIVE)`` output.
 
-    Raises :class:`DomainXMLError` for malformed XML, a DOCTYPE, a missing name/uuid/memory or
-    unparseable numbers and cpusets.
+    Raises :class:`DomainXMLError` for malformed XML, a DOCTYPE, a missing name, no memory size,
+    unparseable numbers and cpusets, and the values libvirt's enums do not have.
     """
     root = fromstring_untrusted(xml, DomainXMLError, "domain XML")
     if root.tag != "domain":
@@ -261,25 +375,26 @@ def parse_domain(xml: str) -> DomainTuning:
         raise DomainXMLError("domain XML: <domain> has no type= (kvm, qemu, ...)")
 
     name = _text(root, "name")
-    uuid = _text(root, "uuid")
+    uuid_elem = root.find("uuid")
+    uuid = None
+    if uuid_elem is not None and uuid_elem.text is not None and uuid_elem.text.strip():
+        uuid = uuid_elem.text.strip()
 
-    memory_elem = root.find("memory")
-    if memory_elem is None:
-        raise DomainXMLError("domain XML: missing <memory>")
-    memory_kib = _memory(memory_elem)
-    current_elem = root.find("currentMemory")
-    current_memory_kib = memory_kib if current_elem is None else _memory(current_elem)
+    guest_numa_cells = _parse_guest_numa(root)
+    memory_kib, current_memory_kib = _parse_memory(root, guest_numa_cells)
 
     vcpu = root.find("vcpu")
+    vcpu_auto, mask = False, None
     if vcpu is None:
         # libvirt fills in 1 when <vcpu> is missing at define time; dumpxml always writes it.
-        vcpu_max, vcpu_current, vcpu_placement, vcpu_cpuset = 1, 1, None, None
+        vcpu_max, vcpu_current = 1, 1
     else:
         vcpu_max = _req_int(vcpu, "")
         current = _int_attr(vcpu, "current", required=False)
         vcpu_current = vcpu_max if current is None else current
-        vcpu_placement = vcpu.get("placement")
-        vcpu_cpuset = _set_attr(vcpu, "cpuset")
+        vcpu_auto = _choice(vcpu, "placement", _VCPU_PLACEMENTS, "static") == "auto"
+        # Under placement='auto' libvirt does not even parse cpuset=: numad decides.
+        mask = None if vcpu_auto else _set_attr(vcpu, "cpuset")
     if vcpu_max < 1:
         raise DomainXMLError("domain XML: <vcpu> maximum must be at least 1")
     if vcpu_current > vcpu_max:
@@ -287,19 +402,18 @@ def parse_domain(xml: str) -> DomainTuning:
             f"domain XML: <vcpu current='{vcpu_current}'> is above the maximum {vcpu_max}"
         )
 
-    cputune = root.find("cputune")
-    vcpupin = _parse_vcpupin(cputune)
-    emulatorpin = _set_attr(None if cputune is None else cputune.find("emulatorpin"), "cpuset")
-
-    numa_memory = root.find("numatune/memory")
-    memnodes: dict[int, MemNode] = {}
-    for memnode in root.findall("numatune/memnode"):
-        cell_id = _req_int(memnode, "cellid")
-        memnodes[cell_id] = MemNode(
-            cell_id=cell_id,
-            mode=memnode.get("mode"),
-            nodeset=_set_attr(memnode, "nodeset", nodeset=True),
-        )
+    vcpupin = _parse_vcpupin(root, vcpu_max)
+    emulatorpin = _parse_emulatorpin(root)
+    numatune_mode, numatune_nodeset, numatune_placement = _parse_numatune(root, vcpu_auto)
+    # libvirt lets numad place the vCPUs too when it places the memory and nothing is pinned.
+    if (
+        numatune_placement == "auto"
+        and mask is None
+        and not vcpupin
+        and emulatorpin is None
+        and root.find("cputune/iothreadpin") is None
+    ):
+        vcpu_auto = True
 
     vcpus_enabled, vcpus_hotpluggable = _parse_vcpus(root)
     has_agent, agent_connected = _parse_agent(root)
@@ -309,13 +423,14 @@ def parse_domain(xml: str) -> DomainTuning:
         uuid=uuid,
         vcpu_max=vcpu_max,
         vcpu_current=vcpu_current,
-        vcpu_placement=vcpu_placement,
-        vcpu_cpuset=vcpu_cpuset,
+        vcpu_placement="auto" if vcpu_auto else "static",
+        # A cpuset of every id libvirt's bitmap holds is written back as none: no restriction.
+        vcpu_cpuset=None if mask is None or len(mask) == MAX_CPU_ID + 1 else mask,
         vcpupin=vcpupin,
         emulatorpin=emulatorpin,
-        numatune_mode=None if numa_memory is None else numa_memory.get("mode"),
-        numatune_nodeset=_set_attr(numa_memory, "nodeset", nodeset=True),
-        numatune_placement=None if numa_memory is None else numa_memory.get("placement"),
+        numatune_mode=numatune_mode,
+        numatune_nodeset=numatune_nodeset,
+        numatune_placement=numatune_placement,
         memory_kib=memory_kib,
         current_memory_kib=current_memory_kib,
         vcpus_enabled=vcpus_enabled,
@@ -323,8 +438,8 @@ def parse_domain(xml: str) -> DomainTuning:
         has_guest_agent_channel=has_agent,
         domain_type=domain_type,
         vcpus_hotpluggable=vcpus_hotpluggable,
-        guest_numa_cells=_parse_guest_numa(root),
-        numatune_memnodes=dict(sorted(memnodes.items())),
+        guest_numa_cells=guest_numa_cells,
+        numatune_memnodes=_parse_memnodes(root),
         domain_id=_int_attr(root, "id", required=False),
         guest_agent_connected=agent_connected,
     )

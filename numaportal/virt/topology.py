@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset
+from numaportal.virt.memsize import memory_to_kib
 
 __all__ = [
     "Cell",
@@ -60,29 +61,6 @@ def fromstring_untrusted(xml: str, error: type[ValueError], what: str) -> ET.Ele
         raise error(f"{what} is not well-formed XML: {exc}") from exc
     except ValueError as exc:  # e.g. an encoding declaration that contradicts a str
         raise error(f"{what} could not be parsed: {exc}") from exc
-
-
-# libvirt's scaled-integer units (virScaleInteger): bare K/M/G and the *iB forms are powers of
-# 1024, the *B forms are powers of 1000. Keys are lower-cased; "KB" vs "KiB" still differ.
-_UNIT_BYTES: dict[str, int] = {"b": 1, "bytes": 1}
-for _power, _letter in enumerate("kmgtpe", start=1):
-    _UNIT_BYTES[_letter] = 1024**_power
-    _UNIT_BYTES[f"{_letter}ib"] = 1024**_power
-    _UNIT_BYTES[f"{_letter}b"] = 1000**_power
-
-
-def memory_to_kib(value: int, unit: str | None) -> int:
-    """Convert a libvirt ``unit=`` quantity to KiB (default unit KiB; partial KiB round down).
-
-    Raises ``ValueError`` for an unknown unit; callers wrap it in their own error type.
-    """
-    if unit is None:
-        return value
-    try:
-        factor = _UNIT_BYTES[unit.strip().lower()]
-    except KeyError:
-        raise ValueError(f"unknown memory unit {unit!r}") from None
-    return value * factor // 1024
 
 
 _DECIMAL = re.compile(r"[0-9]+", re.ASCII)

@@ -32,13 +32,13 @@ pytestmark = pytest.mark.unit
         ("18-23", {18, 19, 20, 21, 22, 23}),
         ("0,2,4-6", {0, 2, 4, 5, 6}),
         ("0-7,^3", {0, 1, 2, 4, 5, 6, 7}),
-        ("^3,0-7", {0, 1, 2, 4, 5, 6, 7}),  # exclusion before the range it cuts
-        ("0-7,^2-3,^6", {0, 1, 4, 5, 7}),
+        ("^3,0-7", set(range(8))),  # left to right, as libvirt: the later range sets 3 again
+        ("0-7,^2,^3,^6", {0, 1, 4, 5, 7}),  # libvirt refuses "^2-3": one id per '^'
         ("0-3,^2", {0, 1, 3}),
         ("0 - 3, 5", {0, 1, 2, 3, 5}),
         ("  22 ", {22}),
         ("\t0,\n1", {0, 1}),
-        ("^ 1, 0-2", {0, 2}),
+        ("0-2, ^1", {0, 2}),  # libvirt refuses "^ 1": no space after '^'
         ("3,3,1-3", {1, 2, 3}),  # duplicates and overlaps are harmless
         ("007", {7}),  # leading zeros: libvirt's strtol accepts them
         ("22,23", {22, 23}),
@@ -53,6 +53,47 @@ def test_parse_cpuset_accepts(text: str, expected: set[int]) -> None:
     assert isinstance(result, frozenset)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # libvirt's virBitmapParse reads elements left to right (tests/libvirt/test_oracle_cpuset.py
+        # holds these, and many more, to libvirt itself)
+        ("0-3,^1,1", {0, 1, 2, 3}),  # a later id sets an excluded one again
+        ("^1,1", {1}),
+        ("1,", {1}),  # libvirt stops at the end of the text after a comma
+        ("1, ", {1}),
+        ("16383", {16383}),  # VIR_DOMAIN_CPUMASK_LEN is 16384
+        ("0-+3", {0, 1, 2, 3}),  # strtol reads a range's end: a sign, and "\v" before it
+        ("0--0", {0}),
+        ("0-\v1", {0, 1}),
+        ("\f0", {0}),  # GLib's g_ascii_isspace: space, \t, \n, \f, \r
+        ("^16383,1", {1}),
+    ],
+)
+def test_parse_cpuset_reads_as_libvirt(text: str, expected: set[int]) -> None:
+    assert parse_cpuset(text) == frozenset(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("^1-2", "invalid element '^1-2' in cpuset '^1-2': a range cannot be excluded"),
+        ("0-7,^2-3", "invalid element '^2-3' in cpuset '0-7,^2-3': a range cannot be excluded"),
+        ("^ 1,0-2", "invalid element '^ 1' in cpuset '^ 1,0-2': '^' must be followed directly"),
+        ("16384", "CPU id '16384' is larger than the maximum 16383"),
+        ("^16384,1", "CPU id '16384' is larger than the maximum 16383"),
+        ("0\v", "'0\\x0b' is not a decimal CPU id"),  # no "\v" for GLib; shown escaped
+        ("0,\u00a01", "is not a decimal CPU id"),  # nor any non-ASCII space
+        ("0--1", "negative CPU ids are not allowed"),
+        ("0-+-1", "'+-1' is not a decimal CPU id"),
+    ],
+)
+def test_parse_cpuset_refuses_as_libvirt(text: str, message: str) -> None:
+    with pytest.raises(CpusetError) as excinfo:
+        parse_cpuset(text)
+    assert message in str(excinfo.value)
+
+
 # --- parse: rejected forms and their messages ---------------------------------------------------
 
 
@@ -63,7 +104,7 @@ def test_parse_cpuset_accepts(text: str, expected: set[int]) -> None:
         ("", "empty cpuset"),
         ("   ", "empty cpuset"),
         ("1,,2", "empty element at position 2 in cpuset '1,,2'"),
-        ("1,", "empty element at position 2 in cpuset '1,'"),
+        ("1,,", "empty element at position 2 in cpuset '1,,'"),  # libvirt takes "1," as 1
         (",1", "empty element at position 1 in cpuset ',1'"),
         ("a", "invalid element 'a' in cpuset 'a': 'a' is not a decimal CPU id"),
         ("1-b", "invalid element '1-b' in cpuset '1-b': 'b' is not a decimal CPU id"),
@@ -72,11 +113,13 @@ def test_parse_cpuset_accepts(text: str, expected: set[int]) -> None:
         ("3--1", "invalid element '3--1' in cpuset '3--1': negative CPU ids are not allowed"),
         ("+1", "invalid element '+1' in cpuset '+1': '+1' is not a decimal CPU id"),
         ("^3", "cpuset '^3' has only exclusions"),
-        ("^0-3,^5", "cpuset '^0-3,^5' has only exclusions"),
+        ("^0,^5", "cpuset '^0,^5' has only exclusions"),
+        ("^0-3,^5", "invalid element '^0-3' in cpuset '^0-3,^5': a range cannot be excluded"),
         ("1,^1", "cpuset '1,^1' excludes every CPU it includes"),
-        ("0-3,^0-7", "excludes every CPU it includes"),
-        ("8192", "CPU id '8192' is larger than the maximum 8191"),
-        ("0-99999", "CPU id '99999' is larger than the maximum 8191"),
+        ("0-3,^0,^1,^2,^3", "excludes every CPU it includes"),
+        ("0-3,^0-7", "invalid element '^0-7' in cpuset '0-3,^0-7': a range cannot be excluded"),
+        ("16384", "CPU id '16384' is larger than the maximum 16383"),
+        ("0-99999", "CPU id '99999' is larger than the maximum 16383"),
         ("1-", "invalid element '1-' in cpuset '1-': missing end of range"),
         ("-", "invalid element '-' in cpuset '-': missing start of range"),
         ("^", "invalid element '^' in cpuset '^': missing CPU id"),
@@ -158,7 +201,7 @@ def test_format_cpuset(cpus: set[int], expected: str) -> None:
         (set(), "empty cpuset"),
         ([], "empty cpuset"),
         ({-1, 2}, "negative CPU id -1"),
-        ({MAX_CPU_ID + 1}, "CPU id 8192 is larger than the maximum 8191"),
+        ({MAX_CPU_ID + 1}, "CPU id 16384 is larger than the maximum 16383"),
         (["3"], "CPU id '3' in cpuset is not an integer"),
         ([True], "is not an integer"),
         ([1.0], "is not an integer"),

@@ -244,10 +244,6 @@ def _domain(body: str, *, name: str = "<name>vm</name>", root: str = "type='kvm'
         (_domain("", name=""), "missing <name>"),
         (_domain("", name="<name>  </name>"), "missing <name>"),
         (
-            "<domain type='kvm'><name>x</name><memory>1</memory></domain>",
-            "missing <uuid>",
-        ),
-        (
             "<domain type='kvm'><name>x</name><uuid>u</uuid></domain>",
             "missing <memory>",
         ),
@@ -317,3 +313,73 @@ def test_tuning_is_frozen() -> None:
     t = load("minimal-untuned.xml")
     with pytest.raises(AttributeError):
         t.vcpu_max = 8  # type: ignore[misc]
+
+
+# --- libvirt's reading (tests/libvirt/test_oracle_domain.py checks these against libvirt) ---------
+
+
+def _bare(body: str) -> str:
+    return f"<domain type='kvm'><name>vm</name>{body}</domain>"
+
+
+def test_uuid_is_optional() -> None:
+    t = parse_domain(_bare("<memory>1024</memory>"))
+    assert t.uuid is None
+    assert tuning_dict(t)["uuid"] is None
+
+
+def test_memory_from_guest_numa_cells_when_absent() -> None:
+    cells = (
+        "<cpu><numa><cell id='0' cpus='0' memory='512' unit='MiB'/>"
+        "<cell id='1' cpus='1' memory='1' unit='MB'/></numa></cpu>"
+    )
+    t = parse_domain(_bare(f"<vcpu>2</vcpu>{cells}"))
+    assert t.memory_kib == t.current_memory_kib == 512 * 1024 + 977
+    # a <memory> of its own is kept, as libvirt keeps it
+    assert parse_domain(_bare(f"<memory>4096</memory><vcpu>2</vcpu>{cells}")).memory_kib == 4096
+    with pytest.raises(DomainXMLError, match="missing <memory>"):
+        parse_domain(_bare("<vcpu>2</vcpu>"))
+
+
+def test_current_memory_zero_or_above_is_the_total() -> None:
+    for current in ("0", "9999"):
+        t = parse_domain(_bare(f"<memory>4096</memory><currentMemory>{current}</currentMemory>"))
+        assert t.current_memory_kib == 4096
+
+
+def test_placement_auto_ignores_vcpu_cpuset() -> None:
+    t = parse_domain(_domain("<vcpu placement='auto' cpuset='junk'>2</vcpu>"))
+    assert t.vcpu_placement == "auto"
+    assert t.vcpu_cpuset is None
+    assert t.effective_vcpu_affinity(0) is None  # numad decides: not pinned
+    # libvirt's implied memory binding of an auto-placed VM
+    assert (t.numatune_mode, t.numatune_nodeset, t.numatune_placement) == ("strict", None, "auto")
+
+
+def test_numatune_auto_places_unpinned_vcpus_too() -> None:
+    auto = "<numatune><memory placement='auto' nodeset='0'/></numatune>"
+    t = parse_domain(_domain(f"<vcpu placement='static'>2</vcpu>{auto}"))
+    assert (t.vcpu_placement, t.numatune_nodeset, t.numatune_placement) == ("auto", None, "auto")
+    pinned = parse_domain(
+        _domain(f"<vcpu>2</vcpu><cputune><emulatorpin cpuset='1'/></cputune>{auto}")
+    )
+    assert pinned.vcpu_placement == "static"
+
+
+def test_vcpu_cpuset_of_every_id_is_no_cpuset() -> None:
+    assert parse_domain(_domain("<vcpu cpuset='0-16383'>2</vcpu>")).vcpu_cpuset is None
+    assert parse_domain(_domain("<vcpu cpuset='0-16382'>2</vcpu>")).vcpu_cpuset is not None
+
+
+def test_pin_of_a_missing_vcpu_is_ignored_unparsed() -> None:
+    pins = "<cputune><vcpupin vcpu='5' cpuset='junk'/><vcpupin vcpu='1' cpuset='3'/></cputune>"
+    assert parse_domain(_domain(f"<vcpu>2</vcpu>{pins}")).vcpupin == {1: fs(3)}
+
+
+def test_numatune_defaults_as_libvirt() -> None:
+    t = parse_domain(_domain("<numatune><memory placement='static' nodeset='1'/></numatune>"))
+    assert (t.numatune_mode, t.numatune_nodeset, t.numatune_placement) == ("strict", fs(1), None)
+    with pytest.raises(DomainXMLError, match="needs a nodeset"):
+        parse_domain(_domain("<numatune><memory mode='interleave'/></numatune>"))
+    with pytest.raises(DomainXMLError, match="is not one of strict"):
+        parse_domain(_domain("<numatune><memory mode='STRICT' nodeset='1'/></numatune>"))

@@ -265,10 +265,10 @@ def test_sparse_ids_missing_attributes_and_units() -> None:
         (1, "TiB", 1024**3),
         (2048, "b", 2),
         (2048, "bytes", 2),
-        (1000, "bytes", 0),  # partial KiB rounds down
-        (1, "KB", 0),  # 1000 bytes
+        (1000, "bytes", 1),  # a partial KiB rounds up, as libvirt rounds it
+        (1, "KB", 1),  # 1000 bytes
         (1024, "KB", 1000),
-        (1, "MB", 976),
+        (1, "MB", 977),
     ],
 )
 def test_memory_to_kib(value: int, unit: str | None, kib: int) -> None:
@@ -363,3 +363,33 @@ def test_dataclasses_are_frozen() -> None:
     with pytest.raises(AttributeError):
         topology.cells[0].id = 3  # type: ignore[misc]
     assert isinstance(topology.cells[0], Cell)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "kib"),
+    [
+        # libvirt's virScaleInteger units and virDomainParseMemory's rounding up (VIR_DIV_UP);
+        # tests/libvirt/test_oracle_domain.py checks every unit against libvirt itself
+        (1, "byte", 1),
+        (1, "b", 1),
+        (1025, "bytes", 2),
+        (1, "KB", 1),
+        (1, "MB", 977),
+        (1, "GB", 976563),
+        (3, "kiB", 3),
+        (1, "E", 1024**5),
+        (1, "", 1),  # an empty unit is the default, KiB
+        (2**53 - 1, "KiB", 2**53 - 1),
+    ],
+)
+def test_memory_to_kib_as_libvirt(value: int, unit: str, kib: int) -> None:
+    assert memory_to_kib(value, unit) == kib
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"),
+    [(1, " KiB"), (1, "KiB "), (1, "Z"), (1, "\u212aiB"), (2**53, "KiB"), (8, "EiB"), (10, "EB")],
+)
+def test_memory_to_kib_refuses_as_libvirt(value: int, unit: str) -> None:
+    with pytest.raises(ValueError, match=r"unknown memory unit|too large"):
+        memory_to_kib(value, unit)

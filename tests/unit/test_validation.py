@@ -113,7 +113,7 @@ def test_config_change_of_a_stopped_vm() -> None:
         (
             RUNNING,
             "vcpupin",
-            {"vcpu": 0, "cpuset": "0-3,^0-3"},
+            {"vcpu": 0, "cpuset": "0-1,^0,^1"},
             "live",
             "cpuset",
             "excludes every CPU",
