@@ -1,0 +1,250 @@
+"""Benchmark: the host page of a dense host and of a crowded small one, and the status page.
+
+    .venv/bin/python bench/host_page.py [--runs 9] [--no-memory]
+
+Runs against a throw-away database (``bench.benchkit``: a temporary SQLite file, or a database
+of its own on DATABASE_URL's PostgreSQL server) and builds, without libvirt:
+
+- ``dense``: the issue's largest host, 448 threads in 8 CPU cells + 2 memory-only cells
+  (``bench.dense_host``), with 30 and then 300 running VMs of 2 vCPUs each, every vCPU pinned
+  to one thread of the VM's cell (VM i on cell i mod 8, so 300 VMs over-commit some threads)
+  and its emulator pinned to the whole cell;
+- ``lab``: the lab's 2-CPU, 1-cell host (``tests/fixtures/capabilities``) with 1,003 small
+  VMs of 1 vCPU, unpinned (floating over both CPUs);
+
+each VM with its memory on its cell as an on-host worker stores it (``--no-memory``: none).
+Every page is requested with Django's test client as a superuser (every button rendered), once
+to warm up and count the SQL queries, then ``--runs`` times: median and maximum server time,
+HTML bytes as shipped and gzipped (what GZipMiddleware would send), queries. The status page
+(``/`` and the ``/status/`` fragment) is timed with the real broker, cache and libvirt of this
+machine (CELERY_BROKER_URL, CACHE_URL, NUMAPORTAL_LAB_URI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+# bench.benchkit sets Django up; the project modules below need it.
+from bench import benchkit
+from bench.dense_host import big_topology, capabilities_xml
+from hosts.models import Cell, Host, PhysicalCpu
+from numaportal.virt.cpuset import format_cpuset
+from numaportal.virt.topology import HostTopology, parse_capabilities
+from vms.models import VcpuPin, VirtualMachine, VmCellMemory
+from web import status
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB_CAPABILITIES = ROOT / "tests" / "fixtures" / "capabilities" / "x86_64-1node-2cpu-lab.xml"
+GIB_KIB = 1 << 20
+#: The status page's rows, each timed alone.
+STATUS_CHECKS = (
+    status.check_database,
+    status.check_broker,
+    status.check_workers,
+    status.check_beat,
+    status.check_libvirt,
+)
+
+
+@dataclass(frozen=True)
+class Guest:
+    """One VM to create: its pins (vCPU -> CPU, or None: floating), emulator pin, cell."""
+
+    name: str
+    vcpus: dict[int, int | None]
+    emulatorpin: str
+    cell: int
+    last_cpu: dict[int, int]
+
+
+def make_host(name: str, xml: str, topology: HostTopology, *, on_host_worker: bool) -> Host:
+    """A synced-looking host: facts, cell rows (a quarter free), physical CPU rows."""
+    now = timezone.now()
+    host = Host.objects.create(
+        name=name,
+        uri=f"qemu+ssh://root@{name}.example.net/system",
+        worker_queue=f"host.{name}" if on_host_worker else "",
+        sync_status=Host.SyncStatus.OK,
+        last_sync_at=now,
+        last_sync_ok_at=now,
+        last_sample_at=now if on_host_worker else None,
+        arch=topology.arch,
+        cpu_model=topology.cpu_model or "",
+        capabilities_xml=xml,
+        hostname=f"{name}.example.net",
+        numa_balancing=0,
+    )
+    for cell in topology.cells:
+        row = Cell.objects.create(
+            host=host,
+            cell_id=cell.id,
+            memory_kib=cell.memory_kib,
+            free_kib=cell.memory_kib // 4,
+            distances={str(k): v for k, v in cell.distances.items()},
+        )
+        PhysicalCpu.objects.bulk_create(
+            PhysicalCpu(
+                host=host,
+                cell=row,
+                cpu_id=cpu.id,
+                socket_id=cpu.socket_id,
+                die_id=cpu.die_id,
+                core_id=cpu.core_id,
+                siblings=format_cpuset(cpu.siblings),
+            )
+            for cpu in cell.cpus
+        )
+    return host
+
+
+def add_guests(host: Host, guests: list[Guest], all_cpus: str, *, memory: bool) -> None:
+    """Running VMs with their vCPU rows (and memory rows), in bulk."""
+    now = timezone.now()
+    start = host.vms.count()
+    vms = VirtualMachine.objects.bulk_create(
+        VirtualMachine(
+            host=host,
+            uuid=uuid.UUID(int=(host.pk << 32) + start + i + 1),
+            name=g.name,
+            state="running",
+            last_seen_at=now,
+            vcpu_max_config=len(g.vcpus),
+            vcpu_current_config=len(g.vcpus),
+            vcpu_max_live=len(g.vcpus),
+            vcpu_current_live=len(g.vcpus),
+            memory_kib=GIB_KIB,
+            current_memory_kib=GIB_KIB,
+            emulatorpin=g.emulatorpin,
+            emulatorpin_config=g.emulatorpin,
+            pinning=(
+                VirtualMachine.Pinning.PINNED
+                if all(cpu is not None for cpu in g.vcpus.values())
+                else VirtualMachine.Pinning.UNPINNED
+            ),
+            cells=str(g.cell),
+            memory_cells=str(g.cell),
+        )
+        for i, g in enumerate(guests)
+    )
+    VcpuPin.objects.bulk_create(
+        VcpuPin(
+            vm=vm,
+            vcpu=vcpu,
+            online=True,
+            pin_live="" if cpu is None else str(cpu),
+            pin_config="" if cpu is None else str(cpu),
+            affinity=all_cpus if cpu is None else str(cpu),
+            last_cpu=g.last_cpu[vcpu],
+            state="running",
+        )
+        for vm, g in zip(vms, guests, strict=True)
+        for vcpu, cpu in g.vcpus.items()
+    )
+    if memory:
+        VmCellMemory.objects.bulk_create(
+            VmCellMemory(vm=vm, cell_id=g.cell, sampled_at=now, heap_mib=200, private_mib=800)
+            for vm, g in zip(vms, guests, strict=True)
+        )
+
+
+def dense_guests(topology: HostTopology, first: int, count: int) -> list[Guest]:
+    """VM i on CPU cell i mod 8: vCPU v pinned to thread (2 * (i // 8) + v) mod 56 of the cell,
+    the emulator to the whole cell."""
+    cpu_cells = [cell for cell in topology.cells if cell.cpus]
+    guests = []
+    for i in range(first, first + count):
+        cell = cpu_cells[i % len(cpu_cells)]
+        ids = sorted(cell.cpu_ids)
+        pins = {v: ids[(2 * (i // len(cpu_cells)) + v) % len(ids)] for v in range(2)}
+        guests.append(Guest(f"dense-vm{i:03d}", pins, format_cpuset(ids), cell.id, pins))
+    return guests
+
+
+def lab_guests(count: int) -> list[Guest]:
+    return [Guest(f"lab-vm{i:04d}", {0: None}, "", 0, {0: i % 2}) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Measured:
+    median_ms: float
+    max_ms: float
+    html_bytes: int
+    gzip_bytes: int
+    queries: int
+
+
+def measure(client: Client, url: str, runs: int) -> Measured:
+    response = client.get(url)  # warm-up
+    assert response.status_code == 200, (url, response.status_code)
+    queries = benchkit.count_queries(lambda: client.get(url))
+    median, top = benchkit.median_max_ms(lambda: client.get(url), runs)
+    body = response.content
+    return Measured(median, top, len(body), len(gzip.compress(body)), queries)
+
+
+def report(label: str, m: Measured) -> None:
+    print(
+        f"  {label:<44} median {m.median_ms:6.1f} ms, max {m.max_ms:6.1f} ms,"
+        f" {m.html_bytes / 1024:7.1f} KiB ({m.gzip_bytes / 1024:6.1f} KiB gzipped),"
+        f" {m.queries:3d} queries"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--no-memory", action="store_true", help="no VM memory rows")
+    args = parser.parse_args()
+    memory = not args.no_memory
+
+    with benchkit.throwaway_database("bench_numaportal_host_page"):
+        user = get_user_model().objects.create_superuser("bench", "", "bench-password-123")
+        client = Client()
+        client.force_login(user)
+
+        topology = big_topology()
+        dense = make_host("dense", capabilities_xml(topology), topology, on_host_worker=True)
+        all_dense = format_cpuset(topology.cpu_ids)
+        lab_xml = LAB_CAPABILITIES.read_text()
+        lab_topology = parse_capabilities(lab_xml)
+        lab = make_host("lab", lab_xml, lab_topology, on_host_worker=True)
+        add_guests(lab, lab_guests(1003), format_cpuset(lab_topology.cpu_ids), memory=memory)
+
+        print(
+            f"{args.runs} runs each after one warm-up; VM memory rows: {'yes' if memory else 'no'}"
+        )
+        done = 0
+        for count in (30, 300):
+            add_guests(dense, dense_guests(topology, done, count - done), all_dense, memory=memory)
+            done = count
+            report(
+                f"448 threads / 10 cells, {count} pinned VMs",
+                measure(client, reverse("hosts:detail", args=[dense.name]), args.runs),
+            )
+        report(
+            "lab: 2 CPUs / 1 cell, 1,003 VMs",
+            measure(client, reverse("hosts:detail", args=[lab.name]), args.runs),
+        )
+        for name in ("home", "status-fragment"):
+            report(f"status: GET {reverse(name)}", measure(client, reverse(name), args.runs))
+        checks = ", ".join(
+            f"{check.__name__} {benchkit.median_max_ms(check, args.runs)[0]:.1f} ms"
+            for check in STATUS_CHECKS
+        )
+        print(f"  status checks (median): {checks}")
+
+
+if __name__ == "__main__":
+    main()
