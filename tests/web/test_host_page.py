@@ -1,6 +1,6 @@
 """The host page with the Django test client: the topology diagram, lscpu-like summary,
 memory table and distance matrix on every capabilities fixture, a host not synced yet,
-its VM table, and its query count."""
+its VM table and VM memory in pages, and its query count."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from hosts.models import Host
 from numaportal.virt.cpuset import parse_cpuset
 from numaportal.virt.topology import parse_capabilities
 from tests.web.diagram_xml import cores, diagram_tree, local, threads
+from vms.models import VmCellMemory
+from web.hosts.views import VM_PAGE_SIZE
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -182,3 +185,32 @@ def test_host_page_vm_table(ops_client, host_factory, vm_factory):
     assert 'class="badge cross-node"' in table
     assert 'class="badge drift"' in table
     assert "2/2" in table  # vCPUs live and config
+
+
+def test_host_page_pages_its_vm_table_and_vm_memory(ops_client, host_factory, vm_factory):
+    host = host_factory("busy", worker_queue="host.busy")
+    count = VM_PAGE_SIZE + 3
+    for i in range(count):
+        vm = vm_factory(host, f"vm{i:03d}", pins={0: str(i % 6)})
+        VmCellMemory.objects.create(vm=vm, cell_id=0, sampled_at=timezone.now(), heap_mib=10)
+    url = reverse("hosts:detail", args=[host.name])
+    first = ops_client.get(url)
+    page = first.content.decode()
+    assert page.count('<tr data-vm="') == VM_PAGE_SIZE
+    assert page.count("data-vm-memory=") == VM_PAGE_SIZE
+    assert f"({count}; 1\u2013{VM_PAGE_SIZE} below)" in page  # en dash
+    assert 'href="?page=2#vms"' in page
+    assert 'href="?memory_page=2#vm-memory"' in page
+    # the diagram still draws every VM: the legend lists them all
+    legend = [el for el in diagram_tree(first).iter() if (el.get("class") or "") == "vm"]
+    assert len(legend) == count
+
+    second = ops_client.get(url, {"page": 2}).content.decode()
+    assert second.count('<tr data-vm="') == 3
+    assert ">vm052</a>" in second[second.index('<table class="grid vms">') :]
+    assert second.count("data-vm-memory=") == VM_PAGE_SIZE  # its own pager stays on page 1
+    # each pager keeps the other's page
+    assert 'href="?page=2&amp;memory_page=2#vm-memory"' in second
+    memory = ops_client.get(url, {"memory_page": 2}).content.decode()
+    assert memory.count("data-vm-memory=") == 3
+    assert 'href="?memory_page=2&amp;page=2#vms"' in memory

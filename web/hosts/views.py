@@ -29,11 +29,15 @@ from numaportal.forms import add_service_errors
 from numaportal.virt.errors import VirtError
 from vms import requests
 from vms import selectors as vm_selectors
-from vms.memory import memory_bars
+from vms.memory import memory_bars, with_memory
 from web.access import requires
 from web.htmx import is_htmx, refresh_when_finished
+from web.paging import paginate
 
 SYNC_POLL_STATUSES = frozenset({Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING})
+#: Rows per page of the host page's VM table and of its VM memory per cell: a host with a
+#: thousand VMs would otherwise ship (and render) a thousand rows of each.
+VM_PAGE_SIZE = 50
 
 
 @require_GET
@@ -132,15 +136,22 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         diagram = mark_safe(  # noqa: S308
             render_topology_svg(topology, diagram_vms, selectors.cell_memory(cells))
         )
+    vm_page, vm_query = paginate(request, vms, VM_PAGE_SIZE)
+    memory_page, memory_query = paginate(
+        request, with_memory(vms), VM_PAGE_SIZE, param="memory_page"
+    )
     context = {
         "host": host,
         "summary": summary,
         "summary_cells": summary.cells if summary else [],
         "diagram": diagram,
         "cells": selectors.cell_usage(cells, cpus_by_cell),
-        "vms": vms,
+        "vm_page": vm_page,
+        "vm_query": vm_query,
         "cpu_count": len(host_cpus),
-        "memory_bars": memory_bars(vms),
+        "memory_page": memory_page,
+        "memory_query": memory_query,
+        "memory_bars": memory_bars(memory_page.object_list),
         "balancing_changes": numa_balancing.recent_changes(host),
         **_sync_context(host),
         **_distance_context(topology, request),
