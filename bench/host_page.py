@@ -15,7 +15,8 @@ of its own on DATABASE_URL's PostgreSQL server) and builds, without libvirt:
 each VM with its memory on its cell as an on-host worker stores it (``--no-memory``: none).
 Every page is requested with Django's test client as a superuser (every button rendered), once
 to warm up and count the SQL queries, then ``--runs`` times: median and maximum server time,
-HTML bytes as shipped and gzipped (what GZipMiddleware would send), queries. The status page
+HTML bytes as shipped and gzipped (what GZipMiddleware would send), queries; for the dense
+host also the drawing of one collapsed cell, which the page loads when it is opened. The status page
 (``/`` and the ``/status/`` fragment) is timed with the real broker, cache and libvirt of this
 machine (CELERY_BROKER_URL, CACHE_URL, NUMAPORTAL_LAB_URI).
 """
@@ -232,6 +233,10 @@ def main() -> None:
             report(
                 f"448 threads / 10 cells, {count} pinned VMs",
                 measure(client, reverse("hosts:detail", args=[dense.name]), args.runs),
+            )
+            report(
+                "  its cell 0 drawing, loaded when opened",
+                measure(client, reverse("hosts:cell", args=[dense.name, 0]), args.runs),
             )
         report(
             "lab: 2 CPUs / 1 cell, 1,003 VMs",

@@ -1,10 +1,12 @@
 """The host page with the Django test client: the topology diagram, lscpu-like summary,
 memory table and distance matrix on every capabilities fixture, a host not synced yet,
-its VM table and VM memory in pages, and its query count."""
+its VM table and VM memory in pages, a many-cell host whose cell drawings load when opened,
+and its query count."""
 
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
 CAPABILITIES = Path(__file__).parent.parent / "fixtures" / "capabilities"
 FIXTURES = sorted(p.name for p in CAPABILITIES.glob("*.xml"))
+HOSTILE_NAME = "<script>alert(1)</script>"
 
 
 def lscpu(page: str, key: str) -> str:
@@ -214,3 +217,50 @@ def test_host_page_pages_its_vm_table_and_vm_memory(ops_client, host_factory, vm
     memory = ops_client.get(url, {"memory_page": 2}).content.decode()
     assert memory.count("data-vm-memory=") == 3
     assert 'href="?memory_page=2&amp;page=2#vms"' in memory
+
+
+def five_cell_xml() -> str:
+    """The 4-node fixture plus a memory-only cell 4: more than four cells, all collapsed."""
+    xml = (CAPABILITIES / "x86_64-4node-basic.xml").read_text()
+    extra = "<cell id='4'><memory unit='KiB'>8388608</memory><cpus num='0'></cpus></cell>"
+    return xml.replace("<cells num='4'>", "<cells num='5'>").replace("</cells>", f"{extra}</cells>")
+
+
+def test_collapsed_cells_load_their_drawing_when_opened(ops_client, host_factory, vm_factory):
+    host = host_factory("fivecell", xml=five_cell_xml())
+    vm_factory(host, HOSTILE_NAME, pins={0: "4", 1: "5"}, emulatorpin="4-7")
+    topology = parse_capabilities(host.capabilities_xml)
+    response = ops_client.get(reverse("hosts:detail", args=[host.name]))
+    tree = diagram_tree(response)
+    details = {int(el.get("data-cell")): el for el in tree.iter() if local(el.tag) == "details"}
+    assert set(details) == set(topology.cell_ids)
+    assert not threads(tree)  # no drawing is sent with the page
+    assert "memory-only" in details[4].get("class").split()  # nothing to load: shown as it is
+    drawn: dict[int, int] = {}
+    for cell in topology.cells:
+        body = next(el for el in details[cell.id] if "cell-body" in (el.get("class") or ""))
+        assert details[cell.id].get("open") is None
+        if not cell.cpus:
+            assert body.get("hx-get") is None
+            continue
+        # htmx fetches the drawing the first time the cell opens; without JS, the link
+        url = reverse("hosts:cell", args=[host.name, cell.id])
+        assert body.get("hx-get") == url
+        assert body.get("hx-trigger") == "toggle once from:closest details"
+        assert next(el for el in body if local(el.tag) == "a").get("href") == url
+        # the summary line is there without the drawing
+        assert f"node {cell.id}" in "".join(details[cell.id].find("summary").itertext())
+        fragment = ops_client.get(url)
+        assert fragment.status_code == 200
+        html = fragment.content.decode()
+        assert "<html" not in html and "<script" not in html
+        svg = ET.fromstring(html)
+        assert svg.get("data-cell") == str(cell.id)
+        for cpu in threads(svg):
+            drawn[cpu] = cell.id
+    assert drawn == {cpu: topology.node_of(cpu) for cpu in topology.cpu_ids}
+    chips = ops_client.get(reverse("hosts:cell", args=[host.name, 1])).content.decode()
+    assert "&lt;script&gt;" in chips and "E</text>" in chips  # the VM's chips and E marks
+    assert ops_client.get(reverse("hosts:cell", args=[host.name, 9])).status_code == 404
+    fresh = Host.objects.create(name="fresh", uri="test:///default")
+    assert ops_client.get(reverse("hosts:cell", args=[fresh.name, 0])).status_code == 404

@@ -244,6 +244,10 @@ def test_host_pages_with_more_vms(root, host, name):
     assert_constant_queries(root, reverse(name, args=[host.name]), times(grow_vm_with_changes))
 
 
+def test_host_cell_drawing_with_more_vms(root, host):
+    assert_constant_queries(root, reverse("hosts:cell", args=[host.name, 0]), times(add_vm, host))
+
+
 def test_host_numastat_with_more_samples(root, host):
     assert_constant_queries(
         root, reverse("hosts:numastat", args=[host.name]), lambda n: add_samples(host, n)

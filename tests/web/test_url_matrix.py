@@ -131,6 +131,8 @@ MATRIX: dict[str, dict[str, Row]] = {
     # hosts.add_host: the form for admins; an empty POST is the form with errors.
     "hosts:add": only(GET=ADMIN, POST=ADMIN),
     "hosts:detail": only(GET=READ),
+    # One cell's drawing, which the host page loads (htmx) when a collapsed cell opens.
+    "hosts:cell": only(GET=READ),
     "hosts:distances": only(GET=READ),
     "hosts:numastat": only(GET=READ),
     # Superusers only, checked in the view (hosts.balancing.can_switch) after the host was
@@ -295,6 +297,7 @@ def build_world() -> World:
     on_vm = {"host_name": host.name, "uuid": vm.uuid}
     kwargs = {
         "hosts:detail": on_host,
+        "hosts:cell": {**on_host, "cell_id": 0},
         "hosts:distances": on_host,
         "hosts:numastat": on_host,
         "hosts:numa-balancing": on_host,

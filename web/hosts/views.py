@@ -10,8 +10,9 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -20,7 +21,7 @@ from changes.kinds import numa_balancing
 from changes.requests import request_numa_balancing
 from hosts import history as numastat_history
 from hosts import numastat, selectors, services
-from hosts.diagram import render_topology_svg
+from hosts.diagram import render_cell_svg, render_topology_svg
 from hosts.forms import CellChoiceForm, HostRegisterForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
@@ -134,7 +135,13 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         summary = lscpu_summary(topology)
         # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
         diagram = mark_safe(  # noqa: S308
-            render_topology_svg(topology, diagram_vms, selectors.cell_memory(cells))
+            render_topology_svg(
+                topology,
+                diagram_vms,
+                selectors.cell_memory(cells),
+                # collapsed cells load their drawing (host_cell) when opened
+                cell_url=lambda cell_id: reverse("hosts:cell", args=[host.name, cell_id]),
+            )
         )
     vm_page, vm_query = paginate(request, vms, VM_PAGE_SIZE)
     memory_page, memory_query = paginate(
@@ -157,6 +164,18 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         **_distance_context(topology, request),
     }
     return render(request, "hosts/host_detail.html", context)
+
+
+@require_GET
+@requires(roles.VIEW_HOST)
+def host_cell(request: HttpRequest, name: str, cell_id: int) -> HttpResponse:
+    """One cell's drawing, for htmx when a collapsed cell of the host page's diagram opens."""
+    host = get_object_or_404(Host, name=name)
+    topology = services.load_topology(host)
+    if topology is None or cell_id not in topology.cell_ids:
+        raise Http404(f"host {host.name} has no NUMA cell {cell_id}")
+    # The markup as hosts.diagram writes it (it escapes every name, as for the host page).
+    return HttpResponse(render_cell_svg(topology, vm_selectors.diagram_vms(host), cell_id))
 
 
 @require_GET
