@@ -152,9 +152,11 @@ def root(admin_client) -> Client:
 
 @pytest.fixture
 def quick_status(settings):
-    """The home page's checks, kept off the shared lab daemon and the 1 s worker ping."""
+    """The home page's checks, kept off the shared lab daemon; workers are read from the
+    cache (numaportal.liveness), and a broadcast ping, which waits its timeout, fails."""
     settings.NUMAPORTAL_LAB_URI = settings.NUMAPORTAL_FALLBACK_URI
-    with mock.patch.object(celery_app.control, "ping", return_value=[]):
+    refuse = AssertionError("the status page pinged the workers")
+    with mock.patch.object(celery_app.control, "ping", side_effect=refuse):
         yield
 
 

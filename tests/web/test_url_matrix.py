@@ -20,7 +20,7 @@ each case runs inside a transaction that is rolled back, so the callbacks never 
 (``no_celery`` fails a case that sends a task anyway). The rollback also undoes what an
 allowed POST did (a removed host, a queued sync) before the next case.
 The status checks on the home page do not touch the shared lab daemon or wait for workers:
-the lab URI is libvirt's in-process test driver and the worker ping answers "none" at once.
+the lab URI is libvirt's in-process test driver and workers are read from the cache.
 """
 
 from __future__ import annotations
@@ -343,9 +343,11 @@ def no_celery():
 
 @pytest.fixture
 def quick_status(settings):
-    """The home page's checks, kept off the shared lab daemon and the 1 s worker ping."""
+    """The home page's checks, kept off the shared lab daemon; workers are read from the
+    cache (numaportal.liveness), and a broadcast ping, which waits its timeout, fails."""
     settings.NUMAPORTAL_LAB_URI = settings.NUMAPORTAL_FALLBACK_URI
-    with mock.patch.object(celery_app.control, "ping", return_value=[]):
+    refuse = AssertionError("the status page pinged the workers")
+    with mock.patch.object(celery_app.control, "ping", side_effect=refuse):
         yield
 
 
