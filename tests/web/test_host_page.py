@@ -5,6 +5,7 @@ and its query count."""
 
 from __future__ import annotations
 
+import gzip
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -264,3 +265,21 @@ def test_collapsed_cells_load_their_drawing_when_opened(ops_client, host_factory
     assert ops_client.get(reverse("hosts:cell", args=[host.name, 9])).status_code == 404
     fresh = Host.objects.create(name="fresh", uri="test:///default")
     assert ops_client.get(reverse("hosts:cell", args=[fresh.name, 0])).status_code == 404
+
+
+def test_pages_are_compressed_for_browsers_that_accept_gzip(ops_client, host_factory):
+    host = host_factory("hv01")
+    url = reverse("hosts:detail", args=[host.name])
+    plain = ops_client.get(url)
+    assert "Content-Encoding" not in plain
+    packed = ops_client.get(url, HTTP_ACCEPT_ENCODING="gzip, deflate")
+    assert packed["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed["Vary"]
+    page = gzip.decompress(packed.content).decode()
+    assert str(packed.context["diagram"]) in page
+    assert len(packed.content) < len(plain.content) / 3
+    # the CSRF token (the one secret in a page) differs between responses: masked afresh
+    tokens = {
+        re.search(r'"X-CSRFToken": "([^"]+)"', body).group(1)
+        for body in (page, plain.content.decode())
+    }
+    assert len(tokens) == 2
