@@ -84,18 +84,6 @@ def memory_bars(vms: Iterable[VirtualMachine]) -> list[MemoryBar]:
     return [_bar(vm, rows[vm.pk]) for vm in vms if vm.pk in rows]
 
 
-def with_memory(vms: Iterable[VirtualMachine]) -> list[VirtualMachine]:
-    """Those of *vms* that have memory rows, in the order given (one query, ids only): what a
-    page lists before it builds the bars of the few it shows (:func:`memory_bars`)."""
-    vms = list(vms)
-    sampled = set(
-        VmCellMemory.objects.filter(vm__in=[vm.pk for vm in vms])
-        .values_list("vm_id", flat=True)
-        .distinct()
-    )
-    return [vm for vm in vms if vm.pk in sampled]
-
-
 def memory_bar(vm: VirtualMachine) -> MemoryBar | None:
     bars = memory_bars([vm])
     return bars[0] if bars else None

@@ -30,7 +30,7 @@ from numaportal.forms import add_service_errors
 from numaportal.virt.errors import VirtError
 from vms import requests
 from vms import selectors as vm_selectors
-from vms.memory import memory_bars, with_memory
+from vms.memory import memory_bars
 from web.access import requires
 from web.htmx import is_htmx, refresh_when_finished
 from web.paging import paginate
@@ -126,9 +126,8 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     topology = services.load_topology(host)
     cells, cpus_by_cell = selectors.host_cells(host)
-    vms = vm_selectors.host_vms(host)
     host_cpus = frozenset(cpu for ids in cpus_by_cell.values() for cpu in ids)
-    diagram_vms = vm_selectors.diagram_vms(host, vms, host_cpus)
+    diagram_vms = vm_selectors.diagram_vms(host, host_cpus)
     diagram = None
     summary = None
     if topology is not None:
@@ -143,9 +142,13 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
                 cell_url=lambda cell_id: reverse("hosts:cell", args=[host.name, cell_id]),
             )
         )
-    vm_page, vm_query = paginate(request, vms, VM_PAGE_SIZE)
+    # The tables show a page of VMs each: only that page's rows are read as models.
+    vm_page, vm_query = paginate(request, vm_selectors.host_vm_rows(host), VM_PAGE_SIZE)
     memory_page, memory_query = paginate(
-        request, with_memory(vms), VM_PAGE_SIZE, param="memory_page"
+        request,
+        vm_selectors.host_vm_rows(host, with_memory=True),
+        VM_PAGE_SIZE,
+        param="memory_page",
     )
     context = {
         "host": host,
