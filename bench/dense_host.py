@@ -6,60 +6,25 @@ Linux numbering: thread 0 of core c on socket s is s*28+c, its SMT sibling 224 +
 
 from __future__ import annotations
 
+from bench.planner_bench.hosts import generated_host, with_memory
 from numaportal.virt.cpuset import format_cpuset
-from numaportal.virt.topology import Cell, Cpu, HostTopology
+from numaportal.virt.topology import HostTopology
 
 
 def big_topology(sockets: int = 8, cores: int = 28, threads: int = 2) -> HostTopology:
-    """448 threads in 8 cells plus 2 memory-only cells: the issue's largest host."""
-    per_socket = cores * threads
-    cells = []
-    for s in range(sockets):
-        cpus = tuple(
-            Cpu(
-                id=s * cores + c + t * sockets * cores,
-                socket_id=s,
-                die_id=0,
-                core_id=c,
-                siblings=frozenset(s * cores + c + k * sockets * cores for k in range(threads)),
-                cell_id=s,
-            )
-            for c in range(cores)
-            for t in range(threads)
-        )
-        cells.append(Cell(id=s, memory_kib=256 << 20, cpus=cpus, distances={}, pages={}))
-    for extra in (sockets, sockets + 1):
-        cells.append(Cell(id=extra, memory_kib=512 << 20, cpus=(), distances={}, pages={}))
-    assert sum(len(c.cpus) for c in cells) == sockets * per_socket
-    return HostTopology(
-        cells=tuple(cells),
-        arch="x86_64",
-        cpu_model="bench",
-        cpu_vendor=None,
-        declared_sockets=sockets,
-        declared_dies=1,
-        declared_cores=cores,
-        declared_threads=threads,
-        uuid=None,
-    )
-
-
-def _distance(a: Cell, b: Cell) -> int:
-    if a.id == b.id:
-        return 10
-    return 21 if bool(a.cpus) == bool(b.cpus) else 31
+    """448 threads in 8 cells of 256 GiB plus 2 memory-only cells of 512 GiB (CXL)."""
+    topology = generated_host(sockets=sockets, cores=cores, threads=threads, memory_only=2)
+    memory = {cell.id: (256 << 20) if cell.cpus else (512 << 20) for cell in topology.cells}
+    return with_memory(topology, memory)
 
 
 def capabilities_xml(topology: HostTopology) -> str:
-    """*topology* as libvirt's capabilities XML (the parts ``parse_capabilities`` reads).
-
-    Distances: 10 within a cell, 21 between two CPU cells or two memory-only cells, 31 across.
-    """
+    """*topology* as libvirt's capabilities XML (the parts ``parse_capabilities`` reads)."""
     cells = []
     for cell in topology.cells:
         siblings = "".join(
-            f"<sibling id='{other.id}' value='{_distance(cell, other)}'/>"
-            for other in topology.cells
+            f"<sibling id='{other}' value='{value}'/>"
+            for other, value in sorted(cell.distances.items())
         )
         cpus = "".join(
             f"<cpu id='{cpu.id}' socket_id='{cpu.socket_id}' die_id='{cpu.die_id}'"

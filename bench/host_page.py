@@ -44,10 +44,11 @@ from django.utils import timezone
 # bench.benchkit sets Django up; the project modules below need it.
 from bench import benchkit
 from bench.dense_host import big_topology, capabilities_xml
-from hosts.models import Cell, Host, PhysicalCpu
+from hosts.models import Host
 from numaportal import liveness
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.topology import HostTopology, parse_capabilities
+from tests.web.conftest import make_host
 from vms.models import VcpuPin, VirtualMachine, VmCellMemory
 from web import status
 
@@ -75,44 +76,12 @@ class Guest:
     last_cpu: dict[int, int]
 
 
-def make_host(name: str, xml: str, topology: HostTopology, *, on_host_worker: bool) -> Host:
-    """A synced-looking host: facts, cell rows (a quarter free), physical CPU rows."""
-    now = timezone.now()
-    host = Host.objects.create(
-        name=name,
-        uri=f"qemu+ssh://root@{name}.example.net/system",
-        worker_queue=f"host.{name}" if on_host_worker else "",
-        sync_status=Host.SyncStatus.OK,
-        last_sync_at=now,
-        last_sync_ok_at=now,
-        last_sample_at=now if on_host_worker else None,
-        arch=topology.arch,
-        cpu_model=topology.cpu_model or "",
-        capabilities_xml=xml,
-        hostname=f"{name}.example.net",
-        numa_balancing=0,
+def on_host_worker_host(name: str, xml: str) -> Host:
+    """A synced-looking host (``tests.web.conftest.make_host``: cells a quarter free, CPU
+    rows) with an on-host worker that sampled it just now."""
+    return make_host(
+        name, xml=xml, worker_queue=f"host.{name}", last_sample_at=timezone.now(), numa_balancing=0
     )
-    for cell in topology.cells:
-        row = Cell.objects.create(
-            host=host,
-            cell_id=cell.id,
-            memory_kib=cell.memory_kib,
-            free_kib=cell.memory_kib // 4,
-            distances={str(k): v for k, v in cell.distances.items()},
-        )
-        PhysicalCpu.objects.bulk_create(
-            PhysicalCpu(
-                host=host,
-                cell=row,
-                cpu_id=cpu.id,
-                socket_id=cpu.socket_id,
-                die_id=cpu.die_id,
-                core_id=cpu.core_id,
-                siblings=format_cpuset(cpu.siblings),
-            )
-            for cpu in cell.cpus
-        )
-    return host
 
 
 def add_guests(host: Host, guests: list[Guest], all_cpus: str, *, memory: bool) -> None:
@@ -227,11 +196,11 @@ def main() -> None:
         client.force_login(user)
 
         topology = big_topology()
-        dense = make_host("dense", capabilities_xml(topology), topology, on_host_worker=True)
+        dense = on_host_worker_host("dense", capabilities_xml(topology))
         all_dense = format_cpuset(topology.cpu_ids)
         lab_xml = LAB_CAPABILITIES.read_text()
         lab_topology = parse_capabilities(lab_xml)
-        lab = make_host("lab", lab_xml, lab_topology, on_host_worker=True)
+        lab = on_host_worker_host("lab", lab_xml)
         add_guests(lab, lab_guests(1003), format_cpuset(lab_topology.cpu_ids), memory=memory)
 
         if not args.no_freeze:  # what numaportal/wsgi.py does once the web process is up
