@@ -21,35 +21,28 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "numaportal.settings")
 
-import django
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
 
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
-from django.urls import reverse  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from hosts import history  # noqa: E402
-from hosts import rollups as numastat_rollups  # noqa: E402
-from hosts.models import CellRollup, CellSample, Host, SampleSource  # noqa: E402
-from hosts.numastat import COUNTERS  # noqa: E402
+# bench.benchkit sets Django up; the project modules below need it.
+from bench.benchkit import count_queries, throwaway_database, timed_ms
+from hosts import history
+from hosts import rollups as numastat_rollups
+from hosts.models import CellRollup, CellSample, Host, SampleSource
+from hosts.numastat import COUNTERS
 
 STEP_S = 60
 
@@ -140,24 +133,6 @@ def table_bytes() -> dict[str, int] | None:
     return None
 
 
-def count_queries(fn) -> int:
-    sql: list[str] = []
-
-    def record(execute, query, *args):
-        sql.append(query)
-        return execute(query, *args)
-
-    with connection.execute_wrapper(record):
-        fn()
-    return len(sql)
-
-
-def timed_ms(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=float, default=30)
@@ -165,18 +140,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
 
-    # whitenoise looks for STATIC_ROOT, which only `collectstatic` (make run) creates
-    warnings.filterwarnings("ignore", "No directory at", UserWarning)
-    setup_test_environment()
-    tmp = None
-    # A database of its own: never the one a concurrent `make test` or bench uses.
-    if connection.vendor == "sqlite":
-        tmp = tempfile.mkdtemp(prefix="bench-history-")
-        connection.settings_dict.setdefault("TEST", {})["NAME"] = str(Path(tmp) / "bench.db")
-    else:
-        connection.settings_dict.setdefault("TEST", {})["NAME"] = "bench_numaportal_history"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database("bench_numaportal_history"):
         print(f"database: {connection.vendor} ({connection.settings_dict['NAME']})")
         now = timezone.now()
         host = Host.objects.create(
@@ -249,12 +213,6 @@ def main() -> None:
                 f" {len(data['times'])} points"
                 f" x {len(data['cells'])} cells"
             )
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        if tmp:
-            for f in Path(tmp).iterdir():
-                f.unlink()
-            Path(tmp).rmdir()
 
 
 if __name__ == "__main__":

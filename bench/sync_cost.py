@@ -28,12 +28,12 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
+from bench.dense_host import big_topology  # noqa: E402
 from hosts.diagram import DiagramVm, render_topology_svg  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from numaportal.virt.connection import open_connection  # noqa: E402
 from numaportal.virt.cpuset import parse_cpuset  # noqa: E402
 from numaportal.virt.inventory import HostInventory, read_inventory  # noqa: E402
-from numaportal.virt.topology import Cell, Cpu, HostTopology  # noqa: E402
 from vms import sync  # noqa: E402
 
 
@@ -54,40 +54,6 @@ def synthetic(inventory: HostInventory, count: int) -> HostInventory:
         for i in range(count)
     )
     return dataclasses.replace(inventory, domains=domains)
-
-
-def big_topology(sockets: int = 8, cores: int = 28, threads: int = 2) -> HostTopology:
-    """448 threads in 8 cells plus 2 memory-only cells: the issue's largest host."""
-    per_socket = cores * threads
-    cells = []
-    for s in range(sockets):
-        cpus = tuple(
-            Cpu(
-                id=s * cores + c + t * sockets * cores,
-                socket_id=s,
-                die_id=0,
-                core_id=c,
-                siblings=frozenset(s * cores + c + k * sockets * cores for k in range(threads)),
-                cell_id=s,
-            )
-            for c in range(cores)
-            for t in range(threads)
-        )
-        cells.append(Cell(id=s, memory_kib=256 << 20, cpus=cpus, distances={}, pages={}))
-    for extra in (sockets, sockets + 1):
-        cells.append(Cell(id=extra, memory_kib=512 << 20, cpus=(), distances={}, pages={}))
-    assert sum(len(c.cpus) for c in cells) == sockets * per_socket
-    return HostTopology(
-        cells=tuple(cells),
-        arch="x86_64",
-        cpu_model="bench",
-        cpu_vendor=None,
-        declared_sockets=sockets,
-        declared_dies=1,
-        declared_cores=cores,
-        declared_threads=threads,
-        uuid=None,
-    )
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ Values are shaped for templates (strings already formatted) so templates hold no
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset, par
 # --- formatting -------------------------------------------------------------------------------
 
 
+# Parsed once per distinct string: a host page reads the same few cpusets ("0-447", a cell's
+# CPUs, "5") for every vCPU of hundreds of VMs. Results are frozensets, safe to share.
+@functools.lru_cache(maxsize=4096)
 def safe_cpuset(text: str | None) -> frozenset[int]:
     """A stored cpuset string as a set; blank or unparsable (hostile host data) -> empty."""
     if not text:
@@ -32,6 +36,7 @@ def safe_cpuset(text: str | None) -> frozenset[int]:
         return frozenset()
 
 
+@functools.lru_cache(maxsize=1024)
 def safe_nodeset(text: str | None) -> frozenset[int]:
     if not text:
         return frozenset()

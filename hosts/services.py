@@ -44,11 +44,14 @@ log = logging.getLogger(__name__)
 SYNC_ERRORS = (VirtError, TopologyError, DomainXMLError)
 
 
-def describe_host(uri: str) -> dict[str, str]:
-    """What `virsh version`, `virsh nodeinfo` and `virsh list --all` say about one host."""
-    with virt_connection.connect(
-        uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
-    ) as conn:
+def describe_host(uri: str, *, timeout: float | None = None) -> dict[str, str]:
+    """What `virsh version`, `virsh nodeinfo` and `virsh list --all` say about one host.
+
+    *timeout*: seconds to wait for the connection (default NUMAPORTAL_LIBVIRT_TIMEOUT).
+    """
+    if timeout is None:
+        timeout = settings.NUMAPORTAL_LIBVIRT_TIMEOUT
+    with virt_connection.connect(uri, timeout=timeout, readonly=True) as conn:
         info = hostfacts.host_info(conn)
         domains = list_domains(conn)
     version = hostfacts.format_version

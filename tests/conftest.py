@@ -27,16 +27,25 @@ def operator(django_user_model, admin_password):
     return django_user_model.objects.create_superuser("ops", "", admin_password)
 
 
-@pytest.fixture
-def worker_queue():
-    """A real worker thread on a queue of its own, so a `make run` worker cannot steal tasks."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    with start_worker(
+def new_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def embedded_worker(queue: str):
+    """``with embedded_worker(queue) as worker:`` a real worker thread consuming *queue*."""
+    return start_worker(
         app,
         queues=[queue],
         pool="solo",
         perform_ping_check=False,
         shutdown_timeout=10,
         loglevel="WARNING",
-    ):
+    )
+
+
+@pytest.fixture
+def worker_queue():
+    """A real worker thread on a queue of its own, so a `make run` worker cannot steal tasks."""
+    queue = new_queue()
+    with embedded_worker(queue):
         yield queue

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 
 from hosts.diagram import DiagramVm
 from hosts.models import Cell, Host, PhysicalCpu
 from hosts.selectors import affinity_strip, cell_usage, safe_cpuset, safe_nodeset
 from numaportal.virt.cpuset import format_cpuset
-from vms.models import VcpuPin, VirtualMachine
+from vms.models import VcpuPin, VirtualMachine, VmCellMemory
 
 __all__ = [
     "VcpuRow",
     "dashboard_hosts",
-    "diagram_vm",
     "diagram_vms",
     "host_vm_filter",
-    "host_vms",
+    "host_vm_rows",
     "vcpu_affinity",
     "vcpuinfo_rows",
     "vm_with_vcpus",
@@ -73,80 +73,107 @@ def dashboard_hosts() -> list[Host]:
 
 # --- host page --------------------------------------------------------------------------------
 
+#: Stands for a VM's uuid in a URL reversed once per host (see :func:`diagram_vms`).
+_PLACEHOLDER_UUID = "00000000-0000-0000-0000-000000000000"
 
-def host_vms(host: Host, *, include_gone: bool = False) -> list[VirtualMachine]:
-    """The host's VMs with their vCPU rows, in two queries."""
-    vms = host.vms.all() if include_gone else host.vms.present()
-    return list(
-        vms.order_by("name").prefetch_related(
-            Prefetch("vcpus", queryset=VcpuPin.objects.order_by("vcpu"))
-        )
-    )
+
+def host_vm_rows(host: Host, *, with_memory: bool = False) -> QuerySet[VirtualMachine]:
+    """The host's present VMs by name, their host joined: what the host page's VM table (and,
+    *with_memory*, its VM memory per cell) pages through, a COUNT and one page of rows.
+
+    Without the tuning snapshots (two JSON documents per VM that only the VM page reads).
+    """
+    vms = host.vms.present()
+    if with_memory:
+        vms = vms.filter(Exists(VmCellMemory.objects.filter(vm=OuterRef("pk"))))
+    return vms.select_related("host").defer("tuning_live", "tuning_config").order_by("name")
 
 
 def _vm_is_live(vm: VirtualMachine) -> bool:
     return vm.vcpu_current_live is not None
 
 
+def _affinity(
+    affinity: str, pin_live: str, pin_config: str, live: bool, default: frozenset[int]
+) -> frozenset[int]:
+    return safe_cpuset(affinity) or safe_cpuset(pin_live if live else pin_config) or default
+
+
 def vcpu_affinity(vm: VirtualMachine, pin: VcpuPin, default: frozenset[int]) -> frozenset[int]:
     """Where a vCPU may run: what vcpuinfo reported, else its pin, else the VM's default."""
-    affinity = safe_cpuset(pin.affinity)
-    if affinity:
-        return affinity
-    pinned = safe_cpuset(pin.pin_live if _vm_is_live(vm) else pin.pin_config)
-    return pinned or default
+    return _affinity(pin.affinity, pin.pin_live, pin.pin_config, _vm_is_live(vm), default)
 
 
-def diagram_vm(vm: VirtualMachine, host_cpus: frozenset[int], url: str) -> DiagramVm:
-    """One VM as the diagram wants it; uses only prefetched vCPU rows (no queries)."""
-    live = _vm_is_live(vm)
-    affinity: dict[int, frozenset[int]] = {}
-    pinned: set[int] = set()
-    last_cpu: dict[int, int] = {}
-    for pin in vm.vcpus.all():
-        if live and not pin.online:
-            continue
-        affinity[pin.vcpu] = vcpu_affinity(vm, pin, host_cpus)
-        if pin.pin_live if live else pin.pin_config:
-            pinned.add(pin.vcpu)
-        if pin.last_cpu is not None:
-            last_cpu[pin.vcpu] = pin.last_cpu
-    emulator = vm.emulatorpin if live else vm.emulatorpin_config
-    return DiagramVm(
-        name=vm.name,
-        uuid=str(vm.uuid),
-        url=url,
-        vcpu_affinity=affinity,
-        pinned_vcpus=frozenset(pinned),
-        emulatorpin=safe_cpuset(emulator) or None,
-        last_cpu=last_cpu,
-        memory_cells=safe_nodeset(vm.memory_cells),
-        memory_kib=vm.memory_kib,
-        cross_node=vm.cross_node,
-    )
+#: The columns the diagram is drawn from, read as tuples: a host page draws every VM of the
+#: host, and a model instance per VM and per vCPU was most of its time on a 1,000-VM host.
+_DIAGRAM_VM = (
+    "pk",
+    "name",
+    "uuid",
+    "vcpu_current_live",
+    "emulatorpin",
+    "emulatorpin_config",
+    "memory_cells",
+    "memory_kib",
+    "cross_node",
+)
+_DIAGRAM_VCPU = ("vm_id", "vcpu", "online", "affinity", "pin_live", "pin_config", "last_cpu")
 
 
-def diagram_vms(
-    host: Host,
-    vms: list[VirtualMachine] | None = None,
-    host_cpus: frozenset[int] | None = None,
-) -> list[DiagramVm]:
-    """Present VMs of *host* as :class:`DiagramVm`; a constant number of queries.
+def diagram_vms(host: Host, host_cpus: frozenset[int] | None = None) -> list[DiagramVm]:
+    """The present VMs of *host* as :class:`DiagramVm`, by name: two queries (one when the
+    page passes *host_cpus*, the host's CPU ids, the default affinity of an unpinned vCPU).
 
-    Pass *vms* (from :func:`host_vms`) and *host_cpus* when the page already has them: then
-    this issues no query at all.
+    A vCPU may run where vcpuinfo last said (its affinity), else on its pin (live pin for a
+    running VM, config pin otherwise), else anywhere on the host; offline vCPUs of a running
+    VM are not drawn. The emulator pin is the live one for a running VM, else the config's.
     """
-    if vms is None:
-        vms = host_vms(host)
     if host_cpus is None:
         host_cpus = frozenset(host.cpus.values_list("cpu_id", flat=True))
+    # One reverse() for the host, not one per VM (a thousand VMs cost tens of ms): the URL of
+    # a placeholder uuid, the VM's own put in its place.
+    # (The last occurrence: a host's name is a slug and could look like a uuid too.)
+    head, tail = reverse("vms:detail", args=[host.name, _PLACEHOLDER_UUID]).rsplit(
+        _PLACEHOLDER_UUID, 1
+    )
+    present = host.vms.present()
+    vcpus: dict[int, list] = {}
+    for pin in (
+        VcpuPin.objects.filter(vm__in=present)
+        .order_by("vm_id", "vcpu")
+        .values_list(*_DIAGRAM_VCPU, named=True)
+    ):
+        vcpus.setdefault(pin.vm_id, []).append(pin)
     out = []
-    for vm in vms:
-        if vm.gone_at is not None:
-            continue
-        # reverse() with the host we already hold: vm.get_absolute_url() would load vm.host.
-        vm.host = host
-        out.append(diagram_vm(vm, host_cpus, vm.get_absolute_url()))
+    for vm in present.order_by("name").values_list(*_DIAGRAM_VM, named=True):
+        live = vm.vcpu_current_live is not None
+        affinity: dict[int, frozenset[int]] = {}
+        pinned: set[int] = set()
+        last_cpu: dict[int, int] = {}
+        for pin in vcpus.get(vm.pk, ()):
+            if live and not pin.online:
+                continue
+            affinity[pin.vcpu] = _affinity(
+                pin.affinity, pin.pin_live, pin.pin_config, live, host_cpus
+            )
+            if pin.pin_live if live else pin.pin_config:
+                pinned.add(pin.vcpu)
+            if pin.last_cpu is not None:
+                last_cpu[pin.vcpu] = pin.last_cpu
+        out.append(
+            DiagramVm(
+                name=vm.name,
+                uuid=str(vm.uuid),
+                url=f"{head}{vm.uuid}{tail}",
+                vcpu_affinity=affinity,
+                pinned_vcpus=frozenset(pinned),
+                emulatorpin=safe_cpuset(vm.emulatorpin if live else vm.emulatorpin_config) or None,
+                last_cpu=last_cpu,
+                memory_cells=safe_nodeset(vm.memory_cells),
+                memory_kib=vm.memory_kib,
+                cross_node=vm.cross_node,
+            )
+        )
     return out
 
 

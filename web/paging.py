@@ -10,10 +10,14 @@ from django.http import HttpRequest
 __all__ = ["paginate"]
 
 
-def paginate(request: HttpRequest, items: Any, per_page: int) -> tuple[Page, str]:
-    """The requested page of *items* and the request's query string without ``page``, for
-    ``templates/_pager.html``."""
-    page = Paginator(items, per_page).get_page(request.GET.get("page"))
+def paginate(
+    request: HttpRequest, items: Any, per_page: int, *, param: str = "page"
+) -> tuple[Page, str]:
+    """The requested page of *items* and the request's query string without *param*, for
+    ``templates/_pager.html``. A page with two lists pages each by a parameter of its own
+    (the host page: ``page`` for its VMs, ``memory_page`` for their memory), so each pager
+    keeps the other's place."""
+    page = Paginator(items, per_page).get_page(request.GET.get(param))
     query = request.GET.copy()
-    query.pop("page", None)
+    query.pop(param, None)
     return page, query.urlencode()

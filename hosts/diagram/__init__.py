@@ -5,6 +5,8 @@ Drawn on the server as an HTML fragment: a legend, then one ``<details>`` per NU
 over-committed CPUs) and whose body is an inline ``<svg>`` of that cell. Small hosts render
 every cell open; a cell with more than ``collapse_threshold`` threads, or any cell of a host with
 more than four cells, renders collapsed, so a 448-thread 10-cell host opens as ten summary lines.
+Given a ``cell_url``, collapsed cells are sent without their drawing, which the page loads
+(htmx, :func:`render_cell_svg` behind that URL) when the cell is opened.
 
 Pure Python: no Django, no libvirt. The page includes the result with ``|safe``, so this package
 owns escaping: every string that reaches the output (VM names come from hypervisors and are
@@ -25,11 +27,12 @@ Modules, each importing only those above it in this list:
 - ``cell_svg``: one cell's ``<svg>``
 - ``cell_summary``: one cell's ``<summary>`` line
 - ``legend``: the key and the VM list
-- ``fragment``: :func:`render_topology_svg`, the whole fragment
+- ``fragment``: :func:`render_topology_svg`, the whole fragment; :func:`render_cell_svg`, one
+  cell's drawing (what a deferred cell loads when opened)
 """
 
 from hosts.diagram.colours import contrast_ratio, vm_colour, vm_text_colour
-from hosts.diagram.fragment import render_topology_svg
+from hosts.diagram.fragment import render_cell_svg, render_topology_svg
 from hosts.diagram.marks import CpuMarks, VcpuRef, cpu_marks
 from hosts.diagram.model import CellMemory, DiagramVm
 
@@ -40,6 +43,7 @@ __all__ = [
     "VcpuRef",
     "contrast_ratio",
     "cpu_marks",
+    "render_cell_svg",
     "render_topology_svg",
     "vm_colour",
     "vm_text_colour",

@@ -1,17 +1,21 @@
-"""The whole diagram fragment: toolbar, legend, then one ``<details>`` per NUMA cell."""
+"""The whole diagram fragment: toolbar, legend, then one ``<details>`` per NUMA cell; and one
+cell's drawing alone, for a page that loads a collapsed cell's drawing when it is opened.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from hosts.diagram.cell_summary import cell_summary
 from hosts.diagram.cell_svg import cell_svg
 from hosts.diagram.legend import legend
-from hosts.diagram.marks import cpu_marks, vm_order
-from hosts.diagram.markup import attrs
+from hosts.diagram.marks import CpuMarks, cpu_marks, vm_order
+from hosts.diagram.markup import attrs, esc, safe_href
 from hosts.diagram.model import CellMemory, DiagramVm
-from numaportal.virt.topology import HostTopology
+from numaportal.virt.topology import Cell, HostTopology
+
+MEMORY_ONLY = "Memory only: no CPUs on this node."
 
 
 def _memory_map(
@@ -29,6 +33,25 @@ def _memory_map(
     }
 
 
+def _prefix(id_prefix: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "", id_prefix) or "numa"
+
+
+def _cell_body(cell: Cell, marks: Mapping[int, CpuMarks], prefix: str) -> str:
+    """What a cell's ``.cell-body`` holds: its drawing, or the memory-only note."""
+    return cell_svg(cell, marks, prefix) if cell.cpus else esc(MEMORY_ONLY)
+
+
+def _deferred_body(cell: Cell, url: str) -> str:
+    """A collapsed cell's body without its drawing: htmx fetches it from *url* the first time
+    the cell is opened (also by "expand all"); without JavaScript the link shows it."""
+    return (
+        f'<div class="cell-body"{attrs(hx_get=url)} hx-trigger="toggle once from:closest details"'
+        f' hx-swap="innerHTML"><a class="cell-load"{attrs(href=url)}>'
+        f"drawing of node {cell.id}</a></div>"
+    )
+
+
 def render_topology_svg(
     topology: HostTopology,
     vms: Iterable[DiagramVm],
@@ -36,6 +59,7 @@ def render_topology_svg(
     *,
     collapse_threshold: int = 128,
     id_prefix: str = "numa",
+    cell_url: Callable[[int], str] | None = None,
 ) -> str:
     """The host's topology diagram as an HTML fragment (legend + one ``<details>`` per cell).
 
@@ -43,10 +67,13 @@ def render_topology_svg(
     from it shows the topology's total with free unknown. Cells with more than
     *collapse_threshold* threads, and every cell of a host with more than four cells, are
     collapsed. *id_prefix* keeps SVG pattern ids unique if two diagrams share a page.
+    *cell_url* (cell id -> URL serving :func:`render_cell_svg` of that cell) defers the
+    drawings of collapsed cells: their summaries are sent, their drawings load when opened,
+    so that a 448-thread host's page carries ten summary lines, not ten drawings.
     Safe to include with ``|safe``: everything from outside is escaped.
     """
     vm_list = sorted(vms, key=vm_order)
-    prefix = re.sub(r"[^A-Za-z0-9_-]", "", id_prefix) or "numa"
+    prefix = _prefix(id_prefix)
     marks = cpu_marks(topology, vm_list)
     memory = _memory_map(topology, cell_memory)
     many_cells = len(topology.cells) > 4
@@ -71,10 +98,22 @@ def render_topology_svg(
             f"<details{attrs(class_=classes, data_cell=cell.id, open=None if collapsed else '')}>"
             f"<summary>{cell_summary(cell, memory[cell.id], marks, vm_list)}</summary>"
         )
-        if cell.cpus:
-            out.append(f'<div class="cell-body">{cell_svg(cell, marks, prefix)}</div>')
+        url = safe_href(cell_url(cell.id)) if collapsed and cell_url is not None else None
+        if not cell.cpus:
+            out.append(f'<p class="cell-body memory-only">{esc(MEMORY_ONLY)}</p>')
+        elif url is not None:
+            out.append(_deferred_body(cell, url))
         else:
-            out.append('<p class="cell-body memory-only">Memory only: no CPUs on this node.</p>')
+            out.append(f'<div class="cell-body">{_cell_body(cell, marks, prefix)}</div>')
         out.append("</details>")
     out.append("</div>")
     return "".join(out)
+
+
+def render_cell_svg(
+    topology: HostTopology, vms: Iterable[DiagramVm], cell_id: int, *, id_prefix: str = "numa"
+) -> str:
+    """What :func:`render_topology_svg` puts in the ``.cell-body`` of cell *cell_id*, alone:
+    the body a deferred cell loads. KeyError when the host has no such cell."""
+    cell = topology.cell(cell_id)
+    return _cell_body(cell, cpu_marks(topology, sorted(vms, key=vm_order)), _prefix(id_prefix))

@@ -44,11 +44,9 @@ def legend(vms: list[DiagramVm], id_prefix: str) -> str:
         return key + '<p class="numa-legend-empty">No VMs on this host.</p>'
     items = []
     for vm in vms:
-        colour = vm_colour(vm.uuid)
-        swatch = (
-            '<svg xmlns="http://www.w3.org/2000/svg" class="swatch" width="12" height="12"'
-            f' aria-hidden="true"><rect width="12" height="12" rx="2"{attrs(fill=colour)}/></svg>'
-        )
+        # A square of the VM's colour; its size and shape are diagram.css's (one line of a
+        # thousand-VM legend is kept short).
+        swatch = f'<i class="swatch"{attrs(style="background:" + vm_colour(vm.uuid))}></i>'
         href = safe_href(vm.url)
         name = f"<a{attrs(href=href)}>{esc(vm.name)}</a>" if href else esc(vm.name)
         facts = []

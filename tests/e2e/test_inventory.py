@@ -1,4 +1,5 @@
-"""A real browser on the inventory: dashboard, a host's topology diagram, a VM page.
+"""A real browser on the inventory: dashboard, a host's topology diagram (and the drawings of
+collapsed cells, loaded when opened), a VM page.
 
 Hosts are synced in-process (``sync.sync_host``) from libvirt's test driver (2 cells x 8
 CPUs) and from the lab daemon (qemu:///system with its numalab-* VMs). Screenshots go to
@@ -14,6 +15,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.web.conftest import make_host, make_vm
+from tests.web.test_host_page import five_cell_xml
 from vms import requests, sync
 from vms.models import VirtualMachine
 
@@ -134,3 +137,35 @@ def test_vm_list_filters_in_a_browser(browser, live_server, operator, admin_pass
     assert [r.find_element(By.TAG_NAME, "a").text for r in rows] == ["test"]
     browser.get(live_server.url + "/vms/")
     screenshot(browser, "vm-list")
+
+
+def test_collapsed_cells_draw_when_opened(browser, live_server, operator, admin_password):
+    host = make_host("fivecell", xml=five_cell_xml())
+    make_vm(host, "pinned", pins={0: "4", 1: "5"}, emulatorpin="4-7")
+    log_in(browser, live_server, admin_password)
+    browser.get(live_server.url + host.get_absolute_url())
+    diagram = browser.find_element(By.CSS_SELECTOR, ".numa-diagram")
+    assert diagram.get_attribute("data-cpus") == "16"
+    browser.implicitly_wait(0)  # counting what is absent must not wait for it
+    assert not browser.find_elements(By.CSS_SELECTOR, ".numa-diagram g.thread")
+
+    # opening one cell fetches its drawing (htmx), once
+    browser.find_element(By.CSS_SELECTOR, 'details[data-cell="1"] > summary').click()
+    WebDriverWait(browser, 10).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, 'details[data-cell="1"] g.thread')) == 4
+    )
+    chips = browser.find_elements(By.CSS_SELECTOR, 'details[data-cell="1"] g.chip')
+    assert len(chips) == 2
+    # "expand all" opens and draws the others; the memory-only cell has nothing to load
+    browser.find_element(By.CSS_SELECTOR, '.numa-toolbar button[data-action="expand"]').click()
+    WebDriverWait(browser, 10).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, ".numa-diagram g.thread[data-cpu]")) == 16
+    )
+    assert browser.find_element(By.CSS_SELECTOR, 'details[data-cell="4"] .cell-body').is_displayed()
+    errors = [
+        e
+        for e in browser.get_log("browser")
+        if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]
+    ]
+    assert errors == []
+    screenshot(browser, "host-cells-on-expand")

@@ -435,10 +435,9 @@ def big_host() -> HostTopology:
     return HostTopology(tuple(cells), "x86_64", "Xeon", "Intel", 8, 1, 28, 2, None)
 
 
-def test_448_thread_10_cell_host_renders_collapsed_in_reasonable_size() -> None:
-    topology = big_host()
-    assert len(topology.cpu_ids) == 448
-    vms = [
+def big_host_vms() -> list[DiagramVm]:
+    """120 VMs of 4 pinned vCPUs (480 on 448 threads: some wrap and over-commit), a floater."""
+    return [
         vm(
             f"vm{i:03d}",
             f"00000000-0000-4000-8000-{i:012d}",
@@ -447,8 +446,14 @@ def test_448_thread_10_cell_host_renders_collapsed_in_reasonable_size() -> None:
             emulator=str((i * 4) % 448),
             last={v: (i * 4 + v) % 448 for v in range(4)},
         )
-        for i in range(120)  # 480 pinned vCPUs on 448 threads: some wrap and over-commit
+        for i in range(120)
     ] + [vm("floater", "ffffffff-0000-4000-8000-000000000000", {0: "0-447"}, last={0: 300})]
+
+
+def test_448_thread_10_cell_host_renders_collapsed_in_reasonable_size() -> None:
+    topology = big_host()
+    assert len(topology.cpu_ids) == 448
+    vms = big_host_vms()
     start = time.perf_counter()
     fragment = render_topology_svg(topology, vms)
     elapsed = time.perf_counter() - start

@@ -7,6 +7,7 @@ from django.core.cache import cache
 
 from hosts import tasks as host_tasks
 from numaportal.virt.errors import HostUnreachable
+from tests.conftest import embedded_worker, new_queue
 from web import status
 from web import tasks as portal_tasks
 
@@ -43,11 +44,28 @@ def test_heartbeat_task_marks_beat_alive(worker_queue):
     assert status.check_beat().ok
 
 
-def test_home_page_sees_the_worker(worker_queue):
-    # The worker's control channel comes up shortly after start_worker returns.
-    for _ in range(10):
-        row = status.check_workers(timeout=1.0)
-        if row.ok:
+def workers_row_with(queue: str, present: bool = True) -> status.ComponentStatus:
+    """The status page's workers row, once a worker consuming *queue* is (not) on it."""
+    for _ in range(50):
+        row = status.check_workers()
+        if any(queue in queues for queues in row.facts.values()) == present:
             break
+        time.sleep(0.1)
+    return row
+
+
+def test_home_page_sees_the_worker(worker_queue):
+    # The worker reports itself when its consumer starts (numaportal.liveness), no ping.
+    row = workers_row_with(worker_queue)
     assert row.ok, row.detail
     assert "@" in row.detail  # worker names are name@host
+    (queues,) = [q for q in row.facts.values() if worker_queue in q]
+    assert queues.startswith(f"queues {worker_queue};")
+
+
+def test_a_stopped_worker_leaves_the_home_page():
+    queue = new_queue()
+    with embedded_worker(queue) as worker:
+        assert worker.hostname in workers_row_with(queue).facts
+    # it removes its report when it stops, without waiting for the report's expiry
+    assert worker.hostname not in status.check_workers().facts

@@ -47,6 +47,7 @@ def test_every_url_pattern_is_covered_as_read_or_mutating():
         "logout",
         "hosts:list",
         "hosts:detail",
+        "hosts:cell",
         "hosts:distances",
         "hosts:numastat",
         "hosts:sync-status",

@@ -4,6 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
+from numaportal import liveness
 from web import status
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -67,6 +68,27 @@ def test_beat_heartbeat_drives_the_beat_row():
     assert status.check_beat(now=1010.0).ok
     stale = status.check_beat(now=1000.0 + status.HEARTBEAT_STALE_AFTER + 1)
     assert not stale.ok and "ago" in stale.detail
+
+
+def test_worker_reports_drive_the_workers_row():
+    # reports far in the future, so that a real worker's report (now) is not among them
+    at = 4e9
+    liveness.report("a@hv1", ["celery"], now=at)
+    liveness.report("b@hv2", ["host.hv2", "celery"], now=at + 2)
+    try:
+        row = status.check_workers(now=at + 5)
+        assert row.ok and row.detail == "a@hv1, b@hv2"
+        assert row.facts == {
+            "a@hv1": "queues celery; reported 5 s ago",
+            "b@hv2": "queues celery, host.hv2; reported 3 s ago",
+        }
+        stale = status.check_workers(now=at + 2 + liveness.REPORT_TTL + 1)
+        assert not stale.ok and "no worker reported" in stale.detail
+        liveness.forget("a@hv1")
+        assert status.check_workers(now=at + 5).detail == "b@hv2"
+    finally:
+        liveness.forget("a@hv1")
+        liveness.forget("b@hv2")
 
 
 def test_status_escapes_what_it_shows(client, operator, admin_password, settings):

@@ -1,26 +1,33 @@
 """The host page with the Django test client: the topology diagram, lscpu-like summary,
 memory table and distance matrix on every capabilities fixture, a host not synced yet,
-its VM table, and its query count."""
+its VM table and VM memory in pages, a many-cell host whose cell drawings load when opened,
+and its query count."""
 
 from __future__ import annotations
 
+import gzip
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from hosts.models import Host
 from numaportal.virt.cpuset import parse_cpuset
 from numaportal.virt.topology import parse_capabilities
 from tests.web.diagram_xml import cores, diagram_tree, local, threads
+from vms.models import VmCellMemory
+from web.hosts.views import VM_PAGE_SIZE
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
 CAPABILITIES = Path(__file__).parent.parent / "fixtures" / "capabilities"
 FIXTURES = sorted(p.name for p in CAPABILITIES.glob("*.xml"))
+HOSTILE_NAME = "<script>alert(1)</script>"
 
 
 def lscpu(page: str, key: str) -> str:
@@ -182,3 +189,97 @@ def test_host_page_vm_table(ops_client, host_factory, vm_factory):
     assert 'class="badge cross-node"' in table
     assert 'class="badge drift"' in table
     assert "2/2" in table  # vCPUs live and config
+
+
+def test_host_page_pages_its_vm_table_and_vm_memory(ops_client, host_factory, vm_factory):
+    host = host_factory("busy", worker_queue="host.busy")
+    count = VM_PAGE_SIZE + 3
+    for i in range(count):
+        vm = vm_factory(host, f"vm{i:03d}", pins={0: str(i % 6)})
+        VmCellMemory.objects.create(vm=vm, cell_id=0, sampled_at=timezone.now(), heap_mib=10)
+    url = reverse("hosts:detail", args=[host.name])
+    first = ops_client.get(url)
+    page = first.content.decode()
+    assert page.count('<tr data-vm="') == VM_PAGE_SIZE
+    assert page.count("data-vm-memory=") == VM_PAGE_SIZE
+    assert f"({count}; 1\u2013{VM_PAGE_SIZE} below)" in page  # en dash
+    assert 'href="?page=2#vms"' in page
+    assert 'href="?memory_page=2#vm-memory"' in page
+    # the diagram still draws every VM: the legend lists them all
+    legend = [el for el in diagram_tree(first).iter() if (el.get("class") or "") == "vm"]
+    assert len(legend) == count
+
+    second = ops_client.get(url, {"page": 2}).content.decode()
+    assert second.count('<tr data-vm="') == 3
+    assert ">vm052</a>" in second[second.index('<table class="grid vms">') :]
+    assert second.count("data-vm-memory=") == VM_PAGE_SIZE  # its own pager stays on page 1
+    # each pager keeps the other's page
+    assert 'href="?page=2&amp;memory_page=2#vm-memory"' in second
+    memory = ops_client.get(url, {"memory_page": 2}).content.decode()
+    assert memory.count("data-vm-memory=") == 3
+    assert 'href="?memory_page=2&amp;page=2#vms"' in memory
+
+
+def five_cell_xml() -> str:
+    """The 4-node fixture plus a memory-only cell 4: more than four cells, all collapsed."""
+    xml = (CAPABILITIES / "x86_64-4node-basic.xml").read_text()
+    extra = "<cell id='4'><memory unit='KiB'>8388608</memory><cpus num='0'></cpus></cell>"
+    return xml.replace("<cells num='4'>", "<cells num='5'>").replace("</cells>", f"{extra}</cells>")
+
+
+def test_collapsed_cells_load_their_drawing_when_opened(ops_client, host_factory, vm_factory):
+    host = host_factory("fivecell", xml=five_cell_xml())
+    vm_factory(host, HOSTILE_NAME, pins={0: "4", 1: "5"}, emulatorpin="4-7")
+    topology = parse_capabilities(host.capabilities_xml)
+    response = ops_client.get(reverse("hosts:detail", args=[host.name]))
+    tree = diagram_tree(response)
+    details = {int(el.get("data-cell")): el for el in tree.iter() if local(el.tag) == "details"}
+    assert set(details) == set(topology.cell_ids)
+    assert not threads(tree)  # no drawing is sent with the page
+    assert "memory-only" in details[4].get("class").split()  # nothing to load: shown as it is
+    drawn: dict[int, int] = {}
+    for cell in topology.cells:
+        body = next(el for el in details[cell.id] if "cell-body" in (el.get("class") or ""))
+        assert details[cell.id].get("open") is None
+        if not cell.cpus:
+            assert body.get("hx-get") is None
+            continue
+        # htmx fetches the drawing the first time the cell opens; without JS, the link
+        url = reverse("hosts:cell", args=[host.name, cell.id])
+        assert body.get("hx-get") == url
+        assert body.get("hx-trigger") == "toggle once from:closest details"
+        assert next(el for el in body if local(el.tag) == "a").get("href") == url
+        # the summary line is there without the drawing
+        assert f"node {cell.id}" in "".join(details[cell.id].find("summary").itertext())
+        fragment = ops_client.get(url)
+        assert fragment.status_code == 200
+        html = fragment.content.decode()
+        assert "<html" not in html and "<script" not in html
+        svg = ET.fromstring(html)
+        assert svg.get("data-cell") == str(cell.id)
+        for cpu in threads(svg):
+            drawn[cpu] = cell.id
+    assert drawn == {cpu: topology.node_of(cpu) for cpu in topology.cpu_ids}
+    chips = ops_client.get(reverse("hosts:cell", args=[host.name, 1])).content.decode()
+    assert "&lt;script&gt;" in chips and "E</text>" in chips  # the VM's chips and E marks
+    assert ops_client.get(reverse("hosts:cell", args=[host.name, 9])).status_code == 404
+    fresh = Host.objects.create(name="fresh", uri="test:///default")
+    assert ops_client.get(reverse("hosts:cell", args=[fresh.name, 0])).status_code == 404
+
+
+def test_pages_are_compressed_for_browsers_that_accept_gzip(ops_client, host_factory):
+    host = host_factory("hv01")
+    url = reverse("hosts:detail", args=[host.name])
+    plain = ops_client.get(url)
+    assert "Content-Encoding" not in plain
+    packed = ops_client.get(url, HTTP_ACCEPT_ENCODING="gzip, deflate")
+    assert packed["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed["Vary"]
+    page = gzip.decompress(packed.content).decode()
+    assert str(packed.context["diagram"]) in page
+    assert len(packed.content) < len(plain.content) / 3
+    # the CSRF token (the one secret in a page) differs between responses: masked afresh
+    tokens = {
+        re.search(r'"X-CSRFToken": "([^"]+)"', body).group(1)
+        for body in (page, plain.content.decode())
+    }
+    assert len(tokens) == 2

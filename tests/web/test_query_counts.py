@@ -152,9 +152,11 @@ def root(admin_client) -> Client:
 
 @pytest.fixture
 def quick_status(settings):
-    """The home page's checks, kept off the shared lab daemon and the 1 s worker ping."""
+    """The home page's checks, kept off the shared lab daemon; workers are read from the
+    cache (numaportal.liveness), and a broadcast ping, which waits its timeout, fails."""
     settings.NUMAPORTAL_LAB_URI = settings.NUMAPORTAL_FALLBACK_URI
-    with mock.patch.object(celery_app.control, "ping", return_value=[]):
+    refuse = AssertionError("the status page pinged the workers")
+    with mock.patch.object(celery_app.control, "ping", side_effect=refuse):
         yield
 
 
@@ -242,6 +244,10 @@ def test_host_pages_with_more_vms(root, host, name):
         add_change(None, host)  # numa_balancing, on the host page's own list
 
     assert_constant_queries(root, reverse(name, args=[host.name]), times(grow_vm_with_changes))
+
+
+def test_host_cell_drawing_with_more_vms(root, host):
+    assert_constant_queries(root, reverse("hosts:cell", args=[host.name, 0]), times(add_vm, host))
 
 
 def test_host_numastat_with_more_samples(root, host):

@@ -10,8 +10,9 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -20,7 +21,7 @@ from changes.kinds import numa_balancing
 from changes.requests import request_numa_balancing
 from hosts import history as numastat_history
 from hosts import numastat, selectors, services
-from hosts.diagram import render_topology_svg
+from hosts.diagram import render_cell_svg, render_topology_svg
 from hosts.forms import CellChoiceForm, HostRegisterForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
@@ -32,8 +33,12 @@ from vms import selectors as vm_selectors
 from vms.memory import memory_bars
 from web.access import requires
 from web.htmx import is_htmx, refresh_when_finished
+from web.paging import paginate
 
 SYNC_POLL_STATUSES = frozenset({Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING})
+#: Rows per page of the host page's VM table and of its VM memory per cell: a host with a
+#: thousand VMs would otherwise ship (and render) a thousand rows of each.
+VM_PAGE_SIZE = 50
 
 
 @require_GET
@@ -121,31 +126,59 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     topology = services.load_topology(host)
     cells, cpus_by_cell = selectors.host_cells(host)
-    vms = vm_selectors.host_vms(host)
     host_cpus = frozenset(cpu for ids in cpus_by_cell.values() for cpu in ids)
-    diagram_vms = vm_selectors.diagram_vms(host, vms, host_cpus)
+    diagram_vms = vm_selectors.diagram_vms(host, host_cpus)
     diagram = None
     summary = None
     if topology is not None:
         summary = lscpu_summary(topology)
         # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
         diagram = mark_safe(  # noqa: S308
-            render_topology_svg(topology, diagram_vms, selectors.cell_memory(cells))
+            render_topology_svg(
+                topology,
+                diagram_vms,
+                selectors.cell_memory(cells),
+                # collapsed cells load their drawing (host_cell) when opened
+                cell_url=lambda cell_id: reverse("hosts:cell", args=[host.name, cell_id]),
+            )
         )
+    # The tables show a page of VMs each: only that page's rows are read as models.
+    vm_page, vm_query = paginate(request, vm_selectors.host_vm_rows(host), VM_PAGE_SIZE)
+    memory_page, memory_query = paginate(
+        request,
+        vm_selectors.host_vm_rows(host, with_memory=True),
+        VM_PAGE_SIZE,
+        param="memory_page",
+    )
     context = {
         "host": host,
         "summary": summary,
         "summary_cells": summary.cells if summary else [],
         "diagram": diagram,
         "cells": selectors.cell_usage(cells, cpus_by_cell),
-        "vms": vms,
+        "vm_page": vm_page,
+        "vm_query": vm_query,
         "cpu_count": len(host_cpus),
-        "memory_bars": memory_bars(vms),
+        "memory_page": memory_page,
+        "memory_query": memory_query,
+        "memory_bars": memory_bars(memory_page.object_list),
         "balancing_changes": numa_balancing.recent_changes(host),
         **_sync_context(host),
         **_distance_context(topology, request),
     }
     return render(request, "hosts/host_detail.html", context)
+
+
+@require_GET
+@requires(roles.VIEW_HOST)
+def host_cell(request: HttpRequest, name: str, cell_id: int) -> HttpResponse:
+    """One cell's drawing, for htmx when a collapsed cell of the host page's diagram opens."""
+    host = get_object_or_404(Host, name=name)
+    topology = services.load_topology(host)
+    if topology is None or cell_id not in topology.cell_ids:
+        raise Http404(f"host {host.name} has no NUMA cell {cell_id}")
+    # The markup as hosts.diagram writes it (it escapes every name, as for the host page).
+    return HttpResponse(render_cell_svg(topology, vm_selectors.diagram_vms(host), cell_id))
 
 
 @require_GET

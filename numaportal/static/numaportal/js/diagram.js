@@ -15,6 +15,9 @@
       });
     }
 
+    // A collapsed cell's drawing arrives later (htmx, when the cell opens): zoom it too.
+    root.addEventListener("htmx:afterSwap", applyZoom);
+
     if (toolbar) {
       toolbar.hidden = false;
       toolbar.addEventListener("click", function (event) {
