@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from hosts.models import Cell, Host, PhysicalCpu
+from numaportal.celery import app as celery_app
 from numaportal.roles import OPERATOR_GROUP, VIEWER_GROUP
 from numaportal.virt.cpuset import format_cpuset, format_nodeset, parse_cpuset
 from numaportal.virt.topology import parse_capabilities
@@ -194,3 +195,13 @@ def inventory(host_factory, vm_factory):
         "db01": vm_factory(hv1, "db01", vcpus=2, vcpu_max=4),
         "web01": vm_factory(hv2, "web01"),
     }
+
+
+@pytest.fixture
+def quick_status(settings):
+    """The home page's checks, kept off the shared lab daemon; workers are read from the
+    cache (numaportal.liveness), and a broadcast ping, which waits its timeout, fails."""
+    settings.NUMAPORTAL_LAB_URI = settings.NUMAPORTAL_FALLBACK_URI
+    refuse = AssertionError("the status page pinged the workers")
+    with mock.patch.object(celery_app.control, "ping", side_effect=refuse):
+        yield

@@ -27,7 +27,6 @@ from balancing.models import BalancingPlan, BalancingPolicy
 from changes.models import Change
 from hosts.models import CellRollup, CellSample, Host, SampleSource
 from hosts.sampling import store_cell_samples
-from numaportal.celery import app as celery_app
 from tests.querycount import assert_constant_queries
 from tests.web.conftest import make_host, make_vm
 from vms.models import VcpuPin, VirtualMachine, VmCellMemory
@@ -148,16 +147,6 @@ def vm(host) -> VirtualMachine:
 def root(admin_client) -> Client:
     """The superuser of pytest-django's admin_client: every button and link is rendered."""
     return admin_client
-
-
-@pytest.fixture
-def quick_status(settings):
-    """The home page's checks, kept off the shared lab daemon; workers are read from the
-    cache (numaportal.liveness), and a broadcast ping, which waits its timeout, fails."""
-    settings.NUMAPORTAL_LAB_URI = settings.NUMAPORTAL_FALLBACK_URI
-    refuse = AssertionError("the status page pinged the workers")
-    with mock.patch.object(celery_app.control, "ping", side_effect=refuse):
-        yield
 
 
 def computed_plan(host: Host) -> BalancingPlan:

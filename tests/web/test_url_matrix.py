@@ -341,16 +341,6 @@ def no_celery():
         yield
 
 
-@pytest.fixture
-def quick_status(settings):
-    """The home page's checks, kept off the shared lab daemon; workers are read from the
-    cache (numaportal.liveness), and a broadcast ping, which waits its timeout, fails."""
-    settings.NUMAPORTAL_LAB_URI = settings.NUMAPORTAL_FALLBACK_URI
-    refuse = AssertionError("the status page pinged the workers")
-    with mock.patch.object(celery_app.control, "ping", side_effect=refuse):
-        yield
-
-
 # --- the matrix ---------------------------------------------------------------------------------
 
 CASES = [
