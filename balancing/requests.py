@@ -48,8 +48,8 @@ def request_plan(
 ) -> BalancingPlan:
     """Write a ``computing`` plan for *host* and queue :func:`compute_plan` once committed.
 
-    *actor* None is the scheduler. Queued to the host's ``worker_queue`` when it has one (the
-    default queue otherwise), with the plan's id as the task id. An operator who presses the
+    *actor* None is the scheduler. Queued to the central workers (planning reads and writes
+    the database), with the plan's id as the task id. An operator who presses the
     button twice gets the plan that is still computing.
     """
     require_operator(actor)
@@ -75,13 +75,13 @@ def request_plan(
             requested_by=actor,
             requested_by_name=actor.get_username() if actor is not None else SCHEDULER_ACTOR,
         )
-        plan_id, queue = str(plan.id), host.worker_queue
-        transaction.on_commit(lambda: _enqueue_compute(plan_id, queue))
+        plan_id = str(plan.id)
+        transaction.on_commit(lambda: _enqueue_compute(plan_id))
     log.info("balancing plan %s of %s requested by %s", plan.id, host.name, plan.requested_by_name)
     return plan
 
 
-def _enqueue_compute(plan_id: str, queue: str) -> None:
+def _enqueue_compute(plan_id: str) -> None:
     def refused(exc: Exception) -> None:  # the plan says so instead of "computing" forever
         BalancingPlan.objects.filter(pk=plan_id, status=Status.COMPUTING).update(
             status=Status.ERROR,
@@ -89,7 +89,7 @@ def _enqueue_compute(plan_id: str, queue: str) -> None:
             error=f"could not queue the planning: {exc}",
         )
 
-    queueing.enqueue(tasks.compute_plan, [plan_id], task_id=plan_id, queue=queue, refused=refused)
+    queueing.enqueue(tasks.compute_plan, [plan_id], task_id=plan_id, refused=refused)
 
 
 def approve_plan(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
@@ -188,14 +188,14 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
                 "apply_order",
             ]
         )
-        plan_id, queue = str(plan.id), plan.host.worker_queue
-        transaction.on_commit(lambda: _enqueue_apply(plan_id, queue))
+        plan_id = str(plan.id)
+        transaction.on_commit(lambda: _enqueue_apply(plan_id))
     log.info("plan %s approved by %s: %d changes", plan.id, plan.approved_by_name, len(changes))
     return changes
 
 
-def _enqueue_apply(plan_id: str, queue: str) -> None:
+def _enqueue_apply(plan_id: str) -> None:
     def refused(exc: Exception) -> None:  # say so on the plan and its records
         stop(plan_id, f"could not queue the plan: {exc}", failed_change=None)
 
-    queueing.enqueue(tasks.apply_plan, [plan_id], queue=queue, refused=refused)
+    queueing.enqueue(tasks.apply_plan, [plan_id], refused=refused)

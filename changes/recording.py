@@ -6,7 +6,8 @@ enqueue its worker.
 moves) validate their own way, then call
 :func:`record_change`: the :class:`~changes.models.Change` row is written (status ``queued``)
 and ``changes.tasks.apply_change`` is enqueued once the transaction commits, with the row's id
-as the Celery task id, to the host's ``worker_queue`` when it has one.
+as the Celery task id, to the central workers (they hold the database; a host setting is read
+and written by its on-host worker when the central one asks, see :mod:`hosts.onhost`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def reason_errors(reason: Any) -> dict[str, list[str]]:
     return {}
 
 
-def enqueue(change_id: str, queue: str) -> None:
+def enqueue(change_id: str) -> None:
     """Queue ``apply_change(change_id)`` with the change id as task id; a broker that refuses
     ends the record ``failed`` instead of leaving it ``queued`` forever."""
 
@@ -50,9 +51,7 @@ def enqueue(change_id: str, queue: str) -> None:
             outcome="nothing was changed: the task never reached a worker",
         )
 
-    queueing.enqueue(
-        tasks.apply_change, [change_id], task_id=change_id, queue=queue, refused=refused
-    )
+    queueing.enqueue(tasks.apply_change, [change_id], task_id=change_id, refused=refused)
 
 
 def record_change(
@@ -87,9 +86,9 @@ def record_change(
             scope=scope,
             reason=reason.strip(),
         )
-        change_id, queue = str(change.id), host.worker_queue
+        change_id = str(change.id)
         if enqueue_on_commit:
-            transaction.on_commit(lambda: enqueue(change_id, queue))
+            transaction.on_commit(lambda: enqueue(change_id))
     log.info(
         "change %s queued: %s %s on %s by %s",
         change.id,

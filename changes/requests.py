@@ -4,8 +4,8 @@
 Forms, the scheduler and (later) the API all call these. Each enforces its role itself (not
 only the views do), validates through the kind's own rules (:mod:`changes.kinds`) and hands the
 record to :func:`changes.recording.record_change`: written ``queued``, its worker enqueued once
-the transaction commits, with the record's id as the Celery task id, to the host's
-``worker_queue`` when it has one. A balancing plan's moves are recorded by
+the transaction commits, with the record's id as the Celery task id, to the central workers.
+A balancing plan's moves are recorded by
 :mod:`balancing.apply`, which approves them as a whole.
 """
 
@@ -89,7 +89,8 @@ def request_numa_balancing(host: Host, value: int, reason: str, actor: Any) -> C
     *actor* must be an active superuser, else :class:`PermissionDenied`. A removed host, a
     host without an on-host worker, a value other than 0 or 1 and a blank *reason* raise
     :class:`ValidationError` keyed by field (``host``, ``worker_queue``, ``value``,
-    ``reason``). The task goes to ``host.worker_queue`` with the record's id as task id.
+    ``reason``). The task goes to the central workers with the record's id as task id; they ask
+    the host's own worker to read and write the file (:mod:`hosts.onhost`).
     """
     if not numa_balancing.can_switch(actor):
         who = actor.get_username() if getattr(actor, "is_authenticated", False) else "anonymous"

@@ -1,12 +1,13 @@
-"""numastat sampling of a host's cells: store a sample with its deltas, check a worker is ON the
-host it reads.
+"""numastat sampling of a host's cells: store a sample with its deltas.
 
-Two ways to sample a host, chosen by its ``worker_queue`` (the sampler is
-:func:`vms.sampling.sample_host`, a layer up because a sample also stores VM memory):
+Two ways to sample a host, chosen by its ``worker_queue`` (what is read is
+:mod:`hosts.probing`; storing it is :func:`vms.sampling.store_sample`, a layer up because a
+sample also stores VM memory):
 
 - **probe** — a worker runs ON the host (queue ``host.<name>``, ``NUMAPORTAL_ON_HOST=<name>``)
   and reads ``/sys`` and ``/proc`` there: numastat per cell, the boot time, numa_balancing and
-  each running VM's numa_maps; plus free memory per cell from libvirt.
+  each running VM's numa_maps; plus free memory per cell from libvirt. It has no database and
+  hands the sample back through the broker.
 - **libvirt** — any central worker asks libvirt for free memory per cell
   (``getCellsFreeMemory``): all a host without its own worker can tell ("libvirt only").
 
@@ -20,37 +21,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.conf import settings
-
 from hosts import numastat
 from hosts.models import CellSample, Host
-from numaportal.virt.errors import VirtError
 
 log = logging.getLogger(__name__)
 
 DELTA_FIELDS = tuple(f"{name}_delta" for name in numastat.COUNTERS)
-
-
-class NotOnThisHost(VirtError):
-    """A probe task reached a worker that does not run on the host it was meant for."""
-
-
-def probe_root() -> str:
-    return settings.NUMAPORTAL_PROBE_ROOT
-
-
-def check_on_host(host: Host) -> None:
-    here = settings.NUMAPORTAL_ON_HOST
-    if here != host.name:
-        raise NotOnThisHost(
-            f"this worker runs on host {here!r} (NUMAPORTAL_ON_HOST), not on {host.name!r}: "
-            f"its /sys and /proc are not {host.name}'s. Start the worker for queue "
-            f"{host.worker_queue!r} on {host.name} with NUMAPORTAL_ON_HOST={host.name}."
-            if here
-            else f"this worker is not an on-host worker (NUMAPORTAL_ON_HOST is unset), so it "
-            f"cannot read {host.name}'s /sys and /proc. Start the worker for queue "
-            f"{host.worker_queue!r} on {host.name} with NUMAPORTAL_ON_HOST={host.name}."
-        )
 
 
 def record_sample(host: Host, taken_at: datetime, source: str, problems: list[str]) -> None:

@@ -1,8 +1,12 @@
-"""Celery tasks for hosts: thin wrappers that load arguments and call services."""
+"""Celery tasks for hosts: thin wrappers that load arguments and call services.
+
+``probe_host`` and ``numa_balancing`` run on a host's own worker (queue ``host.<name>``): they
+take names, not database ids, touch no database and return JSON through the broker.
+"""
 
 from celery import shared_task
 
-from hosts import rollups, services
+from hosts import onhost, probing, rollups, services
 
 
 @shared_task(name="hosts.tasks.describe_host")
@@ -15,3 +19,15 @@ def describe_host(uri: str) -> dict[str, str]:
 def rollup_numastat() -> dict[str, int]:
     """Periodic (15 min): roll closed buckets up, then drop raw and rollups past retention."""
     return rollups.rollup_and_prune().as_dict()
+
+
+@shared_task(name="hosts.tasks.probe_host")
+def probe_host(host_name: str, uri: str, worker_queue: str) -> dict[str, object]:
+    """On-host: read one sample and hand it back (``vms.tasks.store_sample`` stores it)."""
+    return probing.take_sample(host_name, uri, worker_queue, probe=True).to_message()
+
+
+@shared_task(name="hosts.tasks.numa_balancing")
+def numa_balancing(host_name: str, worker_queue: str, value: int | None) -> dict[str, object]:
+    """On-host: read (``value`` None) or write /proc/sys/kernel/numa_balancing."""
+    return onhost.answer_numa_balancing(host_name, worker_queue, value)

@@ -11,9 +11,17 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["enqueue"]
+from django.conf import settings
+
+__all__ = ["central_queue", "enqueue"]
 
 log = logging.getLogger(__name__)
+
+
+def central_queue() -> str:
+    """The queue of the central workers (NUMAPORTAL_CENTRAL_QUEUE): they hold the database, so
+    every sync, change and plan, and every answer of an on-host worker, is run there."""
+    return settings.NUMAPORTAL_CENTRAL_QUEUE
 
 
 def enqueue(
@@ -26,11 +34,10 @@ def enqueue(
     **options: Any,
 ) -> bool:
     """``task.apply_async(args, task_id=…, queue=…)``; False (after *refused*) if the broker
-    refused. An empty *queue* means Celery's default queue (the central workers)."""
+    refused. An empty *queue* means the central workers' queue (:func:`central_queue`)."""
     if task_id is not None:
         options["task_id"] = task_id
-    if queue:
-        options["queue"] = queue
+    options["queue"] = queue or central_queue()
     try:
         task.apply_async(args=list(args), **options)
     except Exception as exc:  # broker down or unreachable: the record says so

@@ -147,6 +147,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+if os.environ.get("NUMAPORTAL_ON_HOST"):
+    # An on-host worker has no database, whatever DATABASE_URL says: it reads its host and
+    # answers through the broker; the central workers store (hosts.probing, hosts.onhost).
+    # Django's dummy backend makes any query fail loudly ("settings.DATABASES is improperly
+    # configured") instead of writing to a file nobody reads.
+    DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -212,6 +218,12 @@ CACHES = {
 # cannot be reached the portal falls back to libvirt's in-process test driver.
 NUMAPORTAL_LAB_URI = os.environ.get("NUMAPORTAL_LAB_URI", "qemu:///system")
 NUMAPORTAL_FALLBACK_URI = "test:///default"
+# The NUMA lab (`scripts/numa-lab`): a 2-node hypervisor in a TCG guest, its libvirtd on a
+# loopback-forwarded port; `make run` registers it as host "numalab".
+NUMAPORTAL_NUMALAB_URI = os.environ.get(
+    "NUMAPORTAL_NUMALAB_URI",
+    f"qemu+tcp://127.0.0.1:{os.environ.get('NUMAPORTAL_NUMALAB_PORT', '16510')}/system",
+)
 NUMAPORTAL_LIBVIRT_TIMEOUT = float(os.environ.get("NUMAPORTAL_LIBVIRT_TIMEOUT", "15"))
 # Changes: how long a second change to the same VM waits for the first one's lock before it
 # fails ("another change to this VM is running"), and how long a change may stay queued before
@@ -224,6 +236,15 @@ NUMAPORTAL_CHANGE_QUEUED_TIMEOUT = float(os.environ.get("NUMAPORTAL_CHANGE_QUEUE
 # fixture tree). A worker refuses to probe a host other than its own: its /sys is not theirs.
 NUMAPORTAL_ON_HOST = os.environ.get("NUMAPORTAL_ON_HOST", "")
 NUMAPORTAL_PROBE_ROOT = os.environ.get("NUMAPORTAL_PROBE_ROOT", "/")
+# The libvirt URI an on-host worker uses for its own host (qemu:///system inside the NUMA lab
+# guest, whose portal-side URI is qemu+tcp://127.0.0.1:16510/system); empty: the host's URI.
+NUMAPORTAL_ON_HOST_URI = os.environ.get("NUMAPORTAL_ON_HOST_URI", "")
+# On-host workers have no database: they answer through the broker. Their answers are stored,
+# and every sync, change and plan runs, on the central workers' queue (Celery's default).
+NUMAPORTAL_CENTRAL_QUEUE = os.environ.get("NUMAPORTAL_CENTRAL_QUEUE", "celery")
+# How long a central worker waits for an on-host worker's answer (numa_balancing read/write);
+# the request expires unread after that, so a late worker never acts on it.
+NUMAPORTAL_ON_HOST_WAIT = float(os.environ.get("NUMAPORTAL_ON_HOST_WAIT", "30"))
 NUMAPORTAL_SAMPLE_INTERVAL = float(os.environ.get("NUMAPORTAL_SAMPLE_INTERVAL", "60"))
 NUMAPORTAL_SAMPLE_RAW_HOURS = float(os.environ.get("NUMAPORTAL_SAMPLE_RAW_HOURS", "48"))
 NUMAPORTAL_ROLLUP_BUCKET_S = int(os.environ.get("NUMAPORTAL_ROLLUP_BUCKET_S", "900"))

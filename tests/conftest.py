@@ -44,8 +44,13 @@ def embedded_worker(queue: str):
 
 
 @pytest.fixture
-def worker_queue():
-    """A real worker thread on a queue of its own, so a `make run` worker cannot steal tasks."""
+def worker_queue(settings):
+    """A real worker thread on a queue of its own, so a `make run` worker cannot steal tasks.
+
+    It is this test's central queue too (syncs, changes, plans, stored samples), and a host
+    registered with it as ``worker_queue`` has its on-host tasks there as well: one worker
+    playing both parts, like `make run`'s worker for the lab on this machine."""
     queue = new_queue()
+    settings.NUMAPORTAL_CENTRAL_QUEUE = queue
     with embedded_worker(queue):
         yield queue

@@ -15,9 +15,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from hosts import tasks as host_tasks
 from hosts.models import Host
 from hosts.services import add_host
-from numaportal.queueing import enqueue
+from numaportal.queueing import central_queue, enqueue
 from vms import tasks
 
 __all__ = ["register_host", "request_sync", "sample_enabled_hosts", "sync_enabled_hosts"]
@@ -47,7 +48,7 @@ def register_host(
 # --- queueing -------------------------------------------------------------------------------
 
 
-def _enqueue_sync(host_id: int, task_id: str, queue: str) -> None:
+def _enqueue_sync(host_id: int, task_id: str) -> None:
     def refused(exc: Exception) -> None:  # say so on the host instead of "queued" forever
         Host.objects.filter(pk=host_id, sync_task_id=task_id).update(
             sync_status=Host.SyncStatus.ERROR,
@@ -55,21 +56,22 @@ def _enqueue_sync(host_id: int, task_id: str, queue: str) -> None:
             last_sync_at=timezone.now(),
         )
 
-    enqueue(tasks.sync_host, [host_id], task_id=task_id, queue=queue, refused=refused)
+    enqueue(tasks.sync_host, [host_id], task_id=task_id, refused=refused)
 
 
 def request_sync(host: Host) -> None:
     """Mark the host "sync queued" and enqueue ``hosts.tasks.sync_host`` once committed.
 
     The task id is generated here and stored on the host (``sync_task_id``) so a page can
-    follow it; the task goes to ``host.worker_queue`` when the host has its own worker.
+    follow it. A sync writes the database, so it runs on a central worker (an on-host worker
+    has no database), reaching the host through its libvirt URI.
     """
     task_id = str(uuid_module.uuid4())
     host.sync_status = Host.SyncStatus.QUEUED
     host.sync_task_id = task_id
     host.save(update_fields=["sync_status", "sync_task_id"])
-    host_id, queue = host.pk, host.worker_queue
-    transaction.on_commit(lambda: _enqueue_sync(host_id, task_id, queue))
+    host_id = host.pk
+    transaction.on_commit(lambda: _enqueue_sync(host_id, task_id))
 
 
 def sync_enabled_hosts() -> int:
@@ -95,8 +97,17 @@ def sample_enabled_hosts() -> int:
     count = 0
     for host in Host.objects.active().filter(enabled=True):
         if host.has_probe:
-            tasks.probe_host.apply_async(args=[host.pk], queue=host.worker_queue, expires=expires)
+            # The on-host worker reads and answers; its answer is this link's first argument.
+            store = tasks.store_sample.s(host.pk).set(queue=central_queue())
+            host_tasks.probe_host.apply_async(
+                args=[host.name, host.uri, host.worker_queue],
+                queue=host.worker_queue,
+                expires=expires,
+                link=store,
+            )
         else:
-            tasks.sample_host_libvirt.apply_async(args=[host.pk], expires=expires)
+            tasks.sample_host_libvirt.apply_async(
+                args=[host.pk], queue=central_queue(), expires=expires
+            )
         count += 1
     return count

@@ -1,5 +1,6 @@
-"""Taking one sample of a host: its cells' numastat (stored by :mod:`hosts.sampling`) and every
-running VM's memory per cell from its QEMU's numa_maps (stored here), in one transaction.
+"""Storing one sample of a host: its cells' numastat (rows by :mod:`hosts.sampling`) and every
+running VM's memory per cell from its QEMU's numa_maps (rows here), in one transaction. What a
+sample reads, and the message an on-host worker hands back, is :mod:`hosts.probing`.
 
 It lives in ``vms`` because it writes VM rows; ``hosts`` is the layer below. Queueing the
 samples of every host is :func:`vms.requests.sample_enabled_hosts`.
@@ -15,11 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from hosts.models import CellSample, Host, SampleSource
-from hosts.sampling import check_on_host, probe_root, record_sample, store_cell_samples
-from numaportal.virt import connection as virt_connection
-from numaportal.virt import hostfacts, hostprobe
-from numaportal.virt.domains import list_domains
-from numaportal.virt.errors import VirtError
+from hosts.probing import HostSample, MalformedSample, take_sample
+from hosts.sampling import record_sample, store_cell_samples
+from numaportal.virt import hostprobe
 from vms.models import VirtualMachine, VmCellMemory
 
 log = logging.getLogger(__name__)
@@ -44,34 +43,25 @@ class SampleResult:
 
 
 def sample_host(host_id: int, *, probe: bool) -> SampleResult:
-    """Take one sample of a host and store it; a failure is recorded on the host, not raised.
-
-    ``probe`` is true on the host's own worker (the task routed to ``host.<name>``).
-    """
+    """Take one sample of a host in this process and store it (a failure is recorded on the
+    host, not raised). ``probe`` true only where this process runs ON the host; the Celery
+    path splits the two: the on-host worker takes (``hosts.tasks.probe_host``), a central
+    worker stores (``vms.tasks.store_sample``)."""
     host = Host.objects.get(pk=host_id)
-    taken_at = timezone.now()
-    source = SampleSource.PROBE if probe else SampleSource.LIBVIRT
-    problems: list[str] = []
-    free: dict[int, int] = {}
-    running: list[tuple[str, str]] = []  # (name, uuid) of active domains
-    try:
-        with virt_connection.connect(host.uri, readonly=True) as conn:
-            free = hostfacts.cells_free_memory_kib(conn)
-            if probe:
-                running = [(d.name, d.uuid) for d in list_domains(conn) if d.active]
-    except VirtError as exc:
-        problems.append(f"libvirt: {exc}")
+    return store_sample(host.pk, take_sample(host.name, host.uri, host.worker_queue, probe=probe))
 
-    probed: hostprobe.HostProbe | None = None
-    if probe:
-        try:
-            check_on_host(host)
-            probed = hostprobe.probe_host([name for name, _ in running], probe_root())
-            problems.extend(probed.problems)
-        except VirtError as exc:  # HostProbeError, NotOnThisHost
-            problems.append(str(exc))
 
-    if not free and probed is None:
+def store_sample(host_id: int, sample: HostSample) -> SampleResult:
+    """Store a sample (taken here or handed back by an on-host worker) with its deltas."""
+    host = Host.objects.get(pk=host_id)
+    problems = list(sample.problems)
+    if sample.host != host.name:
+        # A worker answering for another host: its numbers are not this host's.
+        problems = [f"a sample of host {sample.host[:64]!r} arrived for {host.name!r}: dropped"]
+        record_sample(host, timezone.now(), sample.source, problems)
+        return SampleResult(host.name, sample.source, 0, 0, "; ".join(problems))
+    taken_at, source, probed = sample.taken_at, sample.source, sample.probe
+    if sample.empty:
         # Nothing was read: keep the last good sample as the previous one for the next delta.
         record_sample(host, taken_at, source, problems)
         return SampleResult(host.name, source, 0, 0, "; ".join(problems))
@@ -87,19 +77,30 @@ def sample_host(host_id: int, *, probe: bool) -> SampleResult:
         rows = store_cell_samples(
             host,
             taken_at,
-            # What was really read: a failed probe leaves libvirt's free memory only.
-            source if probed is not None else SampleSource.LIBVIRT,
-            free_kib=free,
+            source,
+            free_kib=sample.free_kib,
             counters=probed.numastat if probed else {},
             boot_time=probed.boot_time if probed else None,
         )
         vms = 0
         if probed is not None:
-            vms = store_vm_memory(host, taken_at, running, probed.vm_memory)
+            vms = store_vm_memory(host, taken_at, list(sample.running), probed.vm_memory)
             if probed.numa_balancing is not None:
                 host.numa_balancing = probed.numa_balancing
         record_sample(host, taken_at, source, problems)
     return SampleResult(host.name, source, len(rows), vms, "; ".join(problems))
+
+
+def store_message(host_id: int, message: object) -> SampleResult:
+    """Store an on-host worker's answer; a malformed one is recorded on the host as such."""
+    try:
+        sample = HostSample.from_message(message)
+    except MalformedSample as exc:
+        host = Host.objects.get(pk=host_id)
+        problems = [f"the on-host worker's sample was malformed and dropped: {exc}"]
+        record_sample(host, timezone.now(), SampleSource.PROBE, problems)
+        return SampleResult(host.name, SampleSource.PROBE, 0, 0, problems[0])
+    return store_sample(host_id, sample)
 
 
 def store_vm_memory(

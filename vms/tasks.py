@@ -26,10 +26,14 @@ def sync_host(host_id: int) -> dict[str, str]:
     return {"host": host.name, "status": host.sync_status, "error": host.last_error}
 
 
-@shared_task(name="hosts.tasks.probe_host")
-def probe_host(host_id: int) -> dict[str, object]:
-    """Routed to the host's own queue (host.<name>): reads its /sys and /proc, and libvirt."""
-    return _sample(host_id, probe=True)
+@shared_task(name="vms.tasks.store_sample")
+def store_sample(message: object, host_id: int) -> dict[str, object]:
+    """Central: store what an on-host worker's ``hosts.tasks.probe_host`` handed back (its
+    return value arrives first: this task is that one's link)."""
+    try:
+        return sampling.store_message(host_id, message).as_dict()
+    except Host.DoesNotExist:
+        return {"host": str(host_id), "error": "no such host"}
 
 
 @shared_task(name="hosts.tasks.sample_host_libvirt")

@@ -29,7 +29,7 @@ from changes.diff import failure_outcome, make_diff
 from changes.kinds.facts import HostFacts, VmFacts
 from changes.kinds.fields import Errors
 from changes.models import Change
-from hosts.sampling import check_on_host
+from hosts.onhost import OnHostWorker
 from numaportal.virt import connection as virt_connection
 from numaportal.virt import domains, snapshot
 from numaportal.virt.topology import HostTopology
@@ -193,13 +193,12 @@ class VmKind(ChangeKind):
 
 
 class HostKind(ChangeKind):
-    """A setting of the host itself, written by the worker running ON it (its
-    ``worker_queue``, ``NUMAPORTAL_ON_HOST``); the handle is the probe root
-    (``NUMAPORTAL_PROBE_ROOT``, ``/`` in production)."""
+    """A setting of the host itself, read and written by the worker running ON it (its
+    ``worker_queue``, ``NUMAPORTAL_ON_HOST``), asked over the broker by the central worker that
+    runs the change; the handle is that :class:`hosts.onhost.OnHostWorker`."""
 
     target = Target.HOST
     requestable = False
 
     def session(self, change: Change) -> AbstractContextManager[Any]:
-        check_on_host(change.host)  # NotOnThisHost: this worker's /proc is another machine's
-        return nullcontext(settings.NUMAPORTAL_PROBE_ROOT)
+        return nullcontext(OnHostWorker(change.host.name, change.host.worker_queue))

@@ -2,10 +2,11 @@
 (``/proc/sys/kernel/numa_balancing``), and what the host pages show about it.
 
 The file is on the host itself, so only the worker running ON that host (its ``worker_queue``,
-started with ``NUMAPORTAL_ON_HOST=<name>``) can write it; the record has no VM, its target is
-the host. :func:`changes.requests.request_numa_balancing` records it (admins only);
-:mod:`changes.executor` reads before, writes, reads back and verifies like any change. Before
-and after are ``{"numa_balancing": <value>}``.
+started with ``NUMAPORTAL_ON_HOST=<name>``) can write it; that worker has no database, so the
+change runs on a central worker that asks it over the broker (:mod:`hosts.onhost`). The record
+has no VM, its target is the host. :func:`changes.requests.request_numa_balancing` records it
+(admins only); :mod:`changes.executor` reads before, writes, reads back and verifies like any
+change. Before and after are ``{"numa_balancing": <value>}``.
 
 Values: 0 (off) and 1 (on) only. 2 (memory tiering, kernel 5.18+) is a different feature: it
 promotes hot pages from slow memory tiers (CXL, PMEM) to DRAM and, on kernels before 6.x, turns
@@ -26,7 +27,7 @@ from changes.kinds.fields import Errors
 from changes.kinds.words import word
 from changes.models import Change
 from hosts.models import Host
-from numaportal.virt import hostprobe
+from hosts.onhost import OnHostWorker
 from numaportal.virt.scope import Scope
 
 __all__ = [
@@ -128,12 +129,14 @@ class NumaBalancing(HostKind):
             errors.add("value", problem)
         return {} if "value" in errors else {"value": value}
 
-    def snapshot(self, handle: Any) -> dict[str, Any]:
-        return {"numa_balancing": hostprobe.read_numa_balancing(handle)}
+    def snapshot(self, handle: OnHostWorker) -> dict[str, Any]:
+        return {"numa_balancing": handle.read_numa_balancing()}
 
-    def apply(self, handle: Any, change: Change, before: dict[str, Any]) -> tuple[str, str]:
-        # EPERM, no such file, a value the probe refuses: a VirtError, recorded as the error.
-        hostprobe.write_numa_balancing(change.params.get("value"), handle)
+    def apply(
+        self, handle: OnHostWorker, change: Change, before: dict[str, Any]
+    ) -> tuple[str, str]:
+        # EPERM, no such file, not on the host, no answer: a VirtError, recorded as the error.
+        handle.write_numa_balancing(change.params.get("value"))
         return "", ""
 
     def keep(self, change: Change, after: dict[str, Any]) -> None:

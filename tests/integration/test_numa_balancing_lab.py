@@ -1,7 +1,8 @@
 """numa_balancing on this very machine: the REAL /proc/sys/kernel/numa_balancing, switched
-through changes.requests.request_numa_balancing and a real Celery worker (the ``worker_queue``
-fixture) playing the on-host worker (``NUMAPORTAL_ON_HOST`` = the host row's name,
-``NUMAPORTAL_PROBE_ROOT`` = "/").
+through changes.requests.request_numa_balancing, run by a central Celery worker (the
+``worker_queue`` fixture) that asks the on-host worker: a ``celery worker`` process of its own
+without a database (tests/onhost_worker.py), ``NUMAPORTAL_ON_HOST`` = the host row's name,
+``NUMAPORTAL_PROBE_ROOT`` = "/".
 
 ``cat`` in a subprocess is the independent witness. The original value is ALWAYS written back
 in a ``finally``, whatever the portal did. Needs root and a kernel with NUMA balancing (the lab
@@ -21,6 +22,8 @@ from changes.models import Change
 from changes.requests import request_numa_balancing
 from hosts.models import Host
 from numaportal.celery import app
+from tests.conftest import new_queue
+from tests.onhost_worker import on_host_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -57,10 +60,9 @@ def original() -> Iterator[str]:
 
 @pytest.fixture
 def lab_host(worker_queue: str, settings) -> Host:
-    """This machine as a host whose on-host worker is the test's own worker."""
-    settings.NUMAPORTAL_ON_HOST = "lab"
-    settings.NUMAPORTAL_PROBE_ROOT = "/"
-    return Host.objects.create(name="lab", uri="qemu:///system", worker_queue=worker_queue)
+    """This machine as a host with an on-host worker queue; this process is central only."""
+    settings.NUMAPORTAL_ON_HOST = ""
+    return Host.objects.create(name="lab", uri="qemu:///system", worker_queue=new_queue())
 
 
 @pytest.fixture
@@ -78,7 +80,8 @@ def wait(change: Change) -> Change:
 def test_flip_the_real_numa_balancing_and_back(lab_host, admin, original) -> None:
     start = int(original)
     flipped = 0 if start else 1
-    change = wait(request_numa_balancing(lab_host, flipped, "integration: flip", admin))
+    with on_host_worker(lab_host.worker_queue, "lab", probe_root="/"):
+        change = wait(request_numa_balancing(lab_host, flipped, "integration: flip", admin))
     assert change.status == Change.Status.SUCCEEDED, change.error
     assert cat() == str(flipped)  # the kernel, asked by another process, agrees
     assert change.before == {"numa_balancing": start}
@@ -88,18 +91,17 @@ def test_flip_the_real_numa_balancing_and_back(lab_host, admin, original) -> Non
     assert lab_host.numa_balancing == flipped
 
     if start in (0, 1):  # the portal sets 0 and 1 only; 2 or 3 is restored by the fixture
-        back = wait(request_numa_balancing(lab_host, start, "integration: restore", admin))
+        with on_host_worker(lab_host.worker_queue, "lab", probe_root="/"):
+            back = wait(request_numa_balancing(lab_host, start, "integration: restore", admin))
         assert back.status == Change.Status.SUCCEEDED, back.error
         assert cat() == original
         assert back.before == {"numa_balancing": flipped}
 
 
-def test_a_worker_on_another_host_leaves_the_real_file_alone(
-    lab_host, admin, original, settings
-) -> None:
-    settings.NUMAPORTAL_ON_HOST = "elsewhere"
+def test_a_worker_on_another_host_leaves_the_real_file_alone(lab_host, admin, original) -> None:
     flipped = 0 if int(original) else 1
-    change = wait(request_numa_balancing(lab_host, flipped, "integration: wrong worker", admin))
+    with on_host_worker(lab_host.worker_queue, "elsewhere", probe_root="/"):
+        change = wait(request_numa_balancing(lab_host, flipped, "integration: wrong worker", admin))
     assert change.status == Change.Status.FAILED
     assert "this worker runs on host 'elsewhere'" in change.error
     assert cat() == original

@@ -1,4 +1,5 @@
-"""Sampling the lab host through a real Celery worker acting as its on-host worker.
+"""Sampling the lab host through its on-host worker: a ``celery worker`` process without a
+database (tests/onhost_worker.py) reads, a central worker (the ``worker_queue`` fixture) stores.
 
 The lab's libvirtd + QEMU run on this machine, so a worker here reads the lab's real /sys and
 /proc: numastat of the one real cell, numa_maps of the three lab QEMU processes. Witnesses are
@@ -14,6 +15,8 @@ import pytest
 
 from hosts.models import CellSample
 from numaportal.virt.hostprobe import qemu_pid
+from tests.conftest import new_queue
+from tests.onhost_worker import on_host_worker
 from tests.virsh_cli import numastat_p
 from vms import requests, sync
 from vms.models import VmCellMemory
@@ -40,10 +43,9 @@ def wait_for_samples(host, count: int, timeout: float = 60.0) -> list[CellSample
 
 @pytest.fixture
 def lab_host(worker_queue, settings):
-    settings.NUMAPORTAL_ON_HOST = "lab"
-    settings.NUMAPORTAL_PROBE_ROOT = "/"
+    settings.NUMAPORTAL_ON_HOST = ""  # this process is central only
     host = requests.register_host(
-        name="lab", uri="qemu:///system", worker_queue=worker_queue, queue_first_sync=False
+        name="lab", uri="qemu:///system", worker_queue=new_queue(), queue_first_sync=False
     )
     synced = sync.sync_host(host.pk)
     assert synced.sync_status == "ok", synced.last_error
@@ -51,6 +53,11 @@ def lab_host(worker_queue, settings):
 
 
 def test_the_on_host_worker_samples_the_real_lab(lab_host):
+    with on_host_worker(lab_host.worker_queue, "lab", probe_root="/"):
+        sample_twice(lab_host)
+
+
+def sample_twice(lab_host):
     before = kernel_numastat()
     assert requests.sample_enabled_hosts() == 1
     first = wait_for_samples(lab_host, 1)[0]
@@ -80,11 +87,14 @@ def test_the_on_host_worker_samples_the_real_lab(lab_host):
         assert memory[name].total_mib > 1
 
 
-def test_a_sample_on_the_wrong_worker_is_refused(lab_host, settings):
-    settings.NUMAPORTAL_ON_HOST = "somewhere-else"
-    assert requests.sample_enabled_hosts() == 1
-    wait_for_samples(lab_host, 1)  # libvirt's free memory still arrives
-    lab_host.refresh_from_db()
+def test_a_sample_on_the_wrong_worker_is_refused(lab_host):
+    with on_host_worker(lab_host.worker_queue, "somewhere-else", probe_root="/"):
+        assert requests.sample_enabled_hosts() == 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not lab_host.last_sample_error:
+            time.sleep(0.2)
+            lab_host.refresh_from_db()
     assert "this worker runs on host 'somewhere-else'" in lab_host.last_sample_error
-    assert not CellSample.objects.filter(numa_hit__isnull=False).exists()
+    # Not even libvirt's free memory: qemu:///system there would be another machine's daemon.
+    assert not CellSample.objects.filter(host=lab_host).exists()
     assert not VmCellMemory.objects.exists()

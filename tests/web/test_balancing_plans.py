@@ -161,14 +161,15 @@ def test_request_plan_records_and_queues_on_commit(
     assert plan.status == Status.COMPUTING
     assert plan.trigger == BalancingPlan.Trigger.MANUAL
     assert plan.requested_by == operator_user and plan.requested_by_name == "op"
-    apply_async.assert_called_once_with(args=[str(plan.pk)], task_id=str(plan.pk), queue="host.hv")
+    # Planning writes the database: central workers, even for a host with its own worker.
+    apply_async.assert_called_once_with(args=[str(plan.pk)], task_id=str(plan.pk), queue="celery")
     # a second press while it computes returns the same plan
     with mock.patch("balancing.tasks.compute_plan.apply_async"):
         assert plan_requests.request_plan(host=host, actor=operator_user) == plan
     assert BalancingPlan.objects.count() == 1
 
 
-def test_request_plan_without_worker_queue_uses_the_default_queue(
+def test_request_plan_without_worker_queue_uses_the_central_queue(
     seed, operator_user, django_capture_on_commit_callbacks
 ):
     host, _ = seed
@@ -177,7 +178,7 @@ def test_request_plan_without_worker_queue_uses_the_default_queue(
         django_capture_on_commit_callbacks(execute=True),
     ):
         plan = plan_requests.request_plan(host=host, actor=operator_user)
-    apply_async.assert_called_once_with(args=[str(plan.pk)], task_id=str(plan.pk))
+    apply_async.assert_called_once_with(args=[str(plan.pk)], task_id=str(plan.pk), queue="celery")
 
 
 def test_a_broker_that_refuses_ends_the_plan_in_error(

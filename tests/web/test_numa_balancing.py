@@ -13,6 +13,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import redis
 from celery.result import AsyncResult
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
@@ -25,6 +26,8 @@ from changes.requests import request_numa_balancing
 from hosts.models import Host
 from numaportal.celery import app
 from numaportal.virt import hostprobe
+from tests.conftest import new_queue
+from tests.onhost_worker import on_host_worker
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -180,7 +183,7 @@ def test_form_errors_name_the_field(ops_client, host, enqueued) -> None:
 # --- the record -------------------------------------------------------------------------------
 
 
-def test_the_record_is_written_and_enqueued_on_commit_to_the_host_queue(
+def test_the_record_is_written_and_enqueued_on_commit_to_the_central_queue(
     host, operator, enqueued, django_capture_on_commit_callbacks
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
@@ -194,9 +197,8 @@ def test_the_record_is_written_and_enqueued_on_commit_to_the_host_queue(
     assert change.params == {"value": 0} and change.scope == Change.Scope.LIVE
     assert change.reason == "ticket 42: measure without balancing"
     assert (change.actor, change.actor_name, change.status) == (operator, "ops", "queued")
-    enqueued.assert_called_once_with(
-        args=[str(change.id)], task_id=str(change.id), queue="host.hv1"
-    )
+    # The record and its lock are the central worker's; it asks host.hv1's worker to write.
+    enqueued.assert_called_once_with(args=[str(change.id)], task_id=str(change.id), queue="celery")
 
 
 def test_post_redirects_to_the_change_page(
@@ -233,15 +235,23 @@ def test_apply_switches_the_file_and_records_before_after(host, operator, enqueu
     assert executor.apply_change(str(change.id)).finished_at == result.finished_at
 
 
-def test_a_worker_not_on_the_host_fails_and_writes_nothing(
+def test_no_answer_from_the_on_host_worker_fails_and_writes_nothing(
     host, operator, enqueued, probe_root, settings
 ) -> None:
+    # This process is a central worker now, and nothing consumes host.hv1.
     settings.NUMAPORTAL_ON_HOST = "portal"
+    settings.NUMAPORTAL_ON_HOST_WAIT = 1.0
     change = request_numa_balancing(host, 0, "r", operator)
-    result = executor.apply_change(str(change.id))
+    try:
+        result = executor.apply_change(str(change.id))
+    finally:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("host.hv1")
     assert result.status == Change.Status.FAILED
-    assert "this worker runs on host 'portal'" in result.error
+    assert result.error.startswith(
+        "no answer from the on-host worker of hv1 (queue 'host.hv1') within 1 s: nothing was read"
+    )
     assert "NUMAPORTAL_ON_HOST=hv1" in result.error
+    assert balancing_file(probe_root) == "1"
     assert result.outcome == "nothing was changed: no file was written"
     assert result.before is None and result.after is None
     assert balancing_file(probe_root) == "1"
@@ -368,13 +378,35 @@ def test_end_to_end_switch_through_the_form_and_a_worker(ops_client, worker_host
     assert balancing_file(probe_root) == "1"
 
 
+@pytest.fixture
+def remote_host(host_factory, worker_queue, settings) -> Host:
+    """A host whose on-host worker is a process of its own, without a database; this process
+    (and the embedded worker on *worker_queue*) is only the central side."""
+    settings.NUMAPORTAL_ON_HOST = ""
+    return host_factory("hv7", worker_queue=new_queue(), numa_balancing=1)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_end_to_end_worker_on_the_wrong_host(ops_client, worker_host, probe_root, settings):
-    settings.NUMAPORTAL_ON_HOST = "elsewhere"
-    ops_client.post(url(worker_host), {"value": "0", "reason": "wrong worker"})
-    change = wait(Change.objects.get())
+def test_end_to_end_through_an_on_host_worker_without_a_database(
+    ops_client, remote_host, probe_root
+):
+    with on_host_worker(remote_host.worker_queue, "hv7", probe_root=probe_root):
+        ops_client.post(url(remote_host), {"value": "0", "reason": "remote: switch off"})
+        change = wait(Change.objects.get())
+    assert change.status == Change.Status.SUCCEEDED, change.error
+    assert balancing_file(probe_root) == "0"  # written by the other process
+    assert change.before == {"numa_balancing": 1} and change.after == {"numa_balancing": 0}
+    remote_host.refresh_from_db()
+    assert remote_host.numa_balancing == 0  # stored by the central worker
+
+
+@pytest.mark.django_db(transaction=True)
+def test_end_to_end_worker_on_the_wrong_host(ops_client, remote_host, probe_root):
+    with on_host_worker(remote_host.worker_queue, "elsewhere", probe_root=probe_root):
+        ops_client.post(url(remote_host), {"value": "0", "reason": "wrong worker"})
+        change = wait(Change.objects.get())
     assert change.status == Change.Status.FAILED
-    assert "this worker runs on host 'elsewhere' (NUMAPORTAL_ON_HOST), not on 'lab'" in change.error
+    assert "this worker runs on host 'elsewhere' (NUMAPORTAL_ON_HOST), not on 'hv7'" in change.error
     assert balancing_file(probe_root) == "1"
     page = ops_client.get(change.get_absolute_url()).content.decode()
     assert "this worker runs on host &#x27;elsewhere&#x27;" in page

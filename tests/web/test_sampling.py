@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,9 @@ from django.utils import timezone
 
 from hosts import history, rollups, sampling
 from hosts.models import CellRollup, CellSample, Host, SampleSource
+from hosts.probing import HostSample, take_sample
+from tests.conftest import new_queue
+from tests.onhost_worker import on_host_worker
 from vms import requests
 from vms import sampling as vm_sampling
 from vms.models import VmCellMemory
@@ -139,6 +143,58 @@ def test_a_worker_not_on_the_host_refuses_to_read_its_own_proc(
     assert not CellSample.objects.filter(numa_hit__isnull=False).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_on_host_worker_without_a_database_hands_its_sample_to_a_central_worker(
+    host_factory, vm_factory, worker_queue, probe_root, settings
+) -> None:
+    """The Celery path end to end: probe on the host's queue (a process of its own, no
+    database), its answer stored by the central worker (the embedded one on worker_queue)."""
+    settings.NUMAPORTAL_ON_HOST = ""  # this process is central only
+    host = host_factory("td2", uri=TEST_URI, worker_queue=new_queue())
+    vm_factory(host, "test", uuid=uuid.UUID(TEST_UUID), vcpus=2, cells="0")
+    with on_host_worker(host.worker_queue, "td2", probe_root=probe_root):
+        assert requests.sample_enabled_hosts() == 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not CellSample.objects.filter(host=host).exists():
+            time.sleep(0.2)
+    rows = {s.cell_id: s for s in CellSample.objects.filter(host=host)}
+    host.refresh_from_db()
+    assert host.last_sample_error == "" and host.last_sample_source == "probe"
+    assert set(rows) == {0, 1}
+    # The fixture tree's counters, read by the other process, stored by this one.
+    assert rows[0].numa_hit == 1000 and rows[0].other_node == 30
+    assert rows[0].boot_time == 1780000000 and host.numa_balancing == 1
+    memory = VmCellMemory.objects.filter(vm__host=host)
+    assert {m.vm.name for m in memory} == {"test"}  # its numa_maps, from the fixture tree
+    assert {m.cell_id for m in memory} == {0, 1}
+
+
+def test_a_malformed_answer_is_recorded_not_stored(host_factory) -> None:
+    host = host_factory("bad", uri=TEST_URI, worker_queue="host.bad")
+    result = vm_sampling.store_message(host.pk, {"host": "bad", "taken_at": "yesterday"})
+    assert result.error.startswith("the on-host worker's sample was malformed and dropped: ")
+    assert "taken_at" in result.error
+    host.refresh_from_db()
+    assert host.last_sample_error == result.error
+    assert not CellSample.objects.filter(host=host).exists()
+
+
+def test_an_answer_for_another_host_is_dropped(host_factory, td_host, probe_root) -> None:
+    other = host_factory("other", uri=TEST_URI, worker_queue="host.other")
+    sample = take_sample("td", TEST_URI, "host.td", probe=True)
+    result = vm_sampling.store_message(other.pk, sample.to_message())
+    assert result.error == "a sample of host 'td' arrived for 'other': dropped"
+    assert not CellSample.objects.filter(host=other).exists()
+
+
+def test_a_sample_survives_the_trip_through_json(td_host, probe_root) -> None:
+    import json
+
+    sample = take_sample("td", TEST_URI, "host.td", probe=True)
+    assert sample.probe is not None and sample.probe.vm_memory
+    assert HostSample.from_message(json.loads(json.dumps(sample.to_message()))) == sample
+
+
 def test_a_libvirt_only_host_gets_free_memory_per_cell(host_factory) -> None:
     gc.collect()
     host = host_factory("plain", uri=TEST_URI)
@@ -246,6 +302,7 @@ def test_history_from_raw_and_from_rollups_agrees(host_factory) -> None:
 
 def test_sample_all_hosts_routes_probe_hosts_to_their_own_queue(host_factory) -> None:
     """The message really lands in Redis on the host's queue (nothing consumes it here)."""
+    import base64
     import json
 
     import redis
@@ -266,5 +323,11 @@ def test_sample_all_hosts_routes_probe_hosts_to_their_own_queue(host_factory) ->
     assert len(messages) == 1
     headers = messages[0]["headers"]
     assert headers["task"] == "hosts.tasks.probe_host"
-    assert headers["argsrepr"] == f"[{on_host.pk}]"
+    # Names, not database ids: the on-host worker has no database.
+    assert headers["argsrepr"] == repr(["hv1", on_host.uri, queue])
     assert headers["expires"]  # a sample nobody ran within the interval is dropped
+    # Its answer is stored by a central worker: the link names the central queue.
+    body = json.loads(base64.b64decode(messages[0]["body"]))
+    (link,) = body[2]["callbacks"]
+    assert link["task"] == "vms.tasks.store_sample"
+    assert link["args"] == [on_host.pk] and link["options"]["queue"] == "celery"
