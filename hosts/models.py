@@ -24,6 +24,8 @@ class HostQuerySet(models.QuerySet["Host"]):
 class Host(models.Model):
     class SyncStatus(models.TextChoices):
         NEVER = "never", "never synced"
+        #: The hypervisor is booting (the NUMA lab's first boot takes a minute): not an error.
+        STARTING = "starting", "host starting"
         QUEUED = "queued", "sync queued"
         RUNNING = "running", "syncing"
         OK = "ok", "in sync"
@@ -45,8 +47,9 @@ class Host(models.Model):
             )
         ],
         help_text="Celery queue of a worker running ON this host (host.<name>), started with "
-        "NUMAPORTAL_ON_HOST=<name>: it samples numastat and VM memory per cell and runs this "
-        "host's changes. Empty: central workers, libvirt only.",
+        "NUMAPORTAL_ON_HOST=<name> and no database: it reads numastat and VM memory per cell "
+        "and switches numa_balancing, and hands the results back through the broker. Empty: "
+        "libvirt only (free memory per cell).",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Removing a host keeps its row, its VMs and (later) its change history.

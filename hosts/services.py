@@ -112,6 +112,37 @@ def check_registration(*, name: str, uri: str, exclude_pk: int | None = None) ->
     return normalised
 
 
+def add_starting_host(*, name: str, uri: str, worker_queue: str = "") -> Host:
+    """Register a host that is still booting ("host starting"), without trying its URI: the
+    connection is tried by its first sync once it is up. Name and URI are checked as in
+    :func:`check_registration`; an existing row of that name is returned as it is."""
+    host = Host.objects.filter(name=name).first()
+    if host is not None:
+        return host
+    errors: dict[str, list[str]] = {}
+    probe = Host(name=name, uri=uri, worker_queue=worker_queue)
+    try:
+        probe.clean_fields(exclude=["uri"])
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    normalised = validate_uri(uri)
+    clash = Host.objects.active().filter(uri=normalised).first()
+    if clash is not None:
+        errors["uri"] = [f"Host {clash.name!r} already uses {normalised}."]
+    if errors:
+        raise ValidationError(errors)
+    host, _ = Host.objects.get_or_create(
+        name=name,
+        defaults={
+            "uri": normalised,
+            "worker_queue": worker_queue,
+            "sync_status": Host.SyncStatus.STARTING,
+        },
+    )
+    log.info("registered host %s (%s), still starting", host.name, host.uri)
+    return host
+
+
 def add_host(*, name: str, uri: str, enabled: bool = True, worker_queue: str = "") -> Host:
     """Validate, try the connection once and save; the caller queues the first sync.
 

@@ -35,7 +35,9 @@ from web.access import requires
 from web.htmx import is_htmx, refresh_when_finished
 from web.paging import paginate
 
-SYNC_POLL_STATUSES = frozenset({Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING})
+SYNC_POLL_STATUSES = frozenset(
+    {Host.SyncStatus.STARTING, Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING}
+)
 #: Rows per page of the host page's VM table and of its VM memory per cell: a host with a
 #: thousand VMs would otherwise ship (and render) a thousand rows of each.
 VM_PAGE_SIZE = 50
