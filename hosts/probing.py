@@ -190,10 +190,7 @@ def take_sample(host_name: str, uri: str, worker_queue: str, *, probe: bool) -> 
 
 
 def _cells_message(mem: hostprobe.ProcessMemory) -> dict[str, dict[str, float]]:
-    return {
-        str(c): {"huge": m.huge, "heap": m.heap, "stack": m.stack, "private": m.private}
-        for c, m in mem.cells.items()
-    }
+    return {str(c): {k: getattr(m, k) for k in _MEMORY_KINDS} for c, m in mem.cells.items()}
 
 
 def _short(value: Any) -> bool:
@@ -276,4 +273,4 @@ def _probe_from(raw: Any) -> hostprobe.HostProbe:
     )
 
 
-_MEMORY_KINDS = ("huge", "heap", "stack", "private")
+_MEMORY_KINDS = ("huge", "heap", "stack", "private", "files")

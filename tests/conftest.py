@@ -54,3 +54,9 @@ def worker_queue(settings):
     settings.NUMAPORTAL_CENTRAL_QUEUE = queue
     with embedded_worker(queue):
         yield queue
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The NUMA lab's tests run last: `make test` boots that guest in the background when it
+    starts, and the guest needs minutes (TCG) to bring up libvirtd and its on-host worker."""
+    items.sort(key=lambda item: item.get_closest_marker("numalab") is not None)

@@ -59,6 +59,11 @@ def numastat_p(pid: int) -> dict[int, dict[str, float]]:
     out = subprocess.run(
         ["numastat", "-p", str(pid)], capture_output=True, text=True, check=True, timeout=30
     ).stdout
+    return parse_numastat_p(out)
+
+
+def parse_numastat_p(out: str) -> dict[int, dict[str, float]]:
+    """The table ``numastat -p <pid>`` prints, as {node: {huge, heap, stack, private, total}}."""
     nodes: list[int] = []
     result: dict[int, dict[str, float]] = {}
     for line in out.splitlines():

@@ -133,6 +133,8 @@ class VmCellMemory(models.Model):
     heap_mib = models.FloatField(default=0)
     stack_mib = models.FloatField(default=0)
     private_mib = models.FloatField(default=0)
+    #: Of private_mib: mapped files' page cache (QEMU's binary and libraries), not the VM's.
+    files_mib = models.FloatField(default=0)
 
     class Meta:
         ordering = ["vm", "cell_id"]
@@ -145,4 +147,10 @@ class VmCellMemory(models.Model):
 
     @property
     def total_mib(self) -> float:
+        """What ``numastat -p`` says for this cell."""
         return self.huge_mib + self.heap_mib + self.stack_mib + self.private_mib
+
+    @property
+    def own_mib(self) -> float:
+        """The VM's own memory on this cell: all but mapped files' page cache."""
+        return self.total_mib - self.files_mib

@@ -129,6 +129,7 @@ def store_vm_memory(
                     heap_mib=mem.heap,
                     stack_mib=mem.stack,
                     private_mib=mem.private,
+                    files_mib=mem.files,
                 )
             )
     VmCellMemory.objects.bulk_create(rows)

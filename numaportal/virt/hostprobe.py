@@ -84,10 +84,19 @@ class CellMemory:
     heap: float = 0.0
     stack: float = 0.0
     private: float = 0.0
+    #: Of ``private``: pages of mapped files (the QEMU binary, its libraries), page cache that
+    #: every process mapping them shares and that sits where the first reader put it. numastat
+    #: counts them as Private; they say nothing about where the guest's memory is.
+    files: float = 0.0
 
     @property
     def total(self) -> float:
         return self.huge + self.heap + self.stack + self.private
+
+    @property
+    def own(self) -> float:
+        """The process's own memory: everything but mapped files' page cache."""
+        return self.total - self.files
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,7 @@ class ProcessMemory:
                 "heap": c.heap,
                 "stack": c.stack,
                 "private": c.private,
+                "files": c.files,
                 "total": c.total,
             }
             for node, c in sorted(self.cells.items())
@@ -198,11 +208,24 @@ def _category(tokens: list[str]) -> str:
     return "private"
 
 
+#: Mapped "files" that are memory, not page cache: guest RAM backed by memfd, shared memory or
+#: libvirt's file-backed RAM (<memoryBacking><source type='file'/>).
+_MEMORY_FILES = ("/memfd:", "/dev/shm/", "/SYSV", "/var/lib/libvirt/qemu/ram/", "/run/")
+
+
+def _is_mapped_file(tokens: list[str]) -> bool:
+    for token in tokens:
+        if token.startswith("file="):
+            return not token[5:].startswith(_MEMORY_FILES)
+    return False
+
+
 def read_numa_maps(pid: int, root: str | os.PathLike[str] = "/") -> ProcessMemory:
     """Memory per cell of process ``pid``, in MiB, from ``<root>/proc/<pid>/numa_maps``.
 
     Each line's ``N<node>=<pages>`` counts are multiplied by its ``kernelpagesize_kB``
-    (4 KiB when absent, as on kernels before 3.8) and added to the line's category.
+    (4 KiB when absent, as on kernels before 3.8) and added to the line's category; a mapped
+    file's pages are also counted in ``files`` (see :class:`CellMemory`).
     """
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise InvalidProbeArgument(f"not a process id: {pid!r}")
@@ -238,9 +261,12 @@ def read_numa_maps(pid: int, root: str | os.PathLike[str] = "/") -> ProcessMemor
                 count = _parse_int(m.group(2), path, "page count")
                 pages.append((node, count))
         category = _category(tokens[2:])
+        page_cache = category == "private" and _is_mapped_file(tokens[2:])
         for node, count in pages:
             cell = sums.setdefault(node, {})
             cell[category] = cell.get(category, 0) + count * page_kib
+            if page_cache:
+                cell["files"] = cell.get("files", 0) + count * page_kib
     cells = {
         node: CellMemory(**{cat: kib / 1024 for cat, kib in cats.items()})
         for node, cats in sorted(sums.items())

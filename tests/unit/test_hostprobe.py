@@ -174,9 +174,11 @@ def test_numa_maps_real_fixture():
 def test_numa_maps_two_cells():
     mem = read_numa_maps(1234, TWO)
     assert mem.cells == {
-        0: CellMemory(huge=0, heap=1.0, stack=0, private=3.0),
+        # 1 MiB of cell 0's private is the QEMU binary's mapped file (page cache).
+        0: CellMemory(huge=0, heap=1.0, stack=0, private=3.0, files=1.0),
         1: CellMemory(huge=6.0, heap=1.0, stack=0.03125, private=2.0),
     }
+    assert mem.cells[0].own == pytest.approx(3.0)  # 4 MiB as numastat says, less the file
     assert mem.total == pytest.approx(13.03125)
     assert mem.as_dict()[1]["total"] == pytest.approx(9.03125)
 
@@ -205,7 +207,19 @@ def test_numa_maps_real_local_process():
 def test_numa_maps_classification_by_token_not_substring(tmp_path):
     # numastat.c would file this under "heap" (strstr); it is a private file mapping.
     _tree(tmp_path, numa_maps="7f00 default file=/opt/heapdump/huge.bin mapped=256 N0=256\n")
-    assert read_numa_maps(42, tmp_path).cells[0] == CellMemory(private=1.0)
+    assert read_numa_maps(42, tmp_path).cells[0] == CellMemory(private=1.0, files=1.0)
+
+
+def test_numa_maps_guest_ram_in_memfd_or_shm_is_memory_not_page_cache(tmp_path):
+    _tree(
+        tmp_path,
+        numa_maps="7f00 bind:1 file=/memfd:pc.ram\\040(deleted) dirty=256 N1=256\n"
+        "7f10 bind:1 file=/dev/shm/vm-ram dirty=256 N1=256\n"
+        "7f20 default file=/usr/lib/x86_64-linux-gnu/libc.so.6 mapped=256 mapmax=9 N0=256\n",
+    )
+    cells = read_numa_maps(42, tmp_path).cells
+    assert cells[1] == CellMemory(private=2.0)  # guest RAM: the VM's own
+    assert cells[0] == CellMemory(private=1.0, files=1.0) and cells[0].own == 0
 
 
 def test_numa_maps_old_kernel_thread_stack(tmp_path):

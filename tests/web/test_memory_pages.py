@@ -45,6 +45,23 @@ def test_vm_page_shows_memory_per_cell_and_what_is_remote(viewer_client, probe_h
     assert "width: 80.00%" in section and "width: 20.00%" in section
 
 
+def test_mapped_files_are_shown_but_not_counted_as_the_vms_memory(
+    viewer_client, probe_host, vm_factory
+):
+    """QEMU's binary and libraries sit in the page cache wherever the first reader put them:
+    13 MiB of them on cell 0 must not make a VM bound to cell 1 look remote."""
+    vm = vm_factory(probe_host, "bound1", pins={0: "6", 1: "7"})  # vCPUs on cell 1 only
+    add_memory(vm, cell1=(10.0, 90.0))
+    VmCellMemory.objects.create(
+        vm=vm, cell_id=0, sampled_at=timezone.now(), private_mib=13.0, files_mib=13.0
+    )
+    page = viewer_client.get(vm.get_absolute_url()).content.decode()
+    section = page[page.index('id="memory-per-cell"') :]
+    assert 'data-remote-mib="0.0"' in section
+    assert "of which 13.0 mapped files" in section  # shown, as numastat -p would count it
+    assert re.search(r'<span class="seg cell-1" data-cell="1" data-mib="100.0"', section)
+
+
 def test_unpinned_vm_on_every_cell_has_no_remote_memory(viewer_client, probe_host, vm_factory):
     vm = vm_factory(probe_host, "web01")  # floats over both cells
     add_memory(vm, cell0=(10.0, 10.0), cell1=(10.0, 10.0))
