@@ -1,0 +1,173 @@
+"""Fixtures for the ``numalab`` tier: the NUMA lab guest (``scripts/numa-lab``), a real
+multi-NUMA hypervisor (nodes 0 and 1 with 2 CPUs each, memory-only node 2) reached over
+``qemu+tcp://127.0.0.1:16510/system``.
+
+These tests never skip. The session first waits, up to ``NUMAPORTAL_NUMALAB_WAIT`` seconds
+(300), for the lab's libvirtd to answer, for ``scripts/numa-lab exec`` to run commands in the
+guest and for the lab's three domains to run; when they do not, every test fails with what
+``scripts/numa-lab status`` says. Someone else starts the lab: the tests never start, stop or
+reset it. They define domains of their own (``numalab2-t<hex>``, the lab's marker plus
+``urn:numaportal:numalab-test``), removed afterwards, and leave the lab's own domains as the lab
+script made them.
+
+Routing: the host is registered as the portal registers it (``worker_queue="host.numalab"``),
+but in this shape every task of a host with a worker queue (its sync, its changes, its plans)
+goes to that queue, where the guest's on-host worker listens, and that worker has no database.
+Tests that exercise the worker path point the host's queue at their own embedded worker
+(``worker_host``) instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import libvirt
+import pytest
+from celery.result import AsyncResult
+from django.contrib.auth.models import Group
+
+from hosts.models import Host
+from numaportal.celery import app
+from numaportal.roles import VIEWER_GROUP
+from numaportal.virt.connection import VirtError, open_connection
+from tests.numalab import lab
+from vms import requests as host_requests
+from vms import sync as host_sync
+
+HOST_NAME = "numalab"
+ON_HOST_QUEUE = "host.numalab"
+WAIT = float(os.environ.get("NUMAPORTAL_NUMALAB_WAIT", "300"))
+#: Seconds a worker task may take (a change, a sync, a plan) on the slow TCG lab.
+TASK_WAIT = 180.0
+
+
+def _fail(what: str) -> None:
+    pytest.fail(
+        f"the NUMA lab is not usable: {what}\n"
+        f"scripts/numa-lab status says:\n{lab.lab_status()}\n"
+        "(start it with scripts/numa-lab start; the tests never start it themselves)",
+        pytrace=False,
+    )
+
+
+def _remove(dom: libvirt.virDomain) -> None:
+    """Destroy (if running) and undefine; gone already is fine."""
+    with contextlib.suppress(libvirt.libvirtError):
+        if dom.isActive():
+            dom.destroy()
+    with contextlib.suppress(libvirt.libvirtError):
+        dom.undefine()
+
+
+def _is_ours(dom: libvirt.virDomain) -> bool:
+    if not dom.name().startswith(lab.TEST_PREFIX):
+        return False
+    try:
+        return lab.TEST_MARKER_NS in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    except libvirt.libvirtError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def numalab_conn() -> Iterator[libvirt.virConnect]:
+    """A connection to the lab's libvirtd once it answers and the guest runs commands; fails
+    (never skips) after ``NUMAPORTAL_NUMALAB_WAIT`` seconds. Leftover test domains of crashed
+    runs are removed."""
+    deadline = time.monotonic() + WAIT
+    conn, last = None, ""
+    while conn is None:
+        try:
+            conn = open_connection(lab.URI, timeout=15)
+        except VirtError as exc:
+            last = str(exc)
+            if time.monotonic() > deadline:
+                _fail(f"{lab.URI} did not answer within {WAIT:.0f} s ({last})")
+            time.sleep(3)
+    while True:
+        try:
+            if lab.lab_exec("echo", "ready", timeout=60).strip() == "ready":
+                break
+        except (AssertionError, OSError) as exc:
+            last = str(exc)
+        except Exception as exc:  # subprocess.TimeoutExpired
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() > deadline:
+            _fail(f"scripts/numa-lab exec does not run commands in the guest ({last})")
+        time.sleep(3)
+    lab_names = set(lab.LAB_DOMAINS)
+    while True:
+        running = {d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        states = {d.name(): d.state()[0] for d in conn.listAllDomains() if d.name() in lab_names}
+        if lab_names <= running and all(s == libvirt.VIR_DOMAIN_RUNNING for s in states.values()):
+            break
+        if time.monotonic() > deadline:
+            _fail(f"the lab's domains are not all running: {states}")
+        time.sleep(3)
+    for dom in conn.listAllDomains():
+        if _is_ours(dom):
+            _remove(dom)
+    yield conn
+    gc.collect()
+    conn.close()
+
+
+@pytest.fixture
+def define_domain(numalab_conn) -> Iterator[Callable[..., libvirt.virDomain]]:
+    """``define_domain(memory_mib=64, vcpupin=None, emulatorpin=None, nodeset=None)``: a new,
+    stopped ``numalab2-t<hex>`` domain in the lab (2 vCPUs, TCG, diskless); every one is
+    destroyed and undefined after the test."""
+    created: list[libvirt.virDomain] = []
+
+    def define(**options) -> libvirt.virDomain:
+        name = lab.throwaway_name()
+        dom = numalab_conn.defineXML(lab.throwaway_xml(name, **options))
+        created.append(dom)
+        return dom
+
+    yield define
+    for dom in created:
+        _remove(dom)
+
+
+@pytest.fixture
+def numalab_host(numalab_conn, db) -> Host:
+    """The lab registered through the portal's own service, as an operator would register it
+    (its on-host worker queue ``host.numalab``), and synced in-process."""
+    host = host_requests.register_host(
+        name=HOST_NAME, uri=lab.URI, worker_queue=ON_HOST_QUEUE, queue_first_sync=False
+    )
+    host = host_sync.sync_host(host.pk)
+    assert host.sync_status == Host.SyncStatus.OK, host.last_error
+    return host
+
+
+@pytest.fixture
+def worker_host(numalab_host: Host, worker_queue: str) -> Host:
+    """:func:`numalab_host` whose tasks (syncs, changes, plans) go to the test's own embedded
+    Celery worker: the guest's on-host worker on ``host.numalab`` has no database."""
+    Host.objects.filter(pk=numalab_host.pk).update(worker_queue=worker_queue)
+    numalab_host.refresh_from_db()
+    return numalab_host
+
+
+def sync_through_worker(host: Host) -> Host:
+    """Request a sync ("Sync now"), let the worker run it; the host as stored."""
+    host_requests.request_sync(host)
+    host.refresh_from_db()
+    AsyncResult(host.sync_task_id, app=app).get(timeout=TASK_WAIT, propagate=True)
+    host.refresh_from_db()
+    assert host.sync_status == Host.SyncStatus.OK, host.last_error
+    return host
+
+
+@pytest.fixture
+def viewer_client(client, django_user_model):
+    """A logged-in user of the "viewer" group (view permissions only)."""
+    user = django_user_model.objects.create_user("viewer", password="viewer-password-123")
+    user.groups.add(Group.objects.get(name=VIEWER_GROUP))
+    client.force_login(user)
+    return client
