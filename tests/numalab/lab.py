@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,7 @@ TEST_DOMAIN_XML = """\
   </metadata>
   <memory unit='MiB'>{memory_mib}</memory>
   <currentMemory unit='MiB'>{memory_mib}</currentMemory>
+  {memory_backing}
   <vcpu placement='static'>2</vcpu>
   {cputune}
   {numatune}
@@ -84,7 +87,10 @@ def throwaway_xml(
     vcpupin: dict[int, str] | None = None,
     emulatorpin: str | None = None,
     nodeset: str | None = None,
+    preallocate: bool = False,
 ) -> str:
+    """The domain's XML; *preallocate*: QEMU allocates (touches) all guest RAM at start, so
+    that where the guest's memory is can be seen at once (an idle firmware touches little)."""
     pins = "".join(
         f"<vcpupin vcpu='{vcpu}' cpuset='{cpus}'/>" for vcpu, cpus in (vcpupin or {}).items()
     )
@@ -94,6 +100,9 @@ def throwaway_xml(
         name=name,
         test_ns=TEST_MARKER_NS,
         memory_mib=memory_mib,
+        memory_backing=(
+            "<memoryBacking><allocation mode='immediate'/></memoryBacking>" if preallocate else ""
+        ),
         cputune=f"<cputune>{pins}</cputune>" if pins else "",
         numatune=(
             f"<numatune><memory mode='strict' nodeset='{nodeset}'/></numatune>" if nodeset else ""
@@ -132,6 +141,23 @@ def lab_exec(*args: str, check: bool = True, timeout: float = EXEC_TIMEOUT) -> s
     return done.stdout
 
 
+_SEPARATOR = "@@numalab-exec-status="
+
+
+def lab_exec_many(*commands: Sequence[str]) -> list[str]:
+    """What each command printed, all run in the guest by ONE ``numa-lab exec`` (each exec
+    costs seconds on the loaded TCG guest); any command's failure raises with its output."""
+    script = "".join(
+        f"{shlex.join(command)}; printf '\\n{_SEPARATOR}%s\\n' \"$?\"\n" for command in commands
+    )
+    parts = re.split(rf"\n{_SEPARATOR}(\d+)\n", lab_exec("bash", "-c", script))
+    outputs = parts[0:-1:2]
+    for command, output, status in zip(commands, outputs, parts[1::2], strict=True):
+        if status != "0":
+            raise AssertionError(f"in the guest, {shlex.join(command)} exited {status}:\n{output}")
+    return outputs
+
+
 def guest_virsh(*args: str) -> str:
     """`virsh -c qemu:///system ARGS` inside the guest: the lab hypervisor's own view."""
     return lab_exec("virsh", "-c", "qemu:///system", *args)
@@ -149,6 +175,65 @@ def guest_numatune(name: str, *flags: str) -> dict[str, str]:
     return parse_numatune(guest_virsh("numatune", name, *flags))
 
 
+@dataclass(frozen=True)
+class GuestTuning:
+    """``virsh vcpupin``, ``emulatorpin`` and ``numatune`` of one domain, read in the guest."""
+
+    vcpupin: dict[int, frozenset[int]]
+    emulatorpin: frozenset[int]
+    numatune: dict[str, str]
+
+
+def guest_tuning(name: str, *flags: str) -> GuestTuning:
+    """The domain's tuning as the lab hypervisor reports it (``--config``, ``--live`` or
+    neither in *flags*), in one exec."""
+    virsh = ("virsh", "-c", "qemu:///system")
+    pins, emulator, numatune = lab_exec_many(
+        (*virsh, "vcpupin", name, *flags),
+        (*virsh, "emulatorpin", name, *flags),
+        (*virsh, "numatune", name, *flags),
+    )
+    return GuestTuning(
+        vcpupin=parse_vcpupin(pins),
+        emulatorpin=parse_emulatorpin(emulator),
+        numatune=parse_numatune(numatune),
+    )
+
+
+@dataclass(frozen=True)
+class GuestMemory:
+    """Where a running domain's QEMU process has its memory, read in the guest at once."""
+
+    pid: int
+    #: ``numastat -p``: {node: {huge, heap, stack, private, total}} MiB.
+    numastat: dict[int, dict[str, float]]
+    #: numa_maps summed: {"anon" | "file": {node: MiB}} (see :func:`parse_numa_maps`).
+    numa_maps: dict[str, dict[int, float]]
+
+    def describe(self) -> str:
+        split = {node: round(n["total"], 1) for node, n in self.numastat.items()}
+        anon, file = (
+            {n: round(m, 1) for n, m in self.numa_maps[k].items()} for k in ("anon", "file")
+        )
+        return (
+            f"numastat -p {self.pid} (MiB per node): {split}; "
+            f"numa_maps anonymous {anon}, file-backed {file}"
+        )
+
+
+def guest_memory(name: str) -> GuestMemory:
+    """numastat -p and numa_maps of domain *name*'s QEMU process, in one exec."""
+    pidfile = shlex.quote(f"/run/libvirt/qemu/{name}.pid")
+    script = (
+        f'pid=$(cat {pidfile}) || exit 3; echo "$pid"; echo {_SEPARATOR}; '
+        f"cat /proc/$pid/numa_maps || exit 4; echo {_SEPARATOR}; numastat -p $pid"
+    )
+    pid, maps, numastat = lab_exec("bash", "-c", script).split(f"{_SEPARATOR}\n")
+    return GuestMemory(
+        pid=int(pid), numastat=parse_numastat_p(numastat), numa_maps=parse_numa_maps(maps)
+    )
+
+
 def guest_qemu_pid(name: str) -> int:
     """The pid, inside the guest, of the QEMU process running domain *name* (libvirt's pidfile)."""
     text = lab_exec("cat", f"/run/libvirt/qemu/{name}.pid").strip()
@@ -160,6 +245,28 @@ def guest_qemu_pid(name: str) -> int:
 def guest_numastat_p(pid: int) -> dict[int, dict[str, float]]:
     """``numastat -p PID`` inside the guest: {node: {huge, heap, stack, private, total}} MiB."""
     return parse_numastat_p(lab_exec("numastat", "-p", str(pid)))
+
+
+def parse_numa_maps(text: str) -> dict[str, dict[int, float]]:
+    """A ``/proc/PID/numa_maps``, summed as {"anon" | "file": {node: MiB}}.
+
+    numastat -p counts file-backed pages too (in "Private"): the QEMU binary's and shared
+    libraries' page cache, shared by every QEMU of the host and placed wherever the first one
+    read it. A domain's numatune binds its anonymous memory (guest RAM, QEMU's heap), not that.
+    """
+    sums: dict[str, dict[int, float]] = {"anon": {}, "file": {}}
+    for line in text.splitlines():
+        words = line.split()
+        kind = "file" if any(w.startswith("file=") for w in words) else "anon"
+        page_kib = 4
+        for word in words:
+            if word.startswith("kernelpagesize_kB="):
+                page_kib = int(word.partition("=")[2])
+        for word in words:
+            if match := re.fullmatch(r"N(\d+)=(\d+)", word):
+                node, pages = int(match.group(1)), int(match.group(2))
+                sums[kind][node] = sums[kind].get(node, 0.0) + pages * page_kib / 1024
+    return sums
 
 
 # --- numactl -H ----------------------------------------------------------------------------------
