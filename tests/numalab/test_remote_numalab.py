@@ -1,0 +1,52 @@
+"""The lab's remote-on-purpose domain, numalab2-remote (vCPUs on node 0, memory strict on node
+1), as the portal shows it after a sync: pinned to cell 0, memory bound to cell 1, flagged
+cross-node on its VM page; while numalab2-node0 and numalab2-node1, local on purpose, are not."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.numalab import lab
+from vms.models import VirtualMachine
+
+pytestmark = [pytest.mark.numalab, pytest.mark.django_db(transaction=True)]
+
+
+def test_the_remote_domain_is_shown_as_remote(numalab_host, viewer_client) -> None:
+    # The lab hypervisor's own word first: the domain is as the lab script made it.
+    witness = lab.guest_tuning("numalab2-remote", "--live")
+    assert witness.vcpupin == {0: {0}, 1: {1}}  # node 0's CPUs
+    assert witness.numatune == {"numa_mode": "strict", "numa_nodeset": "1"}
+
+    vms = {vm.name: vm for vm in VirtualMachine.objects.filter(host=numalab_host)}
+    assert set(lab.LAB_DOMAINS) <= set(vms)
+    remote = vms["numalab2-remote"]
+    assert remote.state == "running"
+    assert remote.pinning == VirtualMachine.Pinning.PINNED
+    assert remote.cells == "0"  # where its vCPUs may run
+    assert (remote.numatune_mode, remote.numatune_nodeset) == ("strict", "1")
+    assert remote.memory_cells == "1"
+    assert remote.cross_node
+    assert {v.vcpu: v.pin_live for v in remote.vcpus.all()} == {0: "0", 1: "1"}
+
+    # The local ones are not flagged: the flag tells remote from local, it is not always on.
+    for name, cell in (("numalab2-node0", "0"), ("numalab2-node1", "1")):
+        vm = vms[name]
+        assert (vm.cells, vm.memory_cells, vm.cross_node) == (cell, cell, False), name
+
+    page = viewer_client.get(remote.get_absolute_url())
+    assert page.status_code == 200
+    html = page.content.decode()
+    notice = re.search(r'<div class="notice cross-node-notice"[^>]*>(.*?)</div>', html, re.S)
+    assert notice, "the VM page of numalab2-remote has no cross-node notice"
+    words = " ".join(re.sub(r"<[^>]+>", " ", notice.group(1)).split())
+    assert "vCPUs may run on cells 0; memory is bound to cells 1" in words
+    assert (
+        '<span class="badge cross-node"' in html.split('<div class="flags">')[1].split("</div>")[0]
+    )
+    assert re.search(r'data-numatune="nodeset">\s*1\s*<', html)
+
+    local = viewer_client.get(vms["numalab2-node0"].get_absolute_url()).content.decode()
+    assert "cross-node-notice" not in local
