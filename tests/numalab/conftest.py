@@ -34,6 +34,7 @@ from hosts.models import Host
 from numaportal.celery import app
 from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.connection import VirtError, open_connection
+from numaportal.virt.cpuset import parse_cpuset
 from tests.numalab import lab
 from vms import requests as host_requests
 from vms import sync as host_sync
@@ -131,6 +132,56 @@ def define_domain(numalab_conn) -> Iterator[Callable[..., libvirt.virDomain]]:
     yield define
     for dom in created:
         _remove(dom)
+
+
+def _cpumap(cpus: frozenset[int], width: int) -> tuple[bool, ...]:
+    return tuple(cpu in cpus for cpu in range(width))
+
+
+def restore_lab_domain(conn: libvirt.virConnect, name: str) -> list[str]:
+    """Put one of the lab's own domains back as scripts/numa-lab made it (vcpupin and
+    emulatorpin live and in the config, numatune in the config); what had to be restored."""
+    want = lab.LAB_DOMAINS[name]
+    width = conn.getCPUMap()[0]
+    dom = conn.lookupByName(name)
+    scopes = [("config", libvirt.VIR_DOMAIN_AFFECT_CONFIG)]
+    if dom.isActive():
+        scopes.append(("live", libvirt.VIR_DOMAIN_AFFECT_LIVE))
+    restored = []
+    for scope, flags in scopes:
+        for vcpu, cpus in want["vcpupin"].items():
+            cpumap = _cpumap(parse_cpuset(cpus), width)
+            if dom.vcpuPinInfo(flags)[vcpu] != cpumap:
+                dom.pinVcpuFlags(vcpu, cpumap, flags)
+                restored.append(f"{name}: vCPU {vcpu} -> {cpus} ({scope})")
+        cpumap = _cpumap(parse_cpuset(want["emulatorpin"]), width)
+        if dom.emulatorPinInfo(flags) != cpumap:
+            dom.pinEmulator(cpumap, flags)
+            restored.append(f"{name}: emulator -> {want['emulatorpin']} ({scope})")
+    config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    numa = dom.numaParameters(config)
+    if (numa.get("numa_mode"), numa.get("numa_nodeset")) != (
+        libvirt.VIR_DOMAIN_NUMATUNE_MEM_STRICT,
+        want["nodeset"],
+    ):
+        dom.setNumaParameters(
+            {"numa_mode": libvirt.VIR_DOMAIN_NUMATUNE_MEM_STRICT, "numa_nodeset": want["nodeset"]},
+            config,
+        )
+        restored.append(f"{name}: numatune strict {want['nodeset']} (config)")
+    return restored
+
+
+@pytest.fixture
+def restore_lab_domains(numalab_conn) -> Iterator[list[str]]:
+    """After the test, the lab's own domains are re-pinned as the lab script made them, should
+    the test have moved any; the list the test gets is what was restored (filled at teardown)."""
+    restored: list[str] = []
+    yield restored
+    for name in lab.LAB_DOMAINS:
+        restored += restore_lab_domain(numalab_conn, name)
+    if restored:
+        print("restored lab domains:", "; ".join(restored))
 
 
 @pytest.fixture

@@ -14,9 +14,13 @@ import re
 import secrets
 import shlex
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import libvirt
+import pytest
 
 from tests.virsh_cli import parse_emulatorpin, parse_numastat_p, parse_numatune, parse_vcpupin
 
@@ -124,55 +128,47 @@ def lab_status() -> str:
     return (done.stdout + done.stderr).strip()
 
 
+def _exec(args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(NUMA_LAB), "exec", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def lab_exec(*args: str, check: bool = True, timeout: float = EXEC_TIMEOUT) -> str:
     """What ``scripts/numa-lab exec ARGS`` prints: ARGS run as root INSIDE the guest."""
-    done = subprocess.run(
-        [str(NUMA_LAB), "exec", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    done = _exec(args, timeout)
     if check and done.returncode != 0:
         raise AssertionError(
-            f"in the guest, {' '.join(args)} exited {done.returncode}:\n"
+            f"in the guest, {shlex.join(args)} exited {done.returncode}:\n"
             f"{done.stdout}\n{done.stderr}"
         )
     return done.stdout
 
 
-_SEPARATOR = "@@numalab-exec-status="
+_SEPARATOR = "@@numalab-separator@@"
 
 
-def lab_exec_many(*commands: Sequence[str]) -> list[str]:
-    """What each command printed, all run in the guest by ONE ``numa-lab exec`` (each exec
-    costs seconds on the loaded TCG guest); any command's failure raises with its output."""
-    script = "".join(
-        f"{shlex.join(command)}; printf '\\n{_SEPARATOR}%s\\n' \"$?\"\n" for command in commands
-    )
-    parts = re.split(rf"\n{_SEPARATOR}(\d+)\n", lab_exec("bash", "-c", script))
-    outputs = parts[0:-1:2]
-    for command, output, status in zip(commands, outputs, parts[1::2], strict=True):
-        if status != "0":
-            raise AssertionError(f"in the guest, {shlex.join(command)} exited {status}:\n{output}")
+def guest_virsh_many(*commands: str) -> list[str]:
+    """What each virsh command printed, all run by ONE ``virsh -c qemu:///system "A; B; ..."``
+    in ONE exec inside the guest: every virsh process costs seconds on the TCG guest.
+
+    virsh goes on after a failed command (and exits 0), so anything on its stderr fails here.
+    """
+    script = f"; echo {_SEPARATOR}; ".join(commands)
+    done = _exec(("virsh", "-c", "qemu:///system", script), EXEC_TIMEOUT)
+    if done.returncode != 0 or done.stderr.strip():
+        raise AssertionError(
+            f"in the guest, virsh {script!r} exited {done.returncode}:\n"
+            f"{done.stdout}\n{done.stderr}"
+        )
+    outputs = done.stdout.split(f"{_SEPARATOR}\n")
+    assert len(outputs) == len(commands), done.stdout
     return outputs
 
 
 def guest_virsh(*args: str) -> str:
     """`virsh -c qemu:///system ARGS` inside the guest: the lab hypervisor's own view."""
     return lab_exec("virsh", "-c", "qemu:///system", *args)
-
-
-def guest_vcpupin(name: str, *flags: str) -> dict[int, frozenset[int]]:
-    return parse_vcpupin(guest_virsh("vcpupin", name, *flags))
-
-
-def guest_emulatorpin(name: str, *flags: str) -> frozenset[int]:
-    return parse_emulatorpin(guest_virsh("emulatorpin", name, *flags))
-
-
-def guest_numatune(name: str, *flags: str) -> dict[str, str]:
-    return parse_numatune(guest_virsh("numatune", name, *flags))
 
 
 @dataclass(frozen=True)
@@ -187,17 +183,28 @@ class GuestTuning:
 def guest_tuning(name: str, *flags: str) -> GuestTuning:
     """The domain's tuning as the lab hypervisor reports it (``--config``, ``--live`` or
     neither in *flags*), in one exec."""
-    virsh = ("virsh", "-c", "qemu:///system")
-    pins, emulator, numatune = lab_exec_many(
-        (*virsh, "vcpupin", name, *flags),
-        (*virsh, "emulatorpin", name, *flags),
-        (*virsh, "numatune", name, *flags),
-    )
-    return GuestTuning(
-        vcpupin=parse_vcpupin(pins),
-        emulatorpin=parse_emulatorpin(emulator),
-        numatune=parse_numatune(numatune),
-    )
+    return guest_tunings([name], *flags)[name]
+
+
+def guest_tunings(names: Sequence[str], *flags: str) -> dict[str, GuestTuning]:
+    """:func:`guest_tuning` of several domains, by one virsh process in one exec."""
+    for word in (*names, *flags):  # they go into one virsh command line
+        assert re.fullmatch(r"[\w.-]+", word), word
+    options = "".join(f" {flag}" for flag in flags)
+    commands = [
+        f"{what} {name}{options}"
+        for name in names
+        for what in ("vcpupin", "emulatorpin", "numatune")
+    ]
+    outputs = iter(guest_virsh_many(*commands))
+    return {
+        name: GuestTuning(
+            vcpupin=parse_vcpupin(next(outputs)),
+            emulatorpin=parse_emulatorpin(next(outputs)),
+            numatune=parse_numatune(next(outputs)),
+        )
+        for name in names
+    }
 
 
 @dataclass(frozen=True)
@@ -234,17 +241,27 @@ def guest_memory(name: str) -> GuestMemory:
     )
 
 
-def guest_qemu_pid(name: str) -> int:
-    """The pid, inside the guest, of the QEMU process running domain *name* (libvirt's pidfile)."""
-    text = lab_exec("cat", f"/run/libvirt/qemu/{name}.pid").strip()
-    if not text.isdigit():
-        raise AssertionError(f"no QEMU pid for {name} in the guest: {text!r}")
-    return int(text)
+def memory_once_allocated(name: str, at_least_mib: float, timeout: float = 90.0) -> GuestMemory:
+    """:func:`guest_memory` of a freshly started domain, once its QEMU's anonymous memory
+    reached *at_least_mib* (a preallocated guest RAM is touched while QEMU starts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        memory = guest_memory(name)
+        if sum(memory.numa_maps["anon"].values()) >= at_least_mib:
+            return memory
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name} has not allocated its memory: {memory.describe()}")
+        time.sleep(2)
 
 
-def guest_numastat_p(pid: int) -> dict[int, dict[str, float]]:
-    """``numastat -p PID`` inside the guest: {node: {huge, heap, stack, private, total}} MiB."""
-    return parse_numastat_p(lab_exec("numastat", "-p", str(pid)))
+def wait_state(dom: libvirt.virDomain, state: int, timeout: float = 120.0) -> None:
+    """Until the domain is in *state* (e.g. ``libvirt.VIR_DOMAIN_RUNNING``); fails after
+    *timeout* s (an inner domain starts in 3-15 s on the TCG guest)."""
+    deadline = time.monotonic() + timeout
+    while dom.state()[0] != state:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{dom.name()} not in state {state} after {timeout:.0f} s: {dom.state()}")
+        time.sleep(0.5)
 
 
 def parse_numa_maps(text: str) -> dict[str, dict[int, float]]:

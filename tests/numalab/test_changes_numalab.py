@@ -10,8 +10,6 @@ destroyed and undefined afterwards.
 
 from __future__ import annotations
 
-import time
-
 import libvirt
 import pytest
 from celery.result import AsyncResult
@@ -36,27 +34,6 @@ def finished(change: Change) -> Change:
     change.refresh_from_db()
     assert change.is_finished, change.status
     return change
-
-
-def wait_running(dom: libvirt.virDomain, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{dom.name()} not running {timeout:.0f} s after start: {dom.state()}")
-        time.sleep(0.5)
-
-
-def memory_of(name: str, at_least_mib: float, timeout: float = 90.0) -> lab.GuestMemory:
-    """Where domain *name*'s QEMU has its memory, once its anonymous memory reached
-    *at_least_mib* (the preallocation runs while the process starts)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        memory = lab.guest_memory(name)
-        if sum(memory.numa_maps["anon"].values()) >= at_least_mib:
-            return memory
-        if time.monotonic() > deadline:
-            pytest.fail(f"{name} has not allocated its memory: {memory.describe()}")
-        time.sleep(2)
 
 
 def test_pins_and_strict_memory_on_node_1_hold_when_the_domain_runs(
@@ -102,7 +79,7 @@ def test_pins_and_strict_memory_on_node_1_hold_when_the_domain_runs(
     assert config.numatune == {"numa_mode": "strict", "numa_nodeset": "1"}
 
     dom.create()  # through libvirt over TCP, as an operator's `virsh start` would
-    wait_running(dom)
+    lab.wait_state(dom, libvirt.VIR_DOMAIN_RUNNING)
 
     # Live, inside the guest: libvirt applied the config at start.
     live = lab.guest_tuning(name, "--live")
@@ -114,7 +91,7 @@ def test_pins_and_strict_memory_on_node_1_hold_when_the_domain_runs(
     # own heap are anonymous memory, which the strict binding puts on node 1. numastat -p also
     # counts the page cache of the QEMU binary and its libraries, shared with the lab's other
     # QEMUs and left wherever the first of them read it (node 0): not the binding's to move.
-    memory = memory_of(name, at_least_mib=MEMORY_MIB)
+    memory = lab.memory_once_allocated(name, at_least_mib=MEMORY_MIB)
     seen = memory.describe()
     anon, file = memory.numa_maps["anon"], memory.numa_maps["file"]
     assert anon.get(1, 0) >= MEMORY_MIB, seen  # the whole guest RAM is on node 1
