@@ -10,11 +10,11 @@ reset it. They define domains of their own (``numalab2-t<hex>``, the lab's marke
 ``urn:numaportal:numalab-test``), removed afterwards, and leave the lab's own domains as the lab
 script made them.
 
-Routing: the host is registered as the portal registers it (``worker_queue="host.numalab"``),
-but in this shape every task of a host with a worker queue (its sync, its changes, its plans)
-goes to that queue, where the guest's on-host worker listens, and that worker has no database.
-Tests that exercise the worker path point the host's queue at their own embedded worker
-(``worker_host``) instead.
+Workers: the host is registered as an operator registers it, with its on-host worker queue
+``host.numalab``, where the lab guest's own worker (no database) listens on the default broker.
+Syncs, changes and plans run on the central queue, which the ``worker_queue`` fixture points at
+the test's embedded worker (``worker_host``); probes go to the guest's worker, whose answers come
+back to that same central queue.
 """
 
 from __future__ import annotations
@@ -198,10 +198,10 @@ def numalab_host(numalab_conn, db) -> Host:
 
 @pytest.fixture
 def worker_host(numalab_host: Host, worker_queue: str) -> Host:
-    """:func:`numalab_host` whose tasks (syncs, changes, plans) go to the test's own embedded
-    Celery worker: the guest's on-host worker on ``host.numalab`` has no database."""
-    Host.objects.filter(pk=numalab_host.pk).update(worker_queue=worker_queue)
-    numalab_host.refresh_from_db()
+    """:func:`numalab_host` with a real Celery worker as its central worker (the test's own
+    embedded worker: ``worker_queue`` makes its queue the central one) for syncs, changes and
+    plans; the host's on-host queue stays ``host.numalab``."""
+    assert numalab_host.worker_queue == ON_HOST_QUEUE
     return numalab_host
 
 
@@ -213,6 +213,54 @@ def sync_through_worker(host: Host) -> Host:
     host.refresh_from_db()
     assert host.sync_status == Host.SyncStatus.OK, host.last_error
     return host
+
+
+def wait_for_on_host_worker(timeout: float = WAIT) -> str:
+    """The Celery hostname of the guest's on-host worker once it answers a ping; fails with
+    the lab's status when it does not within *timeout* s (it takes 1.5-3.5 min to start on the
+    loaded TCG guest, e.g. after `scripts/numa-lab restart-worker`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for reply in app.control.ping(timeout=3):
+            for name in reply:
+                if name.startswith(f"{HOST_NAME}@"):
+                    return name
+        if time.monotonic() > deadline:
+            _fail(
+                f"the on-host worker in the guest ({HOST_NAME}@…, queue {ON_HOST_QUEUE}) did not "
+                f"answer a ping within {timeout:.0f} s"
+            )
+        time.sleep(2)
+
+
+@pytest.fixture
+def sample_on_host(worker_host: Host, settings) -> Callable[[], Host]:
+    """``sample_on_host()``: one sample of the lab, read INSIDE the guest by its on-host worker
+    (queue ``host.numalab``, no database) and stored by the test's central worker; the host
+    once it is stored. Fails with the lab's status (its worker's last log line) otherwise."""
+    # A probe expires after the sample interval: give it as long as the wait below.
+    settings.NUMAPORTAL_SAMPLE_INTERVAL = TASK_WAIT
+
+    def sample() -> Host:
+        wait_for_on_host_worker()
+        worker_host.refresh_from_db()
+        before = worker_host.last_sample_at
+        assert host_requests.sample_enabled_hosts() == 1
+        deadline = time.monotonic() + TASK_WAIT
+        while time.monotonic() < deadline:
+            worker_host.refresh_from_db()
+            if worker_host.last_sample_at != before:
+                assert worker_host.last_sample_source == "probe", worker_host.last_sample_error
+                return worker_host
+            time.sleep(0.5)
+        _fail(
+            f"no sample of {worker_host.name} stored within {TASK_WAIT:.0f} s of asking the "
+            f"on-host worker on {worker_host.worker_queue} (host says: "
+            f"{worker_host.last_sample_error!r})"
+        )
+        raise AssertionError("unreachable")
+
+    return sample
 
 
 @pytest.fixture

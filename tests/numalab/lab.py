@@ -27,7 +27,8 @@ from tests.virsh_cli import parse_emulatorpin, parse_numastat_p, parse_numatune,
 REPO = Path(__file__).resolve().parents[2]
 NUMA_LAB = REPO / "scripts" / "numa-lab"
 PORT = os.environ.get("NUMAPORTAL_NUMALAB_PORT", "16510")
-URI = f"qemu+tcp://127.0.0.1:{PORT}/system"
+#: As ``settings.NUMAPORTAL_NUMALAB_URI`` says it.
+URI = os.environ.get("NUMAPORTAL_NUMALAB_URI", f"qemu+tcp://127.0.0.1:{PORT}/system")
 #: Seconds one `numa-lab exec` may take (the guest is TCG on 2 host CPUs: generous).
 EXEC_TIMEOUT = 180
 

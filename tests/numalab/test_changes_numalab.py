@@ -5,7 +5,8 @@ memory on node 1.
 
 The domain is the test's own (``numalab2-t<hex>``, 96 MiB, 2 vCPUs, diskless, no tuning of its
 own); it is shut off while it is changed, so every change takes the config scope, and it is
-destroyed and undefined afterwards.
+destroyed and undefined afterwards. Last, the portal's memory per cell of the running VM,
+sampled in the guest by the lab's on-host worker, is compared with ``numastat -p`` there.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from numaportal.celery import app
 from tests.numalab import lab
 from tests.numalab.conftest import TASK_WAIT
 from vms import sync as host_sync
-from vms.models import VirtualMachine
+from vms.models import VirtualMachine, VmCellMemory
 
 pytestmark = [pytest.mark.numalab, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +38,7 @@ def finished(change: Change) -> Change:
 
 
 def test_pins_and_strict_memory_on_node_1_hold_when_the_domain_runs(
-    worker_host, operator, define_domain
+    worker_host, operator, define_domain, sample_on_host
 ) -> None:
     dom = define_domain(memory_mib=MEMORY_MIB, preallocate=True)
     name = dom.name()
@@ -110,3 +111,16 @@ def test_pins_and_strict_memory_on_node_1_hold_when_the_domain_runs(
     assert (vm.pinning, vm.cells, vm.memory_cells, vm.cross_node) == ("pinned", "1", "1", False)
     assert (vm.emulatorpin, vm.numatune_mode, vm.numatune_nodeset) == ("2-3", "strict", "1")
     assert not vm.drift, vm.drift_detail
+
+    # The portal's memory per cell, read in the guest by the on-host worker and stored
+    # centrally, is what numastat -p says there (within 2 MiB: read moments apart).
+    sample_on_host()
+    stored = {
+        row.cell_id: row.total_mib for row in VmCellMemory.objects.filter(vm=vm).order_by("cell_id")
+    }
+    witness = lab.guest_memory(name)
+    seen = f"portal {stored}; guest {witness.describe()}"
+    assert stored.get(1, 0) >= MEMORY_MIB, seen
+    for node, numbers in witness.numastat.items():
+        assert stored.get(node, 0.0) == pytest.approx(numbers["total"], abs=2.0), seen
+    print(seen)
