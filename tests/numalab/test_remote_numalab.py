@@ -50,3 +50,29 @@ def test_the_remote_domain_is_shown_as_remote(numalab_host, viewer_client) -> No
 
     local = viewer_client.get(vms["numalab2-node0"].get_absolute_url()).content.decode()
     assert "cross-node-notice" not in local
+
+
+def test_its_memory_on_cell_1_is_shown_remote_from_a_sample(
+    worker_host, viewer_client, sample_on_host
+) -> None:
+    """Sampled in the guest by the on-host worker: the VM page's "Memory per cell" of
+    numalab2-remote calls its memory on cell 1 remote, in the amounts numastat -p shows."""
+    sample_on_host()
+    remote = VirtualMachine.objects.get(host=worker_host, name="numalab2-remote")
+    html = viewer_client.get(remote.get_absolute_url()).content.decode()
+    witness = lab.guest_memory("numalab2-remote")
+    segments = {
+        int(cell): (float(mib), bool(is_remote))
+        for is_remote, cell, mib in re.findall(
+            r'<span class="seg cell-\d+( remote)?" data-cell="(\d+)" data-mib="([\d.]+)"', html
+        )
+    }
+    shown = re.search(r'data-remote-mib="([\d.]+)"', html)
+    seen = f"page {segments}, remote {shown and shown.group(1)}; guest {witness.describe()}"
+    assert segments, f"no memory per cell on the VM page: {seen}"
+    assert segments[1][1] and not segments[0][1], seen  # cell 1 remote, cell 0 local
+    on_node1 = witness.numastat[1]["total"]
+    assert segments[1][0] == pytest.approx(on_node1, abs=2.0), seen
+    assert float(shown.group(1)) == pytest.approx(on_node1, abs=2.0), seen
+    assert on_node1 > 16, seen  # its QEMU heap and guest RAM: not a rounding error
+    print(seen)
