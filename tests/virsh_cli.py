@@ -31,12 +31,34 @@ def virsh_vcpucount(name: str) -> dict[tuple[str, str], int]:
 
 def virsh_vcpupin(name: str, *flags: str) -> dict[int, frozenset[int]]:
     """`virsh vcpupin NAME [--config]`: vCPU -> effective affinity, as virsh prints it."""
+    return parse_vcpupin(virsh("vcpupin", name, *flags))
+
+
+def parse_vcpupin(text: str) -> dict[int, frozenset[int]]:
+    """What `virsh vcpupin NAME` printed, as vCPU -> affinity."""
     pins = {}
-    for line in virsh("vcpupin", name, *flags).splitlines():
+    for line in text.splitlines():
         match = re.fullmatch(r"\s*(\d+)\s+(\S+)\s*", line)
         if match:
             pins[int(match.group(1))] = parse_cpuset(match.group(2))
     return pins
+
+
+def parse_emulatorpin(text: str) -> frozenset[int]:
+    """What `virsh emulatorpin NAME` printed (``*: 0-1``), as the emulator's affinity."""
+    match = re.search(r"^\s*\*:\s*(\S+)\s*$", text, re.M)
+    if not match:
+        raise AssertionError(f"cannot parse virsh emulatorpin output:\n{text}")
+    return parse_cpuset(match.group(1))
+
+
+def parse_numatune(text: str) -> dict[str, str]:
+    """What `virsh numatune NAME` printed, as {"numa_mode": ..., "numa_nodeset": ...}."""
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in text.splitlines())
+        if value.strip()
+    }
 
 
 def virsh_vcpuinfo(name: str) -> dict[int, dict[str, str]]:
@@ -63,7 +85,7 @@ def numastat_p(pid: int) -> dict[int, dict[str, float]]:
 
 
 def parse_numastat_p(out: str) -> dict[int, dict[str, float]]:
-    """The table ``numastat -p <pid>`` prints, as {node: {huge, heap, stack, private, total}}."""
+    """What ``numastat -p <pid>`` printed, as {node: {huge, heap, stack, private, total}}."""
     nodes: list[int] = []
     result: dict[int, dict[str, float]] = {}
     for line in out.splitlines():

@@ -541,7 +541,7 @@ def show(res: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def main_lab_running(numalab_ready) -> None:
+def main_lab_running(numalab_conn) -> None:
     """`make test` boots the main lab in the background; numalab_ready waits for it."""
     probe = main_lab("exec", "true")
     if probe.returncode != 0:
