@@ -10,7 +10,7 @@ import pytest
 
 from tests.numalab import lab
 from vms.memory import memory_bar
-from vms.models import VirtualMachine
+from vms.models import VirtualMachine, VmCellMemory
 
 pytestmark = [pytest.mark.numalab, pytest.mark.django_db(transaction=True)]
 
@@ -72,10 +72,16 @@ def test_its_memory_on_cell_1_is_shown_remote_from_a_sample(
     seen = f"page {segments}, remote {shown and shown.group(1)}; guest {witness.describe()}"
     assert segments, f"no memory per cell on the VM page: {seen}"
     assert segments[1][1] and not segments[0][1], seen  # cell 1 remote, cell 0 local
-    on_node1 = witness.numastat[1]["total"]
+    # The page counts the VM's own memory: numastat -p's total on node 1 less the page cache
+    # of mapped files there (numa_maps' file-backed pages), i.e. its anonymous memory.
+    on_node1 = witness.numastat[1]["total"] - witness.numa_maps["file"].get(1, 0.0)
+    assert on_node1 == pytest.approx(witness.numa_maps["anon"].get(1, 0.0), abs=2.0), seen
     assert segments[1][0] == pytest.approx(on_node1, abs=2.0), seen
     assert float(shown.group(1)) == pytest.approx(on_node1, abs=2.0), seen
     assert on_node1 > 16, seen  # its QEMU heap and guest RAM: not a rounding error
+    stored = {m.cell_id: m.total_mib for m in VmCellMemory.objects.filter(vm=remote)}
+    for node, mib in witness.numastat.items():  # as numastat -p says, file pages included
+        assert stored.get(node, 0.0) == pytest.approx(mib["total"], abs=2.0), seen
     # All of its own memory is remote: numastat's pages on node 0 are QEMU's binary and
     # libraries in the page cache (shown on the page, not counted as the VM's).
     assert "(100%)" in html, seen
