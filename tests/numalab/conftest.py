@@ -6,9 +6,10 @@ These tests never skip. The session first waits, up to ``NUMAPORTAL_NUMALAB_WAIT
 (600), for the lab's libvirtd to answer, for ``scripts/numa-lab exec`` to run commands in the
 guest and for the lab's three domains to run; when they do not, every test fails with what
 ``scripts/numa-lab status`` and the background start said. `make test` starts the lab in the
-background (scripts/test) and this tier runs last; the tests never start, stop or reset it. They define domains of their own (``numalab2-t<hex>``, the lab's marker plus
-``urn:numaportal:numalab-test``), removed afterwards, and leave the lab's own domains as the lab
-script made them.
+background (scripts/test) and this tier runs last; the tests never start, stop or reset it.
+They define domains of their own (``numalab2-t<hex>``, the lab's marker plus
+``urn:numaportal:numalab-test``), removed afterwards, and leave the lab's own domains as the
+lab script made them.
 
 Workers: the host is registered as an operator registers it, with its on-host worker queue
 ``host.numalab``, where the lab guest's own worker (no database) listens on the default broker.
