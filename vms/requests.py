@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuid_module
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
@@ -74,14 +75,23 @@ def request_sync(host: Host) -> None:
     transaction.on_commit(lambda: _enqueue_sync(host_id, task_id))
 
 
+def _periodic_hosts() -> Iterable[Host]:
+    """Enabled, not removed, and not still booting: a host marked "host starting" would only
+    fail to connect; whoever marked it (make run's NUMA lab start) syncs it once it is up, and
+    "Sync now" still works."""
+    hosts = Host.objects.active().filter(enabled=True)
+    return hosts.exclude(sync_status=Host.SyncStatus.STARTING)
+
+
 def sync_enabled_hosts() -> int:
-    """Queue a sync of every enabled host that has not been removed; how many were queued.
+    """Queue a sync of every enabled host that has not been removed and is not starting; how
+    many were queued.
 
     Queueing never contacts a host, so one broken host cannot stop the others; each sync then
     records its own success or error.
     """
     count = 0
-    for host in Host.objects.active().filter(enabled=True):
+    for host in _periodic_hosts():
         try:
             request_sync(host)
         except Exception:
@@ -95,7 +105,7 @@ def sample_enabled_hosts() -> int:
     """Queue one sample per enabled host: on its own worker when it has one. Returns count."""
     expires = max(1.0, settings.NUMAPORTAL_SAMPLE_INTERVAL)
     count = 0
-    for host in Host.objects.active().filter(enabled=True):
+    for host in _periodic_hosts():
         if host.has_probe:
             # The on-host worker reads and answers; its answer is this link's first argument.
             store = tasks.store_sample.s(host.pk).set(queue=central_queue())

@@ -258,12 +258,15 @@ def test_sync_enabled_hosts_queues_every_enabled_active_host(django_capture_on_c
     make_host("broken", uri=UNREACHABLE_URI)
     make_host("off", enabled=False)
     services.remove_host(make_host("gone"))
+    # Still booting (make run's NUMA lab): its start syncs it; a periodic sync would only fail.
+    make_host("booting", sync_status=Host.SyncStatus.STARTING)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert requests.sync_enabled_hosts() == 2
     assert len(callbacks) == 2
     assert set(
         Host.objects.filter(sync_status=Host.SyncStatus.QUEUED).values_list("name", flat=True)
     ) == {"good", "broken"}
+    assert Host.objects.get(name="booting").sync_status == Host.SyncStatus.STARTING
 
 
 @pytest.mark.django_db
