@@ -7,7 +7,6 @@ else, in particular not the lab's ``numalab-*`` VMs.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import secrets
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ import libvirt
 import pytest
 
 from numaportal.virt.connection import VirtError, open_connection
+from tests.domains import remove_domain
 
 QEMU_URI = "qemu:///system"
 THROWAWAY_PREFIX = "numatest-"
@@ -41,15 +41,6 @@ DOMAIN_XML = """\
 """
 
 
-def _remove(dom: libvirt.virDomain) -> None:
-    """Destroy (if running) and undefine; gone already is fine."""
-    with contextlib.suppress(libvirt.libvirtError):
-        if dom.isActive():
-            dom.destroy()
-    with contextlib.suppress(libvirt.libvirtError):
-        dom.undefine()
-
-
 def _open_or_fail() -> libvirt.virConnect:
     try:
         return open_connection(QEMU_URI, timeout=15)
@@ -64,7 +55,7 @@ def qemu_conn() -> Iterator[libvirt.virConnect]:
     for dom in conn.listAllDomains():
         # Only our own prefix: lab VMs (numalab-*) and anything else are not ours to touch.
         if dom.name().startswith(THROWAWAY_PREFIX):
-            _remove(dom)
+            remove_domain(dom)
     yield conn
     gc.collect()
     conn.close()
@@ -85,7 +76,7 @@ def define_throwaway(
 
     yield define
     for dom in created:
-        _remove(dom)
+        remove_domain(dom)
 
 
 @pytest.fixture

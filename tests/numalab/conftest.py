@@ -20,7 +20,6 @@ back to that same central queue.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import time
@@ -37,6 +36,7 @@ from numaportal.celery import app
 from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.connection import VirtError, open_connection
 from numaportal.virt.cpuset import parse_cpuset
+from tests.domains import remove_domain
 from tests.numalab import lab
 from vms import requests as host_requests
 from vms import sync as host_sync
@@ -67,15 +67,6 @@ def _fail(what: str) -> None:
         "(`make test` starts it in the background; by hand: scripts/numa-lab start)",
         pytrace=False,
     )
-
-
-def _remove(dom: libvirt.virDomain) -> None:
-    """Destroy (if running) and undefine; gone already is fine."""
-    with contextlib.suppress(libvirt.libvirtError):
-        if dom.isActive():
-            dom.destroy()
-    with contextlib.suppress(libvirt.libvirtError):
-        dom.undefine()
 
 
 def _is_ours(dom: libvirt.virDomain) -> bool:
@@ -124,7 +115,7 @@ def numalab_conn() -> Iterator[libvirt.virConnect]:
         time.sleep(3)
     for dom in conn.listAllDomains():
         if _is_ours(dom):
-            _remove(dom)
+            remove_domain(dom)
     yield conn
     gc.collect()
     conn.close()
@@ -145,7 +136,7 @@ def define_domain(numalab_conn) -> Iterator[Callable[..., libvirt.virDomain]]:
 
     yield define
     for dom in created:
-        _remove(dom)
+        remove_domain(dom)
 
 
 def _cpumap(cpus: frozenset[int], width: int) -> tuple[bool, ...]:
