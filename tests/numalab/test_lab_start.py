@@ -4,15 +4,14 @@ The script is run as it is (a subprocess, as root), and these tests assert on it
 and its words: the last ``[numa-lab] ERROR:`` line starts with what failed (``kernel:``,
 ``port:``, ``virtme-ng:``, ``libvirtd:``, ``guest boot:``).
 
-Two kinds of lab:
+Scratch labs only:
 
 * scratch labs, one per test: a directory of their own under /var/tmp and a loopback port of
   their own (16590-16689). Everything that starts something runs there, with the on-host worker
   off and pip offline. A test that boots checks afterwards that no process names its directory;
   the fixture stops and removes whatever a failed test left behind (only processes that name
   the test's own directory).
-* the main lab (``/var/lib/numaportal-numalab``, port 16510), used by other people at the same
-  time: only ``exec`` with commands that change nothing. It is never started or stopped here.
+* the main lab is never started or stopped here (``exec`` against it: test_lab_exec.py).
 
 The virtme-ng virtualenvs a scratch lab needs are built once per machine under
 ``/var/tmp/numaportal-numalab-test`` (from PyPI, ~5 s each) and copied into each scratch lab, so
@@ -25,9 +24,7 @@ virtme-ng from PyPI) fails with what to do.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import random
 import re
 import shutil
 import signal
@@ -37,271 +34,33 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.numalab.scratch import (
+    BOOT_SECONDS,
+    ERROR,
+    OLD_VNG_VERSION,
+    SCRATCH_ROOT,
+    SCRIPT,
+    VNG_VERSION,
+    Lab,
+    Run,
+    _fail,
+    _venv_version,
+    cached_venv,
+    clone_venv,
+    free_port,
+)
+
 pytestmark = pytest.mark.numalab
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "numa-lab"
-MAIN_LAB_DIR = Path("/var/lib/numaportal-numalab")
-MAIN_PORT = 16510
-SCRATCH_PORTS = range(16590, 16690)
-SCRATCH_ROOT = Path("/var/tmp")
-VENV_CACHE = Path("/var/tmp/numaportal-numalab-test")
-VNG_VERSION = "1.42"  # the script's VNG_VERSION
-OLD_VNG_VERSION = "1.41"
-ERROR = "[numa-lab] ERROR: "
-# A boot under TCG on this 2-CPU machine: 20-60 s to the guest script, more when it is busy.
-BOOT_SECONDS = 240
-
-
-def _fail(msg: str) -> None:
-    pytest.fail(msg, pytrace=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _root() -> None:
     if os.geteuid() != 0:
         _fail("scripts/numa-lab runs as root (packages, QEMU): run these tests as root")
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes, ports
-# ---------------------------------------------------------------------------------------------
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
-
-
-def procs_naming(text: str) -> dict[int, str]:
-    """Live processes (not zombies, not this one) whose command line contains *text*."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        cmd = _cmdline(int(entry.name))
-        if text in cmd:
-            found[int(entry.name)] = cmd[:200]
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while *pid* runs (a zombie counts as gone: it runs nothing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def listening(port: int) -> bool:
-    out = subprocess.run(
-        ["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True, check=True
-    ).stdout
-    return bool(out.strip())
-
-
-def connects(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    """A scratch port nobody listens on nor has bound (checked by binding it, then closing)."""
-    ports = list(SCRATCH_PORTS)
-    random.shuffle(ports)
-    for port in ports:
-        if listening(port):
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    _fail(f"no free loopback port in {SCRATCH_PORTS.start}-{SCRATCH_PORTS.stop - 1}")
-    raise AssertionError  # unreachable
-
-
-# ---------------------------------------------------------------------------------------------
-# virtme-ng virtualenvs
-# ---------------------------------------------------------------------------------------------
-
-
-def _venv_version(venv: Path) -> str | None:
-    if not (venv / "bin" / "python").exists():
-        return None
-    out = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            'import importlib.metadata as m; print(m.version("virtme-ng"))',
-        ],
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def cached_venv(version: str) -> Path:
-    """A virtualenv with virtme-ng *version*, built once per machine (as the script builds its
-    own: Debian's python3 -m venv, pip install virtme-ng==VERSION)."""
-    venv = VENV_CACHE / f"venv-virtme-ng-{version}"
-    VENV_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(VENV_CACHE / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _venv_version(venv) == version and (venv / "bin" / "vng").exists():
-            return venv
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-        pip = subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", f"virtme-ng=={version}"],
-            capture_output=True,
-            text=True,
-        )
-        if pip.returncode != 0 or _venv_version(venv) != version:
-            shutil.rmtree(venv, ignore_errors=True)
-            _fail(f"could not install virtme-ng=={version} from PyPI into {venv}:\n{pip.stderr}")
-    return venv
-
-
-def clone_venv(src: Path, dst: Path, drop: tuple[str, ...] = ()) -> Path:
-    """A copy of the virtualenv *src* at *dst* whose scripts run dst's python (their #! lines
-    name the venv they were installed in); packages named in *drop* are left out."""
-
-    def ignore(_dir: str, names: list[str]) -> list[str]:
-        return [n for n in names if any(n == d or n.startswith(f"{d}-") for d in drop)]
-
-    shutil.copytree(src, dst, symlinks=True, ignore=ignore)
-    old, new = f"#!{src}/bin/".encode(), f"#!{dst}/bin/".encode()
-    for script in (dst / "bin").iterdir():
-        if script.is_symlink() or not script.is_file():
-            continue
-        data = script.read_bytes()
-        if data.startswith(old):
-            script.write_bytes(new + data[len(old) :])
-    return dst
-
-
-# ---------------------------------------------------------------------------------------------
-# Scratch labs
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    rc: int
-    out: str
-    err: str
-    seconds: float
-    qemu_pids: set[int] = field(default_factory=set)
-    session_pids: set[int] = field(default_factory=set)
-
-    def error(self) -> str:
-        """The last ERROR line, without its prefix (what the script says failed)."""
-        lines = [line for line in self.err.splitlines() if line.startswith(ERROR)]
-        assert lines, f"no {ERROR!r} line (exit {self.rc}):\n{self}"
-        return lines[-1][len(ERROR) :]
-
-    def __str__(self) -> str:
-        return (
-            f"exit {self.rc} after {self.seconds:.1f} s\n"
-            f"--- stdout ---\n{self.out}\n--- stderr ---\n{self.err}"
-        )
-
-
-@dataclass
-class Lab:
-    dir: Path
-    port: int
-
-    @property
-    def venv(self) -> Path:
-        return self.dir / "venv"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("NUMAPORTAL_NUMALAB_", "PIP_"))
-        }
-        offline = self.dir.parent / "no-packages"
-        offline.mkdir(exist_ok=True)
-        env.update(
-            NUMAPORTAL_NUMALAB_DIR=str(self.dir),
-            NUMAPORTAL_NUMALAB_PORT=str(self.port),
-            # never a second on-host worker on the main lab's queue (host.numalab)
-            NUMAPORTAL_NUMALAB_WORKER="0",
-            # a scratch lab never installs anything from the network
-            PIP_CONFIG_FILE=os.devnull,
-            PIP_NO_INDEX="1",
-            PIP_FIND_LINKS=str(offline),
-            PIP_NO_CACHE_DIR="1",
-        )
-        env.update(extra)
-        return env
-
-    def run(self, *args: str, timeout: float = 60, **extra: str) -> Run:
-        """``scripts/numa-lab ARGS`` on this lab; while it runs, the guest's QEMU and session
-        pids are read from the lab's pidfiles (they are gone once the guest is stopped)."""
-        out_path, err_path = self.dir.parent / "stdout", self.dir.parent / "stderr"
-        t0 = time.monotonic()
-        qemu_pids: set[int] = set()
-        session_pids: set[int] = set()
-        with open(out_path, "w") as out, open(err_path, "w") as err:
-            proc = subprocess.Popen(
-                [str(SCRIPT), *args], stdout=out, stderr=err, env=self.env(**extra)
-            )
-            while proc.poll() is None:
-                for pidfile, pids in (("qemu.pid", qemu_pids), ("session.pid", session_pids)):
-                    with contextlib.suppress(OSError, ValueError):
-                        pids.add(int((self.dir / "run" / pidfile).read_text()))
-                if time.monotonic() - t0 > timeout:
-                    proc.kill()
-                    proc.wait()
-                    _fail(f"numa-lab {' '.join(args)} still running after {timeout} s")
-                time.sleep(0.2)
-        return Run(
-            proc.returncode,
-            out_path.read_text(),
-            err_path.read_text(),
-            time.monotonic() - t0,
-            qemu_pids,
-            session_pids,
-        )
-
-    def qemu_pid(self) -> int | None:
-        """The guest's QEMU, if it runs: the pid in its pidfile, started with that pidfile."""
-        pidfile = self.dir / "run" / "qemu.pid"
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pidfile.read_text())
-            if alive(pid) and f"-pidfile {pidfile}" in _cmdline(pid):
-                return pid
-        return None
-
-    def leftovers(self) -> dict[int, str]:
-        """Processes of this lab: any that names its directory (vng, virtme-run, QEMU, the
-        console pipe, the guestfwd socat helpers, a virtiofsd)."""
-        return procs_naming(f"{self.dir}/")
-
-    def assert_nothing_left(self, run: Run) -> None:
-        left = self.leftovers()
-        assert not left, f"processes of {self.dir} still running: {left}\n{run}"
-        qemus = {p: c for p, c in procs_naming("qemu-system-x86_64").items() if str(self.dir) in c}
-        assert not qemus, f"QEMU of {self.dir} still running: {qemus}"
-        for tool in ("virtiofsd", "socat"):
-            mine = {p: c for p, c in procs_naming(tool).items() if str(self.dir) in c}
-            assert not mine, f"{tool} of {self.dir} still running: {mine}"
-        still = sorted(p for p in run.qemu_pids | run.session_pids if alive(p))
-        assert not still, f"the guest's QEMU/session pids {still} still run\n{run}"
-        assert not listening(self.port), f"port {self.port} still listened on after {run}"
-        assert not connects(self.port), f"127.0.0.1:{self.port} still accepts connections"
 
 
 @pytest.fixture
@@ -522,59 +281,3 @@ def test_libvirtd_that_cannot_start(lab: Lab) -> None:
     assert "[numa-lab] not running" in stop.out.splitlines(), str(stop)
     assert f"stopped: no lab process left, port {lab.port} free" in stop.out, str(stop)
     lab.assert_nothing_left(stop)
-
-
-# ---------------------------------------------------------------------------------------------
-# exec, against the main lab (read-only commands)
-# ---------------------------------------------------------------------------------------------
-
-
-def main_lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMAPORTAL_NUMALAB_")}
-    return subprocess.run(
-        [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def show(res: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {res.returncode}\n--- stdout ---\n{res.stdout}\n--- stderr ---\n{res.stderr}"
-
-
-@pytest.fixture(scope="module")
-def main_lab_running(numalab_conn) -> None:
-    """`make test` boots the main lab in the background; numalab_ready waits for it."""
-    probe = main_lab("exec", "true")
-    if probe.returncode != 0:
-        status = main_lab("status")
-        _fail(
-            f"the main NUMA lab ({MAIN_LAB_DIR}, port {MAIN_PORT}) does not run commands "
-            f"(exec true: exit {probe.returncode}: {probe.stderr.strip()}); its status:\n"
-            f"{status.stdout}{status.stderr}-- it is shared: ask before `scripts/numa-lab start`"
-        )
-
-
-def test_exec_numactl_shows_three_nodes_node2_without_cpus(main_lab_running: None) -> None:
-    res = main_lab("exec", "numactl", "-H")
-    assert res.returncode == 0, show(res)
-    lines = res.stdout.splitlines()
-    assert "available: 3 nodes (0-2)" in lines, res.stdout
-    cpus = {m[1]: m[2] for line in lines if (m := re.fullmatch(r"node (\d+) cpus:(.*)", line))}
-    assert cpus.keys() == {"0", "1", "2"}, res.stdout
-    assert cpus["2"].strip() == "", f"node 2 has CPUs: {cpus['2']!r}"
-    assert cpus["0"].split() and cpus["1"].split(), res.stdout
-
-
-def test_exec_exits_with_the_command_status(main_lab_running: None) -> None:
-    res = main_lab("exec", "sh", "-c", "echo out; echo err >&2; exit 7")
-    assert res.returncode == 7, show(res)
-    assert res.stdout == "out\n", show(res)
-    assert res.stderr == "err\n", show(res)
-
-
-def test_exec_passes_arguments_unchanged(main_lab_running: None) -> None:
-    args = ["a b", "c'd", 'e"f', "$HOME", "*", "", "g\nh", "--", "-n"]
-    res = main_lab("exec", "printf", "%s|", *args)
-    assert res.returncode == 0, show(res)
-    assert res.stdout == "".join(f"{a}|" for a in args), show(res)
-    short = main_lab("exec", "printf", "%s|", "a b", "c'd")
-    assert short.stdout == "a b|c'd|", show(short)
