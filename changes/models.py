@@ -71,6 +71,9 @@ class Change(models.Model):
         #: One VM's move from a balancing plan: vcpupin of every vCPU, emulatorpin,
         #: numatune config (params from the planner's Assignment; group_id = plan id).
         PLAN_MOVE = "plan_move", "move from a balancing plan (plan_move)"
+        #: A running VM's memory moved to given cells, live (numatune restrictive or
+        #: migratepages), verified against its numa_maps.
+        MEMORY_MOVE = "memory_move", "memory moved live (memory_move)"
 
     class Scope(models.TextChoices):
         """libvirt's scopes (:class:`numaportal.virt.scope.Scope`), in the history's words."""

@@ -27,7 +27,15 @@ from numaportal.virt import hostfacts, hostprobe
 from numaportal.virt.domains import list_domains
 from numaportal.virt.errors import VirtError
 
-__all__ = ["HostSample", "MalformedSample", "NotOnThisHost", "check_on_host", "take_sample"]
+__all__ = [
+    "HostSample",
+    "MalformedSample",
+    "NotOnThisHost",
+    "check_on_host",
+    "process_memory_from",
+    "process_memory_message",
+    "take_sample",
+]
 
 #: A message names at most this many cells and VMs (the largest hosts have 16 cells and a
 #: few hundred VMs); more is a broken or hostile worker, not a host.
@@ -99,8 +107,7 @@ class HostSample:
                 "boot_time": probe.boot_time,
                 "numa_balancing": probe.numa_balancing,
                 "vm_memory": {
-                    name: {"pid": mem.pid, "cells": _cells_message(mem)}
-                    for name, mem in probe.vm_memory.items()
+                    name: process_memory_message(mem) for name, mem in probe.vm_memory.items()
                 },
                 "problems": list(probe.problems),
             },
@@ -189,8 +196,24 @@ def take_sample(host_name: str, uri: str, worker_queue: str, *, probe: bool) -> 
 # --- reading a message ---------------------------------------------------------------------
 
 
-def _cells_message(mem: hostprobe.ProcessMemory) -> dict[str, dict[str, float]]:
-    return {str(c): {k: getattr(m, k) for k in _MEMORY_KINDS} for c, m in mem.cells.items()}
+def process_memory_message(mem: hostprobe.ProcessMemory) -> dict[str, Any]:
+    """One process's memory per cell as JSON for the broker."""
+    cells = {str(c): {k: getattr(m, k) for k in _MEMORY_KINDS} for c, m in mem.cells.items()}
+    return {"pid": mem.pid, "cells": cells}
+
+
+def process_memory_from(item: Any) -> hostprobe.ProcessMemory:
+    """:func:`process_memory_message`'s message read back; :class:`MalformedSample` if not."""
+    if not isinstance(item, dict):
+        raise MalformedSample("a process's memory is not an object")
+    cells = {}
+    for cell, mem in _cells(item, "cells").items():
+        if not isinstance(mem, dict):
+            raise MalformedSample(f"memory of cell {cell} is not an object")
+        cells[cell] = hostprobe.CellMemory(
+            **{k: _mib(mem.get(k, 0), f"memory {k}") for k in _MEMORY_KINDS}
+        )
+    return hostprobe.ProcessMemory(pid=_count(item.get("pid"), "pid"), cells=cells)
 
 
 def _short(value: Any) -> bool:
@@ -253,16 +276,9 @@ def _probe_from(raw: Any) -> hostprobe.HostProbe:
     if not isinstance(memory, dict) or len(memory) > _MAX_VMS:
         raise MalformedSample("vm_memory is not an object")
     for name, item in memory.items():
-        if not _short(name) or not isinstance(item, dict):
+        if not _short(name):
             raise MalformedSample("vm_memory: not an object of VM names")
-        cells = {
-            cell: hostprobe.CellMemory(
-                **{k: _mib(mem.get(k, 0), f"vm_memory {k}") for k in _MEMORY_KINDS}
-            )
-            for cell, mem in _cells(item, "cells").items()
-            if isinstance(mem, dict)
-        }
-        vm_memory[name] = hostprobe.ProcessMemory(pid=_count(item.get("pid"), "pid"), cells=cells)
+        vm_memory[name] = process_memory_from(item)
     boot_time, balancing = raw.get("boot_time"), raw.get("numa_balancing")
     return hostprobe.HostProbe(
         numastat=numastat,

@@ -31,3 +31,17 @@ def probe_host(host_name: str, uri: str, worker_queue: str) -> dict[str, object]
 def numa_balancing(host_name: str, worker_queue: str, value: int | None) -> dict[str, object]:
     """On-host: read (``value`` None) or write /proc/sys/kernel/numa_balancing."""
     return onhost.answer_numa_balancing(host_name, worker_queue, value)
+
+
+@shared_task(name="hosts.tasks.vm_memory")
+def vm_memory(host_name: str, worker_queue: str, vm_name: str) -> dict[str, object]:
+    """On-host: a VM's memory per cell now (its QEMU's numa_maps)."""
+    return onhost.answer_vm_memory(host_name, worker_queue, vm_name)
+
+
+@shared_task(name="hosts.tasks.migrate_pages")
+def migrate_pages(
+    host_name: str, worker_queue: str, vm_name: str, cells: list[int], timeout: float
+) -> dict[str, object]:
+    """On-host: migratepages of a VM's QEMU onto *cells*."""
+    return onhost.answer_migrate_pages(host_name, worker_queue, vm_name, cells, timeout)

@@ -245,6 +245,8 @@ NUMAPORTAL_CENTRAL_QUEUE = os.environ.get("NUMAPORTAL_CENTRAL_QUEUE", "celery")
 # How long a central worker waits for an on-host worker's answer (numa_balancing read/write);
 # the request expires unread after that, so a late worker never acts on it.
 NUMAPORTAL_ON_HOST_WAIT = float(os.environ.get("NUMAPORTAL_ON_HOST_WAIT", "30"))
+# How long a VM's page migration (memory_move without a binding) may take on its host.
+NUMAPORTAL_MEMORY_MOVE_TIMEOUT = float(os.environ.get("NUMAPORTAL_MEMORY_MOVE_TIMEOUT", "600"))
 NUMAPORTAL_SAMPLE_INTERVAL = float(os.environ.get("NUMAPORTAL_SAMPLE_INTERVAL", "60"))
 NUMAPORTAL_SAMPLE_RAW_HOURS = float(os.environ.get("NUMAPORTAL_SAMPLE_RAW_HOURS", "48"))
 NUMAPORTAL_ROLLUP_BUCKET_S = int(os.environ.get("NUMAPORTAL_ROLLUP_BUCKET_S", "900"))

@@ -14,6 +14,7 @@ from changes.forms.base import (
     pin_all_into_cell,
 )
 from changes.forms.emulatorpin import EmulatorPinForm
+from changes.forms.memory import MemoryMoveForm
 from changes.forms.numatune import STRICT_LIVE_REFUSAL, NumatuneForm
 from changes.forms.vcpupin import VcpuPinForm
 from changes.forms.vcpus import UNPLUG_REFUSAL, HotAddForm, HotRemoveForm, MaximumForm
@@ -29,6 +30,7 @@ __all__ = [
     "HotAddForm",
     "HotRemoveForm",
     "MaximumForm",
+    "MemoryMoveForm",
     "NodesetField",
     "NumatuneForm",
     "Preview",
@@ -40,5 +42,13 @@ __all__ = [
 
 FORMS: dict[str, type[ChangeForm]] = {
     form.slug: form
-    for form in (VcpuPinForm, EmulatorPinForm, NumatuneForm, HotAddForm, MaximumForm, HotRemoveForm)
+    for form in (
+        VcpuPinForm,
+        EmulatorPinForm,
+        NumatuneForm,
+        MemoryMoveForm,
+        HotAddForm,
+        MaximumForm,
+        HotRemoveForm,
+    )
 }

@@ -22,6 +22,11 @@ class VmFacts:
     vcpu_current_live: int | None = None
     gone: bool = False
     persistent: bool = True
+    #: Its numatune mode as last synced ("" when it has none: the default local policy).
+    numatune_mode: str = ""
+    #: Its host's on-host worker queue ("" when it has none).
+    host_worker_queue: str = ""
+    host_name: str = ""
 
     @classmethod
     def from_vm(cls, vm: Any) -> VmFacts:
@@ -34,6 +39,9 @@ class VmFacts:
             vcpu_current_live=vm.vcpu_current_live,
             gone=vm.gone_at is not None,
             persistent=vm.persistent,
+            numatune_mode=vm.numatune_mode,
+            host_worker_queue=vm.host.worker_queue,
+            host_name=vm.host.name,
         )
 
     def maxima(self, scope: str) -> list[tuple[str, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from changes.kinds import (
     emulatorpin,
     guest_vcpus,
+    memory_move,
     numa_balancing,
     numatune,
     plan_move,
@@ -22,7 +23,16 @@ from changes.models import Change
 
 __all__ = ["all", "choices", "find", "get", "requestable"]
 
-_MODULES = (vcpupin, emulatorpin, numatune, setvcpus, guest_vcpus, numa_balancing, plan_move)
+_MODULES = (
+    vcpupin,
+    emulatorpin,
+    numatune,
+    setvcpus,
+    guest_vcpus,
+    numa_balancing,
+    plan_move,
+    memory_move,
+)
 _KINDS: dict[str, ChangeKind] = {
     kind.name: kind
     for kind in sorted((m.KIND for m in _MODULES), key=lambda k: Change.Kind.values.index(k.name))

@@ -92,6 +92,7 @@ def throwaway_xml(
     vcpupin: dict[int, str] | None = None,
     emulatorpin: str | None = None,
     nodeset: str | None = None,
+    mode: str = "strict",
     preallocate: bool = False,
 ) -> str:
     """The domain's XML; *preallocate*: QEMU allocates (touches) all guest RAM at start, so
@@ -110,7 +111,7 @@ def throwaway_xml(
         ),
         cputune=f"<cputune>{pins}</cputune>" if pins else "",
         numatune=(
-            f"<numatune><memory mode='strict' nodeset='{nodeset}'/></numatune>" if nodeset else ""
+            f"<numatune><memory mode='{mode}' nodeset='{nodeset}'/></numatune>" if nodeset else ""
         ),
     )
 

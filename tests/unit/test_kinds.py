@@ -58,6 +58,7 @@ def test_request_change_takes_the_vm_kinds_an_operator_asks_for() -> None:
         "numatune",
         "setvcpus",
         "guest_vcpus",
+        "memory_move",
     ]
     assert registry.get("numa_balancing").target is Target.HOST
     assert registry.get("plan_move").target is Target.VM
@@ -70,7 +71,7 @@ def test_an_unknown_kind_is_refused_with_the_same_message_as_before(kind: str) -
     assert info.value.message_dict == {
         "kind": [
             f"unknown kind of change {kind!r}: expected one of vcpupin, emulatorpin, numatune, "
-            "setvcpus, guest_vcpus"
+            "setvcpus, guest_vcpus, memory_move"
         ]
     }
 

@@ -248,7 +248,8 @@ def test_no_answer_from_the_on_host_worker_fails_and_writes_nothing(
         redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("host.hv1")
     assert result.status == Change.Status.FAILED
     assert result.error.startswith(
-        "no answer from the on-host worker of hv1 (queue 'host.hv1') within 1 s: nothing was read"
+        "no answer from the on-host worker of hv1 (queue 'host.hv1') within 1 s: nothing was "
+        "confirmed"
     )
     assert "NUMAPORTAL_ON_HOST=hv1" in result.error
     assert balancing_file(probe_root) == "1"

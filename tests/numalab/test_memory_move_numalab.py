@@ -1,0 +1,128 @@
+"""Moving a running VM's memory live on the NUMA lab (``memory_move``), through the real worker
+path: the change runs on the test's central worker, which asks the lab's on-host worker (inside
+the guest, no database) for the VM's numa_maps before and after, and for the page migration.
+
+Each domain is the test's own: 96 MiB of guest RAM preallocated on node 0, vCPUs pinned to
+node 1's CPUs 2-3 (its memory is remote), then moved to cell 1. Witnesses: ``numastat -p`` and
+numa_maps of its QEMU process and ``virsh numatune`` inside the guest.
+"""
+
+from __future__ import annotations
+
+import time
+
+import libvirt
+import pytest
+from celery.result import AsyncResult
+from django.core.exceptions import ValidationError
+
+from changes.models import Change
+from changes.requests import request_change
+from numaportal.celery import app
+from tests.numalab import lab
+from tests.numalab.conftest import TASK_WAIT
+from vms import sync as host_sync
+from vms.models import VirtualMachine
+
+pytestmark = [pytest.mark.numalab, pytest.mark.django_db(transaction=True)]
+
+MEMORY_MIB = 96
+REASON = "numalab: the memory follows the vCPUs to cell 1"
+
+
+def started_on_node0(define_domain, worker_host, **numatune) -> tuple[libvirt.virDomain, object]:
+    """A running test domain whose guest RAM is on node 0 and whose vCPUs run on node 1."""
+    dom = define_domain(
+        memory_mib=MEMORY_MIB,
+        preallocate=True,
+        vcpupin={0: "2", 1: "3"},
+        # The emulator thread preallocates the RAM: on node 0's CPUs, first touch puts it there.
+        emulatorpin="0-1",
+        **numatune,
+    )
+    dom.create()
+    lab.wait_state(dom, libvirt.VIR_DOMAIN_RUNNING)
+    memory = lab.memory_once_allocated(dom.name(), at_least_mib=MEMORY_MIB)
+    assert memory.numa_maps["anon"].get(0, 0) >= MEMORY_MIB, memory.describe()
+    host_sync.sync_host(worker_host.pk)
+    vm = VirtualMachine.objects.get(host=worker_host, uuid=dom.UUIDString())
+    assert vm.cells == "1" and vm.is_running
+    return dom, vm
+
+
+def move(vm, operator) -> tuple[Change, float]:
+    started = time.monotonic()
+    change = request_change(
+        actor=operator,
+        target=vm,
+        kind="memory_move",
+        params={"cells": "1"},
+        scope="live",
+        reason=REASON,
+    )
+    AsyncResult(str(change.id), app=app).get(timeout=TASK_WAIT, propagate=True)
+    change.refresh_from_db()
+    return change, time.monotonic() - started
+
+
+def check_moved(change: Change, name: str, seconds: float) -> lab.GuestMemory:
+    """The record says it moved, and the guest agrees: its anonymous memory is on node 1."""
+    witness = lab.guest_memory(name)
+    seen = f"record before {change.before and change.before.get('memory_mib')}, after " + (
+        f"{change.after and change.after.get('memory_mib')}; guest {witness.describe()}"
+    )
+    assert change.status == Change.Status.SUCCEEDED, f"{change.error}; {seen}"
+    assert seconds < 60, seen  # "within a minute", the whole trip through both workers
+    before, after = change.before["memory_mib"], change.after["memory_mib"]
+    assert before.get("0", 0) >= MEMORY_MIB and after.get("1", 0) >= MEMORY_MIB, seen
+    anon = witness.numa_maps["anon"]
+    assert anon.get(1, 0) >= MEMORY_MIB and anon.get(0, 0) < 2.0, seen
+    # The record's after is the VM's own memory (numastat -p less mapped files), per node.
+    for node, numbers in witness.numastat.items():
+        own = numbers["total"] - witness.numa_maps["file"].get(node, 0.0)
+        assert after.get(str(node), 0.0) == pytest.approx(own, abs=2.0), seen
+    assert "memory per cell (MiB): 0: " in change.diff
+    print(f"{change.outcome} ({seconds:.1f} s end to end); {seen}")
+    return witness
+
+
+def test_a_restrictive_domain_moves_through_libvirt(
+    worker_host, operator, define_domain, sample_on_host
+) -> None:
+    dom, vm = started_on_node0(define_domain, worker_host, nodeset="0", mode="restrictive")
+    change, seconds = move(vm, operator)
+    assert change.params == {"cells": "1", "method": "numatune"}
+    check_moved(change, dom.name(), seconds)
+    assert change.outcome.startswith("moved ") and "by a live numatune (restrictive)" in (
+        change.outcome
+    )
+    live = lab.guest_tuning(dom.name(), "--live")
+    assert live.numatune == {"numa_mode": "restrictive", "numa_nodeset": "1"}
+    config = lab.guest_tuning(dom.name(), "--config")
+    assert config.numatune == {"numa_mode": "restrictive", "numa_nodeset": "0"}  # unchanged
+
+
+def test_an_unbound_domain_moves_by_page_migration(worker_host, operator, define_domain) -> None:
+    dom, vm = started_on_node0(define_domain, worker_host)
+    change, seconds = move(vm, operator)
+    assert change.params == {"cells": "1", "method": "migratepages"}
+    check_moved(change, dom.name(), seconds)
+    assert "by page migration of its QEMU on the host (migratepages)" in change.outcome
+    assert lab.guest_tuning(dom.name(), "--live").numatune.get("numa_nodeset") in ("", None)
+
+
+def test_a_strict_domain_is_refused_with_the_reason(worker_host, operator) -> None:
+    remote = VirtualMachine.objects.get(host=worker_host, name="numalab2-remote")
+    assert remote.numatune_mode == "strict"
+    with pytest.raises(ValidationError) as info:
+        request_change(
+            actor=operator,
+            target=remote,
+            kind="memory_move",
+            params={"cells": "0"},
+            scope="live",
+            reason=REASON,
+        )
+    (message,) = info.value.message_dict["cells"]
+    assert "can't change nodeset for strict mode for running domain" in message
+    assert not Change.objects.filter(kind="memory_move").exists()
