@@ -35,7 +35,15 @@ pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
 GIB = 1024 * 1024
 #: The change forms of the VM page (vms:change's ``kind``); checked against the page below.
-CHANGE_FORM_KINDS = ("vcpupin", "emulatorpin", "numatune", "hot-add", "maximum", "hot-remove")
+CHANGE_FORM_KINDS = (
+    "vcpupin",
+    "emulatorpin",
+    "numatune",
+    "memory",
+    "hot-add",
+    "maximum",
+    "hot-remove",
+)
 
 _serial = itertools.count(1)
 
