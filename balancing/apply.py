@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from balancing import planner
 from balancing.models import BalancingPlan
 from changes import executor
+from changes.kinds.memory_move import method_for, refusal
+from changes.kinds.validation import validate_change
 from changes.models import Change
 from hosts.services import load_topology
 
@@ -25,7 +28,15 @@ log = logging.getLogger(__name__)
 Status = BalancingPlan.Status
 
 
-__all__ = ["PlanNotApplicable", "apply_plan", "change_params", "plan_object", "stop"]
+__all__ = [
+    "PlanNotApplicable",
+    "apply_plan",
+    "change_params",
+    "memory_follows",
+    "memory_move_params",
+    "plan_object",
+    "stop",
+]
 
 
 class PlanNotApplicable(Exception):
@@ -61,9 +72,37 @@ def plan_object(plan: BalancingPlan) -> tuple[Any, list[planner.VmDemand], plann
     return topology, demands, plan_obj
 
 
+def memory_move_params(vm: Any, move: dict) -> dict | None:
+    """The ``memory_move`` that follows a running VM's ``plan_move`` to its new cells, when its
+    memory can move live (its numatune and its host's own worker allow it); None when its
+    memory follows at the next boot (:func:`memory_follows` says why)."""
+    if memory_follows(vm):
+        return None
+    try:
+        checked = validate_change(vm, Change.Kind.MEMORY_MOVE, {"cells": move["nodeset"]}, "live")
+    except ValidationError:
+        return None
+    return {**checked, "plan": move["plan"], "step": move["step"]}
+
+
+def memory_follows(vm: Any) -> str:
+    """Why a moved VM's memory stays until its next boot; "" when it moves with the plan."""
+    if not vm.is_running:
+        return "shut off: its memory is placed at its next boot"
+    if not vm.host.worker_queue:
+        return "its host has no on-host worker to read and move its memory"
+    if method_for(vm.numatune_mode) is None:
+        return f"follows at the next boot: {refusal(vm.numatune_mode)}"
+    return ""
+
+
+#: A VM's records in a plan run in this order within its step: pins first, then its memory.
+_KIND_ORDER = {Change.Kind.PLAN_MOVE: 0, Change.Kind.MEMORY_MOVE: 1}
+
+
 def _ordered_changes(plan: BalancingPlan) -> list[Change]:
-    changes = list(Change.objects.filter(group_id=plan.id, kind=Change.Kind.PLAN_MOVE))
-    return sorted(changes, key=lambda c: c.params.get("step", 0))
+    changes = list(Change.objects.filter(group_id=plan.id, kind__in=list(_KIND_ORDER)))
+    return sorted(changes, key=lambda c: (c.params.get("step", 0), _KIND_ORDER[c.kind]))
 
 
 def stop(plan_id: str, why: str, failed_change: Change | None) -> None:

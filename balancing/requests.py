@@ -23,7 +23,13 @@ from django.utils import timezone
 
 from balancing import planner, tasks
 from balancing.access import require_operator
-from balancing.apply import PlanNotApplicable, change_params, plan_object, stop
+from balancing.apply import (
+    PlanNotApplicable,
+    change_params,
+    memory_move_params,
+    plan_object,
+    stop,
+)
 from balancing.models import BalancingPlan
 from balancing.staleness import staleness
 from changes.models import Change
@@ -148,7 +154,9 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
         raise PlanNotApplicable(f"no safe order to apply this plan: {exc}") from exc
     vms = {
         vm.name: vm
-        for vm in VirtualMachine.objects.present().filter(host=plan.host, name__in=order)
+        for vm in VirtualMachine.objects.present()
+        .filter(host=plan.host, name__in=order)
+        .select_related("host")
     }
     missing = [name for name in order if name not in vms]
     if missing:
@@ -157,6 +165,7 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
     with transaction.atomic():
         for step, name in enumerate(order, 1):
             vm = vms[name]
+            params = change_params(plan, plan_obj.assignments[name], step)
             changes.append(
                 record_change(
                     actor=actor,
@@ -164,7 +173,7 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
                     vm=vm,
                     target_name=vm.name,
                     kind=Change.Kind.PLAN_MOVE,
-                    params=change_params(plan, plan_obj.assignments[name], step),
+                    params=params,
                     # A shut-off VM can only be changed in its config.
                     scope=Change.Scope.BOTH if vm.is_running else Change.Scope.CONFIG,
                     reason=reason,
@@ -172,6 +181,23 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
                     enqueue_on_commit=False,
                 )
             )
+            memory = memory_move_params(vm, params)
+            if memory is not None:
+                # Right after its pins, in the same safe order: the memory follows the vCPUs.
+                changes.append(
+                    record_change(
+                        actor=actor,
+                        host=plan.host,
+                        vm=vm,
+                        target_name=vm.name,
+                        kind=Change.Kind.MEMORY_MOVE,
+                        params=memory,
+                        scope=Change.Scope.LIVE,
+                        reason=reason,
+                        group_id=plan.id,
+                        enqueue_on_commit=False,
+                    )
+                )
         plan.status = Status.APPLYING
         plan.approved_by = actor
         plan.approved_by_name = actor.get_username() if actor is not None else "scheduler"

@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.utils.safestring import SafeString, mark_safe
 
 from balancing import planner
+from balancing.apply import memory_follows
 from balancing.models import BalancingPlan
 from changes.models import Change
 from hosts import selectors as host_selectors
@@ -291,6 +292,9 @@ class VmChangeRow:
     memory_before: str
     memory_after: str
     dedicated: bool
+    #: What happens to its memory when the plan is applied: moved live, or why at next boot.
+    memory_now: str = ""
+    memory_moves_live: bool = False
 
 
 def _pin_lines(demand: planner.VmDemand | None, after: planner.Assignment) -> list[PinLine]:
@@ -311,9 +315,13 @@ def _pin_lines(demand: planner.VmDemand | None, after: planner.Assignment) -> li
 
 
 def change_rows(
-    plan: BalancingPlan, content: PlanContent, vm_urls: Mapping[str, str]
+    plan: BalancingPlan,
+    content: PlanContent,
+    vm_urls: Mapping[str, str],
+    vms: Mapping[str, VirtualMachine] | None = None,
 ) -> list[VmChangeRow]:
-    """One row per VM the plan moves, in the apply order when there is one."""
+    """One row per VM the plan moves, in the apply order when there is one; with *vms*, what
+    happens to each one's memory (moved live right after its pins, or at its next boot)."""
     moved = [name for name, a in content.after.items() if a.moved]
     order = {name: i for i, name in enumerate(plan.apply_order or [], 1)}
     moved.sort(key=lambda name: (order.get(name, len(order) + 1), name))
@@ -343,9 +351,23 @@ def change_rows(
                 memory_before=memory_before,
                 memory_after=f"{a.mode} node {_nodes(a.nodeset)}",
                 dedicated=a.dedicated,
+                **_memory_now(vms.get(name) if vms else None, a.nodeset),
             )
         )
     return rows
+
+
+def _memory_now(vm: VirtualMachine | None, nodeset: object) -> dict[str, object]:
+    if vm is None:
+        return {}
+    why = memory_follows(vm)
+    if why:
+        return {"memory_now": why, "memory_moves_live": False}
+    how = "live numatune" if vm.numatune_mode == "restrictive" else "page migration"
+    return {
+        "memory_now": f"moves live to node {_nodes(nodeset)} right after its pins ({how})",
+        "memory_moves_live": True,
+    }
 
 
 # --- diagrams ---------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def _plan_context(request: HttpRequest, plan: BalancingPlan, form: ApproveForm |
         "score_rows": selectors.score_rows(plan),
         "improvement": selectors.improvement_text(plan),
         "policy_rows": selectors.policy_rows(plan.policy or {}),
-        "change_rows": selectors.change_rows(plan, content, vm_urls),
+        "change_rows": selectors.change_rows(plan, content, vm_urls, vms),
         "form": form if can_approve else None,
         "can_plan": plan_access.can_plan(request.user),
         "vm_count": len(content.demands),
