@@ -14,6 +14,7 @@ import time
 
 import libvirt
 import pytest
+from django.test import Client
 
 from balancing import requests as plan_requests
 from balancing.models import BalancingPlan, BalancingPolicy
@@ -106,3 +107,51 @@ def test_a_plan_moves_a_vm_to_the_other_cell(
     memory = lab.memory_once_allocated(name, at_least_mib=MEMORY_MIB)
     assert memory.numa_maps["anon"].get(1, 0) >= MEMORY_MIB, memory.describe()
     print(memory.describe())
+
+
+def test_a_plan_moves_an_unbound_vms_memory_with_its_vcpus_without_a_reboot(
+    worker_host, operator, define_domain, restore_lab_domains
+) -> None:
+    """No numatune: the plan's memory_move right after its plan_move migrates its pages, so its
+    vCPUs and its memory end on the same cell while it keeps running."""
+    dom = define_domain(
+        memory_mib=MEMORY_MIB, vcpupin={0: "0", 1: "1"}, emulatorpin="0-1", preallocate=True
+    )
+    name = dom.name()
+    dom.create()
+    lab.wait_state(dom, libvirt.VIR_DOMAIN_RUNNING)
+    assert lab.memory_once_allocated(name, at_least_mib=MEMORY_MIB).numa_maps["anon"].get(0, 0)
+    host = host_sync.sync_host(worker_host.pk)
+    lab_vms = VirtualMachine.objects.filter(host=host, name__in=list(lab.LAB_DOMAINS))
+    assert lab_vms.update(balancing_locked=True) == 3
+    BalancingPolicy.objects.create(host=host, strategy="spread", cpu_overcommit=4.0)
+
+    plan = wait_for(plan_requests.request_plan(host, operator), {"ready", "not_needed", "error"})
+    assert plan.status == "ready", (plan.error, plan.notes)
+    assert plan.after[name]["cells"] == "1", plan.after
+    viewer = Client()
+    viewer.force_login(operator)
+    page = viewer.get(plan.get_absolute_url()).content.decode()
+    assert 'data-memory-live="yes"' in page and "moves live to node 1" in page
+
+    plan_requests.approve_plan(plan, operator, REASON)
+    plan = wait_for(plan, {"applied", "apply_failed"})
+    assert plan.status == "applied", plan.outcome
+    records = sorted(
+        Change.objects.filter(group_id=plan.id), key=lambda r: (r.params["step"], r.kind)
+    )
+    assert [(r.target_name, r.kind, r.status) for r in records] == [
+        (name, "memory_move", "succeeded"),
+        (name, "plan_move", "succeeded"),
+    ], [(r.kind, r.error, r.outcome) for r in records]
+    memory = next(r for r in records if r.kind == "memory_move")
+    assert memory.params["method"] == "migratepages" and memory.finished_at > next(
+        r.finished_at for r in records if r.kind == "plan_move"
+    )
+
+    # Still the same QEMU (no reboot): its vCPUs on node 1, and now its memory too.
+    witness = lab.guest_memory(name)
+    anon = witness.numa_maps["anon"]
+    assert anon.get(1, 0) >= 0.95 * sum(anon.values()), witness.describe()
+    assert all(cpus <= {2, 3} for cpus in lab.guest_tuning(name, "--live").vcpupin.values())
+    print(memory.outcome, witness.describe())
