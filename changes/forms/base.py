@@ -27,7 +27,7 @@ from numaportal.virt.cpuset import CpusetError, format_cpuset, format_nodeset, p
 from numaportal.virt.cpuset import parse_nodeset as _parse_nodeset
 from numaportal.virt.scope import Scope
 from numaportal.virt.topology import HostTopology
-from vms.models import VcpuPin, VirtualMachine
+from vms.models import VcpuPin, VirtualMachine, VmCellMemory
 
 __all__ = [
     "SCOPES",
@@ -40,6 +40,7 @@ __all__ = [
     "one_vcpu_per_core",
     "pin_all_into_cell",
     "scope_has",
+    "stranded_memory_warning",
 ]
 
 # --- pure helpers -----------------------------------------------------------------------------
@@ -107,6 +108,24 @@ def nodes_text(cells: Iterable[int]) -> str:
     """Cells as a nodeset, "—" for none (the preview's cells columns)."""
     cells = frozenset(cells)
     return format_nodeset(cells) if cells else "—"
+
+
+def stranded_memory_warning(vm: VirtualMachine, new_cells: Iterable[int]) -> str:
+    """What-if for a move of *vm*'s vCPUs to *new_cells*: the warning when much of its memory
+    (as last sampled, its own, in MiB) would stay on other cells, remote until it is moved;
+    "" when it would be local or nothing is known."""
+    cells = frozenset(new_cells)
+    rows = list(VmCellMemory.objects.filter(vm=vm))
+    total = sum(r.own_mib for r in rows)
+    away = {r.cell_id: r.own_mib for r in rows if r.cell_id not in cells and r.own_mib > 0}
+    stays = sum(away.values())
+    if not cells or total <= 0 or stays <= max(2.0, 0.05 * total):
+        return ""
+    return (
+        f"vCPUs to cell(s) {nodes_text(cells)}; {100 * stays / total:.0f} % of its "
+        f"{total:.0f} MiB stays on cell(s) {nodes_text(away)} until moved (remote memory): "
+        'move it live with "Move memory (to cell N)" where its numatune allows.'
+    )
 
 
 # --- fields -----------------------------------------------------------------------------------

@@ -6,7 +6,15 @@ from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError
 
-from changes.forms.base import ChangeForm, CpusetField, Preview, cells_of, nodes_text, scope_has
+from changes.forms.base import (
+    ChangeForm,
+    CpusetField,
+    Preview,
+    cells_of,
+    nodes_text,
+    scope_has,
+    stranded_memory_warning,
+)
 from changes.models import Change
 from hosts.selectors import safe_cpuset
 from numaportal.virt.cpuset import parse_cpuset
@@ -129,6 +137,10 @@ class VcpuPinForm(ChangeForm):
                 f"The vCPUs land on different cells ({nodes_text(after_cells)}): memory accesses "
                 "of some vCPUs will be remote."
             )
+        if self.vm.is_running and scope_has(self.cleaned_data["scope"], Scope.LIVE):
+            stranded = stranded_memory_warning(self.vm, after_cells)
+            if stranded:
+                preview.warnings.append(stranded)
         new_cpus = frozenset(c for cpuset in changed.values() for c in parse_cpuset(cpuset))
         shared = self._shared_warning(new_cpus, "The pin")
         if shared:

@@ -92,3 +92,20 @@ def test_a_host_without_its_own_worker_is_refused(op_client, vm) -> None:
     errors = " ".join(e for es in response.context["form"].errors.values() for e in es)
     assert "host hv1 has no on-host worker (worker_queue)" in errors
     assert Change.objects.count() == 0
+
+
+def test_vcpupin_preview_warns_when_the_memory_would_stay_behind(op_client, vm) -> None:
+    """What-if: 960 of its 1000 MiB are on cell 0; vCPUs on cell 1's CPUs leave 96 % of it
+    remote until moved."""
+    response = op_client.post(
+        reverse("vms:change", args=[vm.host.name, vm.uuid, "vcpupin"]),
+        {"vcpu_0": "8", "vcpu_1": "9", "scope": "live", "reason": REASON},
+    )
+    warnings = " ".join(response.context["preview"].warnings)
+    assert "vCPUs to cell(s) 1; 96 % of its 1000 MiB stays on cell(s) 0 until moved" in warnings
+    # Back onto cell 0, where the memory is: no such warning.
+    response = op_client.post(
+        reverse("vms:change", args=[vm.host.name, vm.uuid, "vcpupin"]),
+        {"vcpu_0": "0", "vcpu_1": "1", "scope": "live", "reason": REASON},
+    )
+    assert "stays on cell(s)" not in " ".join(response.context["preview"].warnings)
