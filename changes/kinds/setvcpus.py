@@ -16,7 +16,8 @@ from changes.kinds.facts import VmFacts
 from changes.kinds.fields import Errors, bool_field, int_field
 from changes.kinds.words import cpus_text, online_commands, scope_words
 from changes.models import Change
-from numaportal.virt import vcpus
+from numaportal.virt import pinning, vcpus
+from numaportal.virt.cpuset import format_cpuset, parse_cpuset
 from numaportal.virt.errors import VirtError
 from numaportal.virt.scope import Scope
 
@@ -126,7 +127,11 @@ class SetVcpus(VmKind):
             steps.append(self._refusal(dom, exc, count, scope, removing))
             return str(exc), "; ".join(steps)
         if live and count > old_live:
-            steps.append(self._hot_added(dom, frozenset(range(old_live, count)), params))
+            added = frozenset(range(old_live, count))
+            pinned = self._pin_like_the_others(dom, added, before, scope)
+            if pinned:
+                steps.append(pinned)
+            steps.append(self._hot_added(dom, added, params))
         elif removing:
             steps.append(f"{cpus_text(removing)} unplugged live")
         elif live:
@@ -149,6 +154,26 @@ class SetVcpus(VmKind):
         if removing:
             return f"live unplug refused by QEMU: {exc}{counted}"
         return f"libvirt refused {count} vCPUs {scope_words(scope)}: {exc}{counted}"
+
+    @staticmethod
+    def _pin_like_the_others(
+        dom: Any, added: frozenset[int], before: dict[str, Any], scope: str
+    ) -> str:
+        """A hot-added vCPU of a pinned VM may run where its other vCPUs may (the union of their
+        pins: within the VM's cells), live and in the config; without this it would float over
+        every CPU of the host. "" for a VM whose vCPUs are not all pinned."""
+        pins = (before.get("live_tuning") or {}).get("vcpupin") or {}
+        old = (before.get("vcpucount") or {}).get("current_live") or 0
+        cpusets = [pins.get(str(v)) for v in range(old)]
+        if not cpusets or not all(cpusets):
+            return ""
+        pool = frozenset().union(*(parse_cpuset(c) for c in cpusets))
+        for vcpu in sorted(added):
+            pinning.pin_vcpu(dom, vcpu, pool, scope)
+        return (
+            f"{cpus_text(added)} pinned to {format_cpuset(pool)} like the VM's other vCPUs "
+            f"{scope_words(scope)}"
+        )
 
     @staticmethod
     def _hot_added(dom: Any, added: frozenset[int], params: Mapping[str, Any]) -> str:

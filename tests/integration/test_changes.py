@@ -164,6 +164,25 @@ def test_setvcpus_hot_add_live(lab_host, actor, running_domain) -> None:
     assert vm.vcpu_current_live == 3
 
 
+def test_a_hot_added_vcpu_of_a_pinned_vm_is_pinned_like_the_others(
+    lab_host, actor, running_domain
+) -> None:
+    """Without this the new vCPU would float over every CPU of the host (oVirt blocks the
+    hot-add instead, Nova never shipped it): it may run where the VM's other vCPUs may."""
+    vm = vm_row(lab_host, running_domain)
+    name = running_domain.name()
+    for vcpu in (0, 1):
+        pinned = wait(change(actor, vm, "vcpupin", {"vcpu": vcpu, "cpuset": "1"}, scope="live"))
+        assert pinned.status == Change.Status.SUCCEEDED, pinned.error
+    vm.refresh_from_db()
+    record = wait(change(actor, vm, "setvcpus", {"count": 3}, scope="live"))
+    assert record.status == Change.Status.SUCCEEDED, record.error
+    assert record.outcome.startswith("vCPU 2 pinned to 1 like the VM's other vCPUs live; ")
+    assert "vCPU 2 hot-added live" in record.outcome
+    assert virsh_vcpupin(name)[2] == {1}  # libvirt's own view
+    assert record.after["live_tuning"]["vcpupin"]["2"] == "1"
+
+
 def test_unplug_without_acpi_fails_and_says_what_happened(lab_host, actor, running_domain) -> None:
     vm = vm_row(lab_host, running_domain)
     # Only hot-added vCPUs are hotpluggable (below 2 libvirt says "failed to find appropriate
