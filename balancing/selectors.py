@@ -295,6 +295,9 @@ class VmChangeRow:
     #: What happens to its memory when the plan is applied: moved live, or why at next boot.
     memory_now: str = ""
     memory_moves_live: bool = False
+    #: Its own memory per cell (MiB, "cell: MiB; …") at its last sample, and predicted after.
+    memory_mib_before: str = ""
+    memory_mib_after: str = ""
 
 
 def _pin_lines(demand: planner.VmDemand | None, after: planner.Assignment) -> list[PinLine]:
@@ -358,15 +361,27 @@ def change_rows(
 
 
 def _memory_now(vm: VirtualMachine | None, nodeset: object) -> dict[str, object]:
+    """What happens to the VM's memory, and its MiB per cell before and predicted after (from
+    its last sample; all of it on the new cells when it moves live, where it is otherwise)."""
     if vm is None:
         return {}
+    rows = {r.cell_id: r.own_mib for r in vm.cell_memory.all()}
+    before = "; ".join(f"{cell}: {mib:.0f}" for cell, mib in sorted(rows.items()))
     why = memory_follows(vm)
     if why:
-        return {"memory_now": why, "memory_moves_live": False}
+        return {
+            "memory_now": why,
+            "memory_moves_live": False,
+            "memory_mib_before": before,
+            "memory_mib_after": before,
+        }
     how = "live numatune" if vm.numatune_mode == "restrictive" else "page migration"
+    total = sum(rows.values())
     return {
         "memory_now": f"moves live to node {_nodes(nodeset)} right after its pins ({how})",
         "memory_moves_live": True,
+        "memory_mib_before": before,
+        "memory_mib_after": f"{_nodes(nodeset)}: {total:.0f}" if rows else "",
     }
 
 
@@ -376,7 +391,12 @@ def _memory_now(vm: VirtualMachine | None, nodeset: object) -> dict[str, object]
 def present_vms(host: Host) -> dict[str, VirtualMachine]:
     """The host's present VMs by name (one query), for colours (uuid) and links."""
     vms = {}
-    for vm in VirtualMachine.objects.present().filter(host=host).order_by("name"):
+    for vm in (
+        VirtualMachine.objects.present()
+        .filter(host=host)
+        .order_by("name")
+        .prefetch_related("cell_memory")
+    ):
         vm.host = host
         vms[vm.name] = vm
     return vms

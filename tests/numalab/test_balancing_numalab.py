@@ -133,6 +133,7 @@ def test_a_plan_moves_an_unbound_vms_memory_with_its_vcpus_without_a_reboot(
     viewer.force_login(operator)
     page = viewer.get(plan.get_absolute_url()).content.decode()
     assert 'data-memory-live="yes"' in page and "moves live to node 1" in page
+    assert "MiB per cell: " in page  # before (its last sample, if any) and predicted after
 
     plan_requests.approve_plan(plan, operator, REASON)
     plan = wait_for(plan, {"applied", "apply_failed"})
