@@ -10,6 +10,7 @@ left as the lab script made them (and re-pinned afterwards, should anything have
 
 from __future__ import annotations
 
+import re
 import time
 
 import libvirt
@@ -110,7 +111,7 @@ def test_a_plan_moves_a_vm_to_the_other_cell(
 
 
 def test_a_plan_moves_an_unbound_vms_memory_with_its_vcpus_without_a_reboot(
-    worker_host, operator, define_domain, restore_lab_domains
+    worker_host, operator, define_domain, restore_lab_domains, sample_on_host
 ) -> None:
     """No numatune: the plan's memory_move right after its plan_move migrates its pages, so its
     vCPUs and its memory end on the same cell while it keeps running."""
@@ -125,6 +126,7 @@ def test_a_plan_moves_an_unbound_vms_memory_with_its_vcpus_without_a_reboot(
     lab_vms = VirtualMachine.objects.filter(host=host, name__in=list(lab.LAB_DOMAINS))
     assert lab_vms.update(balancing_locked=True) == 3
     BalancingPolicy.objects.create(host=host, strategy="spread", cpu_overcommit=4.0)
+    sample_on_host()  # its memory per cell, for the plan page's before -> after
 
     plan = wait_for(plan_requests.request_plan(host, operator), {"ready", "not_needed", "error"})
     assert plan.status == "ready", (plan.error, plan.notes)
@@ -133,7 +135,8 @@ def test_a_plan_moves_an_unbound_vms_memory_with_its_vcpus_without_a_reboot(
     viewer.force_login(operator)
     page = viewer.get(plan.get_absolute_url()).content.decode()
     assert 'data-memory-live="yes"' in page and "moves live to node 1" in page
-    assert "MiB per cell: " in page  # before (its last sample, if any) and predicted after
+    # Its memory per cell before (the sample) and predicted after: all of it on cell 1.
+    assert re.search(r"MiB per cell: 0: \d+.*1: \d+", page), page[page.find(name) :][:2000]
 
     plan_requests.approve_plan(plan, operator, REASON)
     plan = wait_for(plan, {"applied", "apply_failed"})
