@@ -36,6 +36,7 @@ from numaportal.celery import app
 from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.connection import VirtError, open_connection
 from numaportal.virt.cpuset import parse_cpuset
+from numaportal.virt.numatune import NUMATUNE_MODES
 from tests.domains import remove_domain
 from tests.numalab import lab
 from vms import requests as host_requests
@@ -165,15 +166,11 @@ def restore_lab_domain(conn: libvirt.virConnect, name: str) -> list[str]:
             restored.append(f"{name}: emulator -> {want['emulatorpin']} ({scope})")
     config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
     numa = dom.numaParameters(config)
-    if (numa.get("numa_mode"), numa.get("numa_nodeset")) != (
-        libvirt.VIR_DOMAIN_NUMATUNE_MEM_STRICT,
-        want["nodeset"],
-    ):
-        dom.setNumaParameters(
-            {"numa_mode": libvirt.VIR_DOMAIN_NUMATUNE_MEM_STRICT, "numa_nodeset": want["nodeset"]},
-            config,
-        )
-        restored.append(f"{name}: numatune strict {want['nodeset']} (config)")
+    mode = want.get("mode", "strict")
+    mode_value = NUMATUNE_MODES[mode]
+    if (numa.get("numa_mode"), numa.get("numa_nodeset")) != (mode_value, want["nodeset"]):
+        dom.setNumaParameters({"numa_mode": mode_value, "numa_nodeset": want["nodeset"]}, config)
+        restored.append(f"{name}: numatune {mode} {want['nodeset']} (config)")
     return restored
 
 

@@ -41,7 +41,12 @@ TEST_MARKER_NS = "urn:numaportal:numalab-test"
 LAB_DOMAINS = {
     "numalab2-node0": {"vcpupin": {0: "0", 1: "1"}, "emulatorpin": "0-1", "nodeset": "0"},
     "numalab2-node1": {"vcpupin": {0: "2", 1: "3"}, "emulatorpin": "2-3", "nodeset": "1"},
-    "numalab2-remote": {"vcpupin": {0: "0", 1: "1"}, "emulatorpin": "0-1", "nodeset": "1"},
+    "numalab2-remote": {
+        "vcpupin": {0: "0", 1: "1"},
+        "emulatorpin": "0-1",
+        "nodeset": "1",
+        "mode": "restrictive",
+    },
 }
 
 # A small diskless domain like scripts/lab/numa-inner.xml (boots to SeaBIOS and idles), with

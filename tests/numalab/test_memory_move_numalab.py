@@ -22,6 +22,7 @@ from numaportal.celery import app
 from tests.numalab import lab
 from tests.numalab.conftest import TASK_WAIT
 from vms import sync as host_sync
+from vms.memory import memory_bar
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.numalab, pytest.mark.django_db(transaction=True)]
@@ -43,20 +44,21 @@ def started_on_node0(define_domain, worker_host, **numatune) -> tuple[libvirt.vi
     dom.create()
     lab.wait_state(dom, libvirt.VIR_DOMAIN_RUNNING)
     memory = lab.memory_once_allocated(dom.name(), at_least_mib=MEMORY_MIB)
-    assert memory.numa_maps["anon"].get(0, 0) >= MEMORY_MIB, memory.describe()
+    # Most of it: QEMU's preallocation threads are not all the emulator thread.
+    assert memory.numa_maps["anon"].get(0, 0) >= 0.8 * MEMORY_MIB, memory.describe()
     host_sync.sync_host(worker_host.pk)
     vm = VirtualMachine.objects.get(host=worker_host, uuid=dom.UUIDString())
     assert vm.cells == "1" and vm.is_running
     return dom, vm
 
 
-def move(vm, operator) -> tuple[Change, float]:
+def move(vm, operator, cells: str = "1") -> tuple[Change, float]:
     started = time.monotonic()
     change = request_change(
         actor=operator,
         target=vm,
         kind="memory_move",
-        params={"cells": "1"},
+        params={"cells": cells},
         scope="live",
         reason=REASON,
     )
@@ -74,7 +76,7 @@ def check_moved(change: Change, name: str, seconds: float) -> lab.GuestMemory:
     assert change.status == Change.Status.SUCCEEDED, f"{change.error}; {seen}"
     assert seconds < 60, seen  # "within a minute", the whole trip through both workers
     before, after = change.before["memory_mib"], change.after["memory_mib"]
-    assert before.get("0", 0) >= MEMORY_MIB and after.get("1", 0) >= MEMORY_MIB, seen
+    assert before.get("0", 0) >= 0.8 * MEMORY_MIB and after.get("1", 0) >= MEMORY_MIB, seen
     anon = witness.numa_maps["anon"]
     assert anon.get(1, 0) >= MEMORY_MIB and anon.get(0, 0) < 2.0, seen
     # The record's after is the VM's own memory (numastat -p less mapped files), per node.
@@ -112,17 +114,42 @@ def test_an_unbound_domain_moves_by_page_migration(worker_host, operator, define
 
 
 def test_a_strict_domain_is_refused_with_the_reason(worker_host, operator) -> None:
-    remote = VirtualMachine.objects.get(host=worker_host, name="numalab2-remote")
+    remote = VirtualMachine.objects.get(host=worker_host, name="numalab2-node0")
     assert remote.numatune_mode == "strict"
     with pytest.raises(ValidationError) as info:
         request_change(
             actor=operator,
             target=remote,
             kind="memory_move",
-            params={"cells": "0"},
+            params={"cells": "1"},
             scope="live",
             reason=REASON,
         )
     (message,) = info.value.message_dict["cells"]
     assert "can't change nodeset for strict mode for running domain" in message
     assert not Change.objects.filter(kind="memory_move").exists()
+
+
+def test_the_remote_domain_is_made_local_and_remote_again(
+    worker_host, operator, sample_on_host
+) -> None:
+    """The lab's remote-on-purpose domain (vCPUs on node 0, memory restrictive on node 1):
+    100 % of its memory remote; one memory_move to cell 0 makes it local; the move back leaves
+    the lab as its script made it."""
+    sample_on_host()
+    vm = VirtualMachine.objects.get(host=worker_host, name="numalab2-remote")
+    assert vm.numatune_mode == "restrictive" and vm.cells == "0"
+    assert memory_bar(vm).remote_pct > 99.0
+    try:
+        change, seconds = move(vm, operator, cells="0")
+        assert change.status == Change.Status.SUCCEEDED, change.error
+        assert change.params == {"cells": "0", "method": "numatune"}
+        witness = lab.guest_memory("numalab2-remote")
+        anon = witness.numa_maps["anon"]
+        assert anon.get(0, 0) >= 0.95 * sum(anon.values()), witness.describe()
+        sample_on_host()
+        assert memory_bar(vm).remote_pct < 5.0, witness.describe()
+        print(f"{change.outcome} ({seconds:.1f} s); {witness.describe()}")
+    finally:
+        back, _ = move(vm, operator, cells="1")
+        assert back.status == Change.Status.SUCCEEDED, back.error

@@ -1,4 +1,4 @@
-"""The lab's remote-on-purpose domain, numalab2-remote (vCPUs on node 0, memory strict on node
+"""The lab's remote-on-purpose domain, numalab2-remote (vCPUs on node 0, memory restrictive on node
 1), as the portal shows it after a sync: pinned to cell 0, memory bound to cell 1, flagged
 cross-node on its VM page; while numalab2-node0 and numalab2-node1, local on purpose, are not."""
 
@@ -19,7 +19,7 @@ def test_the_remote_domain_is_shown_as_remote(numalab_host, viewer_client) -> No
     # The lab hypervisor's own word first: the domain is as the lab script made it.
     witness = lab.guest_tuning("numalab2-remote", "--live")
     assert witness.vcpupin == {0: {0}, 1: {1}}  # node 0's CPUs
-    assert witness.numatune == {"numa_mode": "strict", "numa_nodeset": "1"}
+    assert witness.numatune == {"numa_mode": "restrictive", "numa_nodeset": "1"}
 
     vms = {vm.name: vm for vm in VirtualMachine.objects.filter(host=numalab_host)}
     assert set(lab.LAB_DOMAINS) <= set(vms)
@@ -27,7 +27,7 @@ def test_the_remote_domain_is_shown_as_remote(numalab_host, viewer_client) -> No
     assert remote.state == "running"
     assert remote.pinning == VirtualMachine.Pinning.PINNED
     assert remote.cells == "0"  # where its vCPUs may run
-    assert (remote.numatune_mode, remote.numatune_nodeset) == ("strict", "1")
+    assert (remote.numatune_mode, remote.numatune_nodeset) == ("restrictive", "1")
     assert remote.memory_cells == "1"
     assert remote.cross_node
     assert {v.vcpu: v.pin_live for v in remote.vcpus.all()} == {0: "0", 1: "1"}
@@ -71,7 +71,8 @@ def test_its_memory_on_cell_1_is_shown_remote_from_a_sample(
     shown = re.search(r'data-remote-mib="([\d.]+)"', html)
     seen = f"page {segments}, remote {shown and shown.group(1)}; guest {witness.describe()}"
     assert segments, f"no memory per cell on the VM page: {seen}"
-    assert segments[1][1] and not segments[0][1], seen  # cell 1 remote, cell 0 local
+    # cell 1 remote, cell 0 local (when it shows at all: its page cache may be on node 1 too)
+    assert segments[1][1] and not segments.get(0, (0.0, False))[1], seen
     # The page counts the VM's own memory: numastat -p's total on node 1 less the page cache
     # of mapped files there (numa_maps' file-backed pages), i.e. its anonymous memory.
     on_node1 = witness.numastat[1]["total"] - witness.numa_maps["file"].get(1, 0.0)
