@@ -22,6 +22,7 @@ from changes.kinds.memory_move import method_for, refusal
 from changes.kinds.validation import validate_change
 from changes.models import Change
 from hosts.services import load_topology
+from numaportal.virt.cpuset import parse_nodeset
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,23 @@ def memory_move_params(vm: Any, move: dict) -> dict | None:
     """The ``memory_move`` that follows a running VM's ``plan_move`` to its new cells, when its
     memory can move live (its numatune and its host's own worker allow it); None when its
     memory follows at the next boot (:func:`memory_follows` says why)."""
-    if memory_follows(vm):
+    if memory_follows(vm) or _nothing_to_move(vm, move["nodeset"]):
         return None
     try:
         checked = validate_change(vm, Change.Kind.MEMORY_MOVE, {"cells": move["nodeset"]}, "live")
     except ValidationError:
         return None
     return {**checked, "plan": move["plan"], "step": move["step"]}
+
+
+def _nothing_to_move(vm: Any, nodeset: str) -> bool:
+    """Its memory is all on the new cells already (its last sample says so), or the host has
+    one cell, where memory has nowhere else to be."""
+    cells = parse_nodeset(nodeset)
+    rows = list(vm.cell_memory.all())
+    if rows:
+        return all(r.cell_id in cells or r.own_mib < 1.0 for r in rows)
+    return vm.host.cells.count() <= 1
 
 
 def memory_follows(vm: Any) -> str:
@@ -109,7 +120,8 @@ def stop(plan_id: str, why: str, failed_change: Change | None) -> None:
     """End the plan apply_failed; its records not yet run end cancelled, saying why."""
     plan = BalancingPlan.objects.get(pk=plan_id)
     pending = Change.objects.filter(group_id=plan.id, status=Change.Status.QUEUED)
-    not_run = sorted(pending.values_list("target_name", flat=True))
+    # A VM may have two records (its pins, then its memory): name it once.
+    not_run = sorted(set(pending.values_list("target_name", flat=True)))
     pending.update(
         status=Change.Status.CANCELLED,
         finished_at=timezone.now(),

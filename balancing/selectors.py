@@ -19,7 +19,6 @@ from django.db.models import QuerySet
 from django.utils.safestring import SafeString, mark_safe
 
 from balancing import planner
-from balancing.apply import memory_follows
 from balancing.models import BalancingPlan
 from changes.models import Change
 from hosts import selectors as host_selectors
@@ -58,12 +57,12 @@ def plans() -> QuerySet[BalancingPlan]:
 # --- formatting -------------------------------------------------------------------------------
 
 
-def _cpus(cpus: Iterable[int] | None, empty: str = "—") -> str:
+def cpus_text(cpus: Iterable[int] | None, empty: str = "—") -> str:
     cpus = frozenset(cpus or ())
     return format_cpuset(cpus) if cpus else empty
 
 
-def _nodes(nodes: Iterable[int] | None, empty: str = "—") -> str:
+def nodes_text(nodes: Iterable[int] | None, empty: str = "—") -> str:
     nodes = frozenset(nodes or ())
     return format_nodeset(nodes) if nodes else empty
 
@@ -84,7 +83,9 @@ def cell_rows(topology: HostTopology | None) -> list[dict[str, Any]]:
     """The host's cells and their CPUs, for the policy form's reminder."""
     if topology is None:
         return []
-    return [{"id": cell.id, "cpus": _cpus(cell.cpu_ids, "memory only")} for cell in topology.cells]
+    return [
+        {"id": cell.id, "cpus": cpus_text(cell.cpu_ids, "memory only")} for cell in topology.cells
+    ]
 
 
 # --- the score table --------------------------------------------------------------------------
@@ -233,7 +234,7 @@ def _policy_value(key: str, value: Any) -> str:
         return format_kib(int(value)) if value else "none"
     if isinstance(value, list | tuple | set | frozenset):
         ids = [v for v in value if isinstance(v, int)]
-        return _cpus(ids, "none") if len(ids) == len(value) else ", ".join(map(str, value))
+        return cpus_text(ids, "none") if len(ids) == len(value) else ", ".join(map(str, value))
     if value in ("", None):
         return "none"
     return str(value)
@@ -269,123 +270,6 @@ def plan_content(plan: BalancingPlan) -> PlanContent:
 
 
 # --- the changes it would make ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PinLine:
-    vcpus: str
-    before: str
-    after: str
-    changed: bool
-
-
-@dataclass(frozen=True)
-class VmChangeRow:
-    name: str
-    url: str
-    step: int | None
-    cells_before: str
-    cells_after: str
-    pins: list[PinLine]
-    emulator_before: str
-    emulator_after: str
-    memory_before: str
-    memory_after: str
-    dedicated: bool
-    #: What happens to its memory when the plan is applied: moved live, or why at next boot.
-    memory_now: str = ""
-    memory_moves_live: bool = False
-    #: Its own memory per cell (MiB, "cell: MiB; …") at its last sample, and predicted after.
-    memory_mib_before: str = ""
-    memory_mib_after: str = ""
-
-
-def _pin_lines(demand: planner.VmDemand | None, after: planner.Assignment) -> list[PinLine]:
-    """vCPUs grouped by identical before -> after pins (``vCPUs 0-3: floats -> 6-11,18-23``)."""
-    current = dict(demand.vcpupin) if demand is not None else {}
-    lines: list[tuple[list[int], str, str]] = []
-    for vcpu in sorted(after.vcpupin):
-        before = _cpus(current.get(vcpu), "not pinned")
-        new = _cpus(after.vcpupin[vcpu])
-        if lines and lines[-1][1:] == (before, new) and lines[-1][0][-1] == vcpu - 1:
-            lines[-1][0].append(vcpu)
-        else:
-            lines.append(([vcpu], before, new))
-    return [
-        PinLine(vcpus=format_cpuset(vcpus), before=before, after=new, changed=before != new)
-        for vcpus, before, new in lines
-    ]
-
-
-def change_rows(
-    plan: BalancingPlan,
-    content: PlanContent,
-    vm_urls: Mapping[str, str],
-    vms: Mapping[str, VirtualMachine] | None = None,
-) -> list[VmChangeRow]:
-    """One row per VM the plan moves, in the apply order when there is one; with *vms*, what
-    happens to each one's memory (moved live right after its pins, or at its next boot)."""
-    moved = [name for name, a in content.after.items() if a.moved]
-    order = {name: i for i, name in enumerate(plan.apply_order or [], 1)}
-    moved.sort(key=lambda name: (order.get(name, len(order) + 1), name))
-    rows = []
-    for name in moved:
-        a = content.after[name]
-        demand = content.demands.get(name)
-        before = content.before.get(name)
-        cells_before = demand.cells if demand is not None and demand.cells else None
-        if cells_before is None and before is not None:
-            cells_before = before.cells
-        memory_before = (
-            f"node {_nodes(demand.memory_cells)}"
-            if demand is not None and demand.memory_cells
-            else "not bound"
-        )
-        rows.append(
-            VmChangeRow(
-                name=name,
-                url=vm_urls.get(name, ""),
-                step=order.get(name),
-                cells_before=_nodes(cells_before),
-                cells_after=_nodes(a.cells),
-                pins=_pin_lines(demand, a),
-                emulator_before=_cpus(demand.emulatorpin if demand else None, "not pinned"),
-                emulator_after=_cpus(a.emulatorpin, "not pinned"),
-                memory_before=memory_before,
-                memory_after=f"{a.mode} node {_nodes(a.nodeset)}",
-                dedicated=a.dedicated,
-                **_memory_now(vms.get(name) if vms else None, a.nodeset),
-            )
-        )
-    return rows
-
-
-def _memory_now(vm: VirtualMachine | None, nodeset: object) -> dict[str, object]:
-    """What happens to the VM's memory, and its MiB per cell before and predicted after (from
-    its last sample; all of it on the new cells when it moves live, where it is otherwise)."""
-    if vm is None:
-        return {}
-    rows = {r.cell_id: r.own_mib for r in vm.cell_memory.all()}
-    before = "; ".join(f"{cell}: {mib:.0f}" for cell, mib in sorted(rows.items()))
-    why = memory_follows(vm)
-    if why:
-        return {
-            "memory_now": why,
-            "memory_moves_live": False,
-            "memory_mib_before": before,
-            "memory_mib_after": before,
-        }
-    how = "live numatune" if vm.numatune_mode == "restrictive" else "page migration"
-    total = sum(rows.values())
-    return {
-        "memory_now": f"moves live to node {_nodes(nodeset)} right after its pins ({how})",
-        "memory_moves_live": True,
-        "memory_mib_before": before,
-        "memory_mib_after": f"{_nodes(nodeset)}: {total:.0f}" if rows else "",
-    }
-
-
-# --- diagrams ---------------------------------------------------------------------------------
 
 
 def present_vms(host: Host) -> dict[str, VirtualMachine]:

@@ -17,9 +17,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from balancing import access as plan_access
+from balancing import change_list, selectors
 from balancing import policies as plan_policies
 from balancing import requests as plan_requests
-from balancing import selectors
 from balancing.forms import ApproveForm, PolicyForm
 from balancing.models import BalancingPlan, BalancingPolicy
 from hosts.models import Host
@@ -83,7 +83,7 @@ def _plan_context(request: HttpRequest, plan: BalancingPlan, form: ApproveForm |
         "score_rows": selectors.score_rows(plan),
         "improvement": selectors.improvement_text(plan),
         "policy_rows": selectors.policy_rows(plan.policy or {}),
-        "change_rows": selectors.change_rows(plan, content, vm_urls, vms),
+        "change_rows": change_list.change_rows(plan, content, vm_urls, vms),
         "form": form if can_approve else None,
         "can_plan": plan_access.can_plan(request.user),
         "vm_count": len(content.demands),
