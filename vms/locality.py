@@ -35,7 +35,7 @@ Distances = Mapping[int, Mapping[int, float]]
 def parse_distances(
     rows: Iterable[tuple[int, Mapping[str, object]]],
 ) -> dict[int, dict[int, float]]:
-    """``Cell.distances`` rows (cell id, {"<node id>": distance}) as a matrix of ints.
+    """``Cell.distances`` rows (cell id, {"<node id>": distance}) as a matrix keyed by cell ids.
 
     JSON keys are strings; keys that are not node ids and values that are not positive
     numbers (host data: anything is possible) are dropped, so they count as unknown.
