@@ -19,6 +19,7 @@ class BalancingPolicyAdmin(admin.ModelAdmin):
         "max_moves",
         "strategy",
         "cpu_overcommit",
+        "locality_threshold",
         "updated_at",
     ]
     list_filter = ["mode", "strategy"]

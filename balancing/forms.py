@@ -36,6 +36,7 @@ class PolicyForm(forms.ModelForm):
             "reserved": "Reserved CPUs",
             "whole_cores": "Dedicated VMs get whole cores",
             "memory_reserve_mib": "Memory kept per cell (MiB)",
+            "locality_threshold": "Locality threshold (0..1)",
         }
         widgets = {"mode": forms.RadioSelect, "strategy": forms.RadioSelect}
 
@@ -47,6 +48,9 @@ class PolicyForm(forms.ModelForm):
             {"min": "0", "max": "100", "step": "0.5"}
         )
         self.fields["max_moves"].widget.attrs["min"] = "1"
+        self.fields["locality_threshold"].widget.attrs.update(
+            {"min": "0", "max": "1", "step": "0.01"}
+        )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

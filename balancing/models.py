@@ -9,7 +9,9 @@ inventory is refused (stale).
 
 A :class:`BalancingPolicy` per host says what the scheduler does: nothing, leave a plan for
 approval (recommend), or apply it (automatic, actor "scheduler") when it improves the score by at
-least ``min_improvement_pct`` and moves at most ``max_moves`` VMs.
+least ``min_improvement_pct`` and moves at most ``max_moves`` VMs. Its ``locality_threshold`` flags
+the host's VMs whose memory locality (:mod:`vms.locality`) is below it, and such a VM makes the
+scheduler plan the host even when its inventory did not change (trigger "locality").
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
 from hosts.models import Host
+
+#: The locality threshold of a host without a policy (and a new policy's default): below 0.9
+#: a VM has more than a tenth of its memory off its cells (or a fifth on the next socket).
+DEFAULT_LOCALITY_THRESHOLD = 0.9
 
 
 class BalancingPolicy(models.Model):
@@ -62,6 +69,12 @@ class BalancingPolicy(models.Model):
     memory_reserve_mib = models.PositiveIntegerField(
         default=0, help_text="memory per cell kept for the host (MiB)"
     )
+    locality_threshold = models.FloatField(
+        default=DEFAULT_LOCALITY_THRESHOLD,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="VMs whose memory locality (0..1, distance-weighted share of their memory on "
+        "their vCPUs' cells) is below this are flagged, and the scheduler plans the host",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -85,6 +98,8 @@ class BalancingPlan(models.Model):
     class Trigger(models.TextChoices):
         MANUAL = "manual", "an operator"
         SCHEDULER = "scheduler", "the scheduler"
+        #: The scheduler, because a VM's locality was below the policy's threshold.
+        LOCALITY = "locality", "the scheduler: locality below threshold"
 
     #: Also the ``group_id`` of the plan's change records.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -117,6 +132,8 @@ class BalancingPlan(models.Model):
     notes = models.JSONField(default=list)
     #: Why planning failed, or why the scheduler did not go ahead.
     error = models.TextField(blank=True)
+    #: Trigger "locality": the VMs below the policy's threshold then, name -> locality.
+    locality_below = models.JSONField(default=dict, blank=True)
 
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -36,6 +36,7 @@ POLICY_FIELDS = (
     "reserved",
     "whole_cores",
     "memory_reserve_mib",
+    "locality_threshold",
 )
 
 
@@ -102,6 +103,11 @@ def policy_errors(host: Host, values: dict[str, Any]) -> dict[str, list[str]]:
         )
         if topology.cpu_ids and not topology.cpu_ids - taken:
             errors.setdefault("reserved", []).append("no CPU would be left for the VMs")
+    threshold = values.get("locality_threshold")
+    if threshold is None or not 0.0 <= float(threshold) <= 1.0:
+        errors.setdefault("locality_threshold", []).append(
+            "a locality from 0 (never flag a VM) to 1 (flag every VM with memory off its cells)"
+        )
     reserve = values.get("memory_reserve_mib")
     if reserve is None or int(reserve) < 0:
         errors.setdefault("memory_reserve_mib", []).append("0 or more MiB")

@@ -2,6 +2,11 @@
 :class:`~balancing.models.BalancingPolicy` is not off gets a plan computed now; it is left for
 approval (recommend) or approved as the scheduler (automatic) when it improves the score enough
 with few enough moves, and otherwise records why not.
+
+A host is planned again when its inventory changed since the scheduler's last plan, or when a
+VM fell below the policy's locality threshold that the last plan did not know about (trigger
+"locality", :mod:`balancing.locality`): memory can drift off a VM's cells without any change
+the inventory sync would see.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 
+from balancing import locality
 from balancing.compute import compute_plan
 from balancing.inputs import demands_for_host
 from balancing.models import BalancingPlan, BalancingPolicy
@@ -60,11 +66,17 @@ def _automatic_reason(plan: BalancingPlan) -> str:
     )
 
 
-def _unchanged_since_last_run(host: Host, policy: BalancingPolicy, digest: str) -> bool:
-    """The scheduler's last plan of *host* saw this inventory under this policy and did not
-    lead to anything applied: computing it again would only write the same row."""
+SCHEDULED_TRIGGERS = (BalancingPlan.Trigger.SCHEDULER, BalancingPlan.Trigger.LOCALITY)
+
+
+def _unchanged_since_last_run(
+    host: Host, policy: BalancingPolicy, digest: str, below: dict[str, float]
+) -> bool:
+    """The scheduler's last plan of *host* saw this inventory under this policy, and every VM
+    below the locality threshold now, and did not lead to anything applied: computing it
+    again would only write the same row."""
     last = (
-        BalancingPlan.objects.filter(host=host, trigger=BalancingPlan.Trigger.SCHEDULER)
+        BalancingPlan.objects.filter(host=host, trigger__in=SCHEDULED_TRIGGERS)
         .order_by("-created_at")
         .first()
     )
@@ -73,14 +85,22 @@ def _unchanged_since_last_run(host: Host, policy: BalancingPolicy, digest: str) 
         and last.inventory_digest == digest
         and last.created_at >= policy.updated_at
         and last.status in (Status.READY, Status.NOT_NEEDED, Status.ERROR)
+        # A VM that recovered is no reason to plan; one that newly fell below is.
+        and set(below) <= set(last.locality_below or {})
     )
 
 
+def _locality_note(below: dict[str, float], threshold: float) -> str:
+    vms = ", ".join(f"{name} {value:.2f}" for name, value in sorted(below.items()))
+    return f"planned because locality is below the policy's {threshold:.2f}: {vms}"
+
+
 def balance_host(host: Host) -> BalancingPlan | None:
-    """One host under its policy: compute a plan now (trigger "scheduler"), then leave it for
-    approval (recommend) or approve it as the scheduler (automatic) when it improves the score
-    by at least the policy's threshold with at most its moves; otherwise the plan is
-    ``not_needed`` and says why. None when the policy is off or there is nothing new to do."""
+    """One host under its policy: compute a plan now (trigger "scheduler", or "locality" when
+    a VM is below the policy's locality threshold), then leave it for approval (recommend) or
+    approve it as the scheduler (automatic) when it improves the score by at least the
+    policy's threshold with at most its moves; otherwise the plan is ``not_needed`` and says
+    why. None when the policy is off or there is nothing new to do."""
     policy = BalancingPolicy.objects.filter(host=host).first()
     if policy is None or policy.mode == BalancingPolicy.Mode.OFF or host.removed_at:
         return None
@@ -88,16 +108,22 @@ def balance_host(host: Host) -> BalancingPlan | None:
         log.info("balancing of %s skipped: a plan is being applied", host.name)
         return None
     digest = inventory_digest(load_topology(host), demands_for_host(host))
-    if _unchanged_since_last_run(host, policy, digest):
+    below = locality.below_threshold(host)
+    if _unchanged_since_last_run(host, policy, digest, below):
         log.info("balancing of %s skipped: nothing changed since its last plan", host.name)
         return None
     plan = BalancingPlan.objects.create(
         host=host,
         status=Status.COMPUTING,
-        trigger=BalancingPlan.Trigger.SCHEDULER,
+        trigger=BalancingPlan.Trigger.LOCALITY if below else BalancingPlan.Trigger.SCHEDULER,
         requested_by_name=SCHEDULER_ACTOR,
+        locality_below=below,
     )
     plan = compute_plan(plan.pk)
+    if below:
+        # Said first on the plan page: why the scheduler planned this host now.
+        plan.notes = [_locality_note(below, policy.locality_threshold), *plan.notes]
+        plan.save(update_fields=["notes"])
     # Plans left for approval that were computed from another inventory can no longer apply.
     for old in BalancingPlan.objects.filter(host=host, status=Status.READY).exclude(
         inventory_digest=plan.inventory_digest

@@ -55,6 +55,13 @@ def default_schedules() -> tuple[DefaultSchedule, ...]:
             "Rolls raw numastat samples up into 15-minute sums and applies the retention.",
         ),
         DefaultSchedule(
+            "rollup-locality",
+            "vms.tasks.rollup_locality",
+            settings.NUMAPORTAL_ROLLUP_BUCKET_S,
+            "Rolls each VM's locality samples up into 15-minute sums and applies the same "
+            "retention as numastat's.",
+        ),
+        DefaultSchedule(
             "reconcile-stale-changes",
             "changes.tasks.reconcile_stale_changes",
             120,

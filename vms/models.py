@@ -154,3 +154,85 @@ class VmCellMemory(models.Model):
     def own_mib(self) -> float:
         """The VM's own memory on this cell: all but mapped files' page cache."""
         return self.total_mib - self.files_mib
+
+
+class VmLocalitySample(models.Model):
+    """A running VM's locality and own memory per cell at one on-host sample (history).
+
+    Written with the VM's :class:`VmCellMemory` rows, in the same transaction
+    (:func:`vms.sampling.store_vm_memory`); ``latest`` marks the rows of the host's newest
+    sample, which the pages, the scheduler and ``/metrics`` read as "now". Raw rows are rolled
+    up into :class:`VmLocalityRollup` and pruned like numastat's (:mod:`vms.locality_rollups`).
+    """
+
+    vm = models.ForeignKey(
+        VirtualMachine, on_delete=models.CASCADE, related_name="locality_samples"
+    )
+    # The VM's host, copied: rollups, pruning and "the host's newest sample" select by host
+    # without a join over every VM (a VM row never changes host).
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    taken_at = models.DateTimeField()
+    #: vms.locality.locality: 0..1; null when it means nothing (home cells unknown).
+    locality = models.FloatField(null=True, blank=True)
+    #: The VM's own memory per cell (MiB; numastat -p minus mapped files): {"<cell>": MiB}.
+    own_mib = models.JSONField(default=dict)
+    #: The cells its vCPUs could run on when sampled (nodeset), which the locality is about.
+    home_cells = models.CharField(max_length=255, blank=True)
+    latest = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["vm", "taken_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["vm", "taken_at"], name="unique_vm_locality_sample")
+        ]
+        indexes = [
+            models.Index(fields=["host", "taken_at"], name="vm_locality_host_taken"),
+            # "Now" is a few hundred rows per host among ~3,000 per VM of history: partial
+            # indexes over the latest rows only, for a host's (the sampler's UPDATE, the host
+            # page) and for the fleet's least-local VMs (the dashboard, sorted by locality).
+            models.Index(
+                fields=["host", "locality"],
+                name="vm_locality_latest_host",
+                condition=models.Q(latest=True),
+            ),
+            models.Index(
+                fields=["locality"],
+                name="vm_locality_latest",
+                condition=models.Q(latest=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vm.name} at {self.taken_at:%Y-%m-%d %H:%M:%S}: {self.locality}"
+
+
+class VmLocalityRollup(models.Model):
+    """One VM's locality samples summed over one bucket (NUMAPORTAL_ROLLUP_BUCKET_S).
+
+    Sums and counts, not averages, as numastat's rollups: coarser chart buckets add them up
+    exactly. ``own_mib_sum`` sums each cell's MiB over the bucket's samples (a sample without
+    memory on a cell adds 0 there), so a cell's mean is its sum / ``samples``.
+    """
+
+    vm = models.ForeignKey(
+        VirtualMachine, on_delete=models.CASCADE, related_name="locality_rollups"
+    )
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    bucket_start = models.DateTimeField()
+    bucket_s = models.PositiveIntegerField()
+    samples = models.PositiveIntegerField()
+    #: Sum and count of the samples that had a locality (null ones are not averaged in).
+    locality_sum = models.FloatField(default=0)
+    locality_n = models.PositiveIntegerField(default=0)
+    locality_min = models.FloatField(null=True, blank=True)
+    own_mib_sum = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["vm", "bucket_start"]
+        constraints = [
+            models.UniqueConstraint(fields=["vm", "bucket_start"], name="unique_vm_locality_rollup")
+        ]
+        indexes = [models.Index(fields=["host", "bucket_start"], name="vm_locality_rollup_host")]
+
+    def __str__(self) -> str:
+        return f"{self.vm.name} from {self.bucket_start:%Y-%m-%d %H:%M}"

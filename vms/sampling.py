@@ -1,6 +1,7 @@
 """Storing one sample of a host: its cells' numastat (rows by :mod:`hosts.sampling`) and every
-running VM's memory per cell from its QEMU's numa_maps (rows here), in one transaction. What a
-sample reads, and the message an on-host worker hands back, is :mod:`hosts.probing`.
+running VM's memory per cell from its QEMU's numa_maps (rows here) with its locality
+(:mod:`vms.locality`, kept as history), in one transaction. What a sample reads, and the
+message an on-host worker hands back, is :mod:`hosts.probing`.
 
 It lives in ``vms`` because it writes VM rows; ``hosts`` is the layer below. Queueing the
 samples of every host is :func:`vms.requests.sample_enabled_hosts`.
@@ -15,11 +16,13 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from hosts.models import CellSample, Host, SampleSource
+from hosts.models import Cell, CellSample, Host, SampleSource
 from hosts.probing import HostSample, MalformedSample, take_sample
 from hosts.sampling import record_sample, store_cell_samples
+from hosts.selectors import safe_nodeset
 from numaportal.virt import hostprobe
-from vms.models import VirtualMachine, VmCellMemory
+from vms import locality
+from vms.models import VirtualMachine, VmCellMemory, VmLocalitySample
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +112,15 @@ def store_vm_memory(
     running: list[tuple[str, str]],
     memory: dict[str, hostprobe.ProcessMemory],
 ) -> int:
-    """Replace the host's VM memory per cell by this sample's; returns how many VMs."""
+    """Replace the host's VM memory per cell by this sample's, and add each VM's locality to
+    its history; returns how many VMs. A fixed number of queries whatever the number of VMs
+    (bulk inserts; SQLite splits one into batches of 999 parameters)."""
     uuids = {uuid: name for name, uuid in running if name in memory}
     vms = {str(vm.uuid): vm for vm in VirtualMachine.objects.filter(host=host, uuid__in=uuids)}
     # VMs not running now have no memory on any cell: their old rows would mislead.
     VmCellMemory.objects.filter(vm__host=host).delete()
     rows = []
+    own: dict[int, dict[int, float]] = {}
     for uuid, name in uuids.items():
         vm = vms.get(uuid)
         if vm is None:  # a VM the next inventory sync will bring in
@@ -132,5 +138,39 @@ def store_vm_memory(
                     files_mib=mem.files,
                 )
             )
+            # What the bars count (VmCellMemory.own_mib): numastat's total minus page cache.
+            own.setdefault(vm.pk, {})[cell] = mem.own
     VmCellMemory.objects.bulk_create(rows)
+    _store_locality(host, taken_at, [vm for vm in vms.values() if vm.pk in own], own)
     return len({row.vm_id for row in rows})
+
+
+def _store_locality(
+    host: Host,
+    taken_at: datetime,
+    vms: list[VirtualMachine],
+    own: dict[int, dict[int, float]],
+) -> None:
+    """One locality sample per VM with memory; the previous sample's rows stop being "now"
+    (also those of VMs that stopped: a VM not running has no locality)."""
+    distances = locality.parse_distances(
+        Cell.objects.filter(host=host).order_by().values_list("cell_id", "distances")
+    )
+    VmLocalitySample.objects.filter(host=host, latest=True).update(latest=False)
+    samples = []
+    for vm in vms:
+        cells = own[vm.pk]
+        home = safe_nodeset(vm.cells)
+        samples.append(
+            VmLocalitySample(
+                vm=vm,
+                host=host,
+                taken_at=taken_at,
+                locality=locality.locality(cells, home, distances),
+                # rounded to 0.1 MiB: what the pages show, and a smaller row
+                own_mib={str(cell): round(max(mib, 0.0), 1) for cell, mib in sorted(cells.items())},
+                home_cells=vm.cells if home else "",
+                latest=True,
+            )
+        )
+    VmLocalitySample.objects.bulk_create(samples)

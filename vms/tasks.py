@@ -9,7 +9,7 @@ import logging
 from celery import shared_task
 
 from hosts.models import Host
-from vms import sampling, sync
+from vms import locality_rollups, sampling, sync
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +47,10 @@ def _sample(host_id: int, *, probe: bool) -> dict[str, object]:
         return sampling.sample_host(host_id, probe=probe).as_dict()
     except Host.DoesNotExist:
         return {"host": str(host_id), "error": "no such host"}
+
+
+@shared_task(name="vms.tasks.rollup_locality")
+def rollup_locality() -> dict[str, int]:
+    """Periodic (beat entry "rollup-locality", 15 min): VM locality samples rolled up into
+    buckets, then raw samples and rollups past the retention dropped (numastat's settings)."""
+    return locality_rollups.rollup_and_prune().as_dict()

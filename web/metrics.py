@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from hosts import numastat
 from hosts.models import Cell, CellSample, Host
 from numaportal import roles
-from vms.models import VmCellMemory
+from vms.models import VmCellMemory, VmLocalitySample
 
 PREFIX = "numaportal"
 KIB = 1024
@@ -43,7 +43,7 @@ VM_MEMORY_KINDS: tuple[tuple[str, str], ...] = (
 
 
 class NumaPortalCollector(Collector):
-    """Per host, cell and VM: the values of the newest stored sample (4 queries per scrape)."""
+    """Per host, cell and VM: the values of the newest stored sample (5 queries per scrape)."""
 
     def collect(self) -> Iterator[Metric]:
         # The newest sample of a host is every cell row stored at the host's newest taken_at
@@ -148,10 +148,35 @@ class NumaPortalCollector(Collector):
             for value, (_, kind) in zip(mib, VM_MEMORY_KINDS, strict=True):
                 vm_memory.add_metric([*key, kind], value * MIB)
 
+        vm_locality = GaugeMetricFamily(
+            f"{PREFIX}_vm_locality_ratio",
+            "A running VM's memory locality at the host's newest probe sample: the share of its "
+            "own memory on the cells its vCPUs may run on, memory elsewhere weighted by local / "
+            "node distance (0..1, 1 = all local).",
+            labels=["host", "vm"],
+        )
+        seen_vms: set[tuple[str, str]] = set()
+        for host_name, vm_name, value in (
+            VmLocalitySample.objects.filter(
+                latest=True,
+                locality__isnull=False,
+                vm__gone_at__isnull=True,
+                host__removed_at__isnull=True,
+            )
+            .order_by("host__name", "vm__name", "vm_id")
+            .values_list("host__name", "vm__name", "locality")
+        ):
+            # the same series twice would make the scrape invalid (see vm_memory above)
+            if (host_name, vm_name) in seen_vms:
+                continue
+            seen_vms.add((host_name, vm_name))
+            vm_locality.add_metric([host_name, vm_name], value)
+
         yield from counters.values()
         yield free
         yield cell_memory
         yield vm_memory
+        yield vm_locality
         yield balancing
         yield last_sample
 

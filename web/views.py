@@ -1,15 +1,22 @@
-"""Project-level pages: the home page that says what is running."""
+"""Project-level pages: the home page that says what is running (and the least-local VMs)."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from balancing import locality
+from numaportal import roles
 from web import status
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html", {"components": status.collect()})
+    context: dict[str, object] = {"components": status.collect()}
+    # The status table is for everyone signed in; VM names only for those who may see VMs.
+    if request.user.has_perm(roles.VIEW_VM):
+        context["least_local"] = locality.least_local()
+        context["locality_below_count"] = locality.below_threshold_count()
+    return render(request, "home.html", context)
 
 
 @login_required

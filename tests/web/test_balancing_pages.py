@@ -298,6 +298,7 @@ def policy_data(**overrides) -> dict[str, str]:
         "reserved": "",
         "whole_cores": "on",
         "memory_reserve_mib": "0",
+        "locality_threshold": "0.9",
     }
     return {**data, **overrides}
 
@@ -314,11 +315,13 @@ def test_superuser_sets_a_policy(ops_client, seed):
             housekeeping="0, 12",
             reserved="1,13",
             cpu_overcommit="2",
+            locality_threshold="0.75",
         ),
     )
     assert response.status_code == 302, response.context["form"].errors
     policy = BalancingPolicy.objects.get(host=host)
     assert policy.mode == "automatic"
+    assert policy.locality_threshold == 0.75
     assert policy.housekeeping == "0,12"
     assert policy.reserved == "1,13"
     assert policy.cpu_overcommit == 2.0
@@ -340,6 +343,9 @@ def test_superuser_sets_a_policy(ops_client, seed):
         ({"min_improvement_pct": "150"}, "min_improvement_pct", "0 to 100"),
         ({"max_moves": "0"}, "max_moves", "at least 1"),
         ({"memory_reserve_mib": "40000"}, "memory_reserve_mib", "no memory"),
+        ({"locality_threshold": "1.5"}, "locality_threshold", "a locality from 0"),
+        ({"locality_threshold": "-0.1"}, "locality_threshold", "a locality from 0"),
+        ({"locality_threshold": "nan"}, "locality_threshold", "Enter a number"),
     ],
 )
 def test_policy_form_errors_are_named_by_field(ops_client, seed, overrides, field, words):

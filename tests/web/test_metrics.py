@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hosts import numastat
 from hosts.models import CellSample, SampleSource
-from vms.models import VmCellMemory
+from vms.models import VmCellMemory, VmLocalitySample
 from web.metrics import render
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -52,6 +52,19 @@ def sample(host, cell: int, taken_at, *, free_kib: int | None, counters: int | N
 
 def vm_memory(vm, cell: int, **mib: float) -> VmCellMemory:
     return VmCellMemory.objects.create(vm=vm, cell_id=cell, sampled_at=timezone.now(), **mib)
+
+
+def vm_locality(vm, value: float | None, *, minutes_ago: int = 0, latest: bool = True):
+    """A locality sample of *vm*, as the sampler stores one (latest: the host's newest)."""
+    return VmLocalitySample.objects.create(
+        vm=vm,
+        host=vm.host,
+        taken_at=timezone.now() - timedelta(minutes=minutes_ago),
+        locality=value,
+        own_mib={"0": 1.0},
+        home_cells="0",
+        latest=latest,
+    )
 
 
 @pytest.fixture
@@ -129,6 +142,9 @@ def test_values_and_labels(viewer_client, host_factory, vm_factory):
     vm = vm_factory(host, "vm1")
     vm_memory(vm, 0, private_mib=1.5, huge_mib=2)
     vm_memory(vm, 1, heap_mib=0.25)
+    vm_locality(vm, 0.9, minutes_ago=1, latest=False)  # history: not "now"
+    vm_locality(vm, 0.476)
+    vm_locality(vm_factory(host, "cells-unknown"), None)
 
     metrics = parse(viewer_client.get(URL).content)
 
@@ -152,6 +168,7 @@ def test_values_and_labels(viewer_client, host_factory, vm_factory):
     assert vm_bytes[labels(host="hv01", vm="vm1", cell="0", kind="heap")] == 0
     assert vm_bytes[labels(host="hv01", vm="vm1", cell="1", kind="heap")] == 262144
     assert len(vm_bytes) == 8  # 2 cells x 4 kinds
+    assert metrics["numaportal_vm_locality_ratio"] == {labels(host="hv01", vm="vm1"): 0.476}
     assert metrics["numaportal_numa_balancing"] == {labels(host="hv01"): 1}
     assert metrics["numaportal_last_sample_timestamp_seconds"] == {
         labels(host="hv01"): now.timestamp()
@@ -168,6 +185,8 @@ def test_types_and_help(viewer_client, host_factory):
     assert counter.type == "counter"
     assert numastat.EXPLANATIONS["numa_miss"] in counter.documentation
     assert families["numaportal_cell_free_bytes"].type == "gauge"
+    assert families["numaportal_vm_locality_ratio"].type == "gauge"
+    assert "0..1, 1 = all local" in families["numaportal_vm_locality_ratio"].documentation
 
 
 def test_libvirt_only_sample_has_free_memory_but_no_counters(viewer_client, host_factory):
@@ -187,15 +206,20 @@ def test_removed_hosts_and_gone_vms_are_not_exported(viewer_client, host_factory
     removed = host_factory("hv09", removed_at=now, numa_balancing=0)
     for host in (live, removed):
         sample(host, 0, now, free_kib=1024, counters=1)
-        vm_memory(vm_factory(host, f"on-{host.name}"), 0, private_mib=1)
+        vm = vm_factory(host, f"on-{host.name}")
+        vm_memory(vm, 0, private_mib=1)
+        vm_locality(vm, 0.5)
     gone = vm_factory(live, "gone-vm", gone_at=now)
     vm_memory(gone, 0, private_mib=1)
+    vm_locality(gone, 0.5)
 
     body = viewer_client.get(URL).content.decode()
     assert "hv09" not in body
     assert "gone-vm" not in body
     vms = {dict(k)["vm"] for k in parse(body.encode())["numaportal_vm_memory_bytes"]}
     assert vms == {"on-hv01"}
+    ratios = parse(body.encode())["numaportal_vm_locality_ratio"]
+    assert ratios == {labels(host="hv01", vm="on-hv01"): 0.5}
 
 
 @pytest.mark.parametrize(
@@ -209,13 +233,16 @@ def test_removed_hosts_and_gone_vms_are_not_exported(viewer_client, host_factory
 )
 def test_hostile_vm_name_round_trips(viewer_client, host_factory, vm_factory, name):
     host = host_factory("hv01")
-    vm_memory(vm_factory(host, name), 0, private_mib=1)
+    vm = vm_factory(host, name)
+    vm_memory(vm, 0, private_mib=1)
+    vm_locality(vm, 0.25)
 
     body = viewer_client.get(URL).content
     metrics = parse(body)
     assert "numaportal_fake_total" not in metrics
     vms = {dict(k)["vm"] for k in metrics["numaportal_vm_memory_bytes"]}
     assert vms == {name}
+    assert metrics["numaportal_vm_locality_ratio"] == {labels(host="hv01", vm=name): 0.25}
     # Every line is a comment or one sample: nothing injected. (Lines end at \n only: a raw
     # \r or tab is allowed inside a label value by the text format.)
     for line in body.decode().rstrip("\n").split("\n"):
@@ -234,6 +261,7 @@ def test_query_count_does_not_grow_with_hosts(host_factory, vm_factory):
                 vm = vm_factory(host, f"vm{v}")
                 vm_memory(vm, 0, private_mib=1)
                 vm_memory(vm, 1, heap_mib=1)
+                vm_locality(vm, 0.5 + v / 4)
 
     populate(0, 1)
     with CaptureQueriesContext(connection) as one:
@@ -241,9 +269,10 @@ def test_query_count_does_not_grow_with_hosts(host_factory, vm_factory):
     populate(1, 4)
     with CaptureQueriesContext(connection) as five:
         body = render()
-    assert len(five) == len(one) <= 4
+    assert len(five) == len(one) <= 5
     assert len(parse(body)["numaportal_last_sample_timestamp_seconds"]) == 5
     assert len(parse(body)["numaportal_vm_memory_bytes"]) == 5 * 2 * 2 * 4
+    assert len(parse(body)["numaportal_vm_locality_ratio"]) == 5 * 2
 
 
 def test_through_the_view_queries_stay_constant(
@@ -251,6 +280,6 @@ def test_through_the_view_queries_stay_constant(
 ):
     for i in range(5):
         sample(host_factory(f"hv{i:02d}"), 0, timezone.now(), free_kib=1, counters=1)
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         response = client.get(URL, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200

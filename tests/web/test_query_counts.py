@@ -29,7 +29,7 @@ from hosts.models import CellRollup, CellSample, Host, SampleSource
 from hosts.sampling import store_cell_samples
 from tests.querycount import assert_constant_queries
 from tests.web.conftest import make_host, make_vm
-from vms.models import VcpuPin, VirtualMachine, VmCellMemory
+from vms.models import VcpuPin, VirtualMachine, VmCellMemory, VmLocalityRollup, VmLocalitySample
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -50,7 +50,7 @@ _serial = itertools.count(1)
 
 def add_vm(host: Host, *, pinned: bool = True, **fields) -> VirtualMachine:
     """A running 2-vCPU VM (pinned to two CPUs of cell 0 unless *pinned* is False) with its
-    numa_maps memory on both cells, as the on-host worker stores it."""
+    numa_maps memory on both cells and its locality now, as the on-host worker stores them."""
     n = next(_serial)
     pins = {0: str(n % 6), 1: str(n % 6 + 12)} if pinned else None
     if pinned:
@@ -68,7 +68,21 @@ def add_vm(host: Host, *, pinned: bool = True, **fields) -> VirtualMachine:
         VmCellMemory.objects.create(
             vm=vm, cell_id=cell, sampled_at=timezone.now(), heap_mib=100, private_mib=400
         )
+    # below the default threshold every other VM: the least-local lists flag some
+    add_locality(vm, timezone.now(), 0.5 + (n % 2) * 0.45, latest=True)
     return vm
+
+
+def add_locality(vm: VirtualMachine, at, value: float, *, latest: bool = False) -> None:
+    VmLocalitySample.objects.create(
+        vm=vm,
+        host=vm.host,
+        taken_at=at,
+        locality=value,
+        own_mib={"0": 500.0, "1": 500.0},
+        home_cells=vm.cells,
+        latest=latest,
+    )
 
 
 def add_change(vm: VirtualMachine | None, host: Host | None = None, **fields) -> Change:
@@ -311,6 +325,40 @@ def test_vm_detail_with_more_changes(root, vm):
 
 def test_vm_detail_with_more_vms_on_its_host(root, vm):
     assert_constant_queries(root, vm.get_absolute_url(), times(add_vm, vm.host))
+
+
+def test_vm_detail_with_more_locality_samples(root, vm):
+    """The 24-hour chart reads raw samples; more of them, the same queries."""
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=5)
+    minutes = itertools.count()
+
+    def grow(count: int) -> None:
+        for _ in range(count):
+            add_locality(vm, start + timedelta(minutes=next(minutes)), 0.6)
+
+    assert_constant_queries(root, vm.get_absolute_url(), grow)
+
+
+def test_vm_detail_30_days_with_more_locality_rollups(root, vm):
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(days=10)
+    buckets = itertools.count()
+
+    def grow(count: int) -> None:
+        for _ in range(count):
+            VmLocalityRollup.objects.create(
+                vm=vm,
+                host=vm.host,
+                bucket_start=start + timedelta(minutes=15 * next(buckets)),
+                bucket_s=900,
+                samples=15,
+                locality_sum=9.0,
+                locality_n=15,
+                locality_min=0.5,
+                own_mib_sum={"0": 7500.0, "1": 7500.0},
+            )
+        add_locality(vm, timezone.now() - timedelta(minutes=count), 0.6)  # the raw tail
+
+    assert_constant_queries(root, vm.get_absolute_url() + "?window=30d", grow)
 
 
 def add_vcpu(vm: VirtualMachine) -> None:

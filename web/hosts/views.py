@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from balancing import locality as locality_thresholds
 from changes.forms.numa_balancing import NumaBalancingForm
 from changes.kinds import numa_balancing
 from changes.requests import request_numa_balancing
@@ -165,6 +166,10 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         "memory_query": memory_query,
         "memory_bars": memory_bars(memory_page.object_list),
         "balancing_changes": numa_balancing.recent_changes(host),
+        # its least-local VMs now, flagged under the host's threshold (one query each)
+        "least_local": locality_thresholds.least_local(host),
+        "locality_below_count": locality_thresholds.below_threshold_count(host),
+        "locality_threshold": locality_thresholds.threshold_for(host),
         **_sync_context(host),
         **_distance_context(topology, request),
     }

@@ -13,15 +13,17 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from balancing import locality as locality_thresholds
 from changes import forms as change_forms
 from changes.models import Change
 from changes.requests import request_change
+from hosts import history as numastat_history
 from hosts import selectors
 from hosts.services import load_topology
 from numaportal import roles
 from numaportal.forms import add_service_errors
 from numaportal.virt.cpuset import format_cpuset
-from vms import forms
+from vms import forms, locality_history
 from vms import selectors as vm_selectors
 from vms.filters import VirtualMachineFilter
 from vms.memory import memory_bar
@@ -61,8 +63,31 @@ def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
         "memory_bars": [bar] if (bar := memory_bar(vm)) else [],
         "flags_form": forms.BalancingFlagsForm(instance=vm),
         "change_forms": [(f.slug, f.title) for f in change_forms.FORMS.values()],
+        **_locality_context(request, vm),
     }
     return render(request, "vms/vm_detail.html", context)
+
+
+def _locality_context(request: HttpRequest, vm: VirtualMachine) -> dict:
+    """The VM's locality now (flagged under its host's threshold) and its history chart, over
+    the numastat history's windows (``?window=``; unknown or missing: the default)."""
+    window_key = request.GET.get("window", "")
+    if window_key not in numastat_history.WINDOWS:
+        window_key = numastat_history.DEFAULT_WINDOW
+    now = locality_history.locality_now(vm)
+    threshold = locality_thresholds.threshold_for(vm.host)
+    history = locality_history.history(vm, window_key)
+    chart = history.as_json()
+    chart["threshold"] = threshold
+    chart["home_cells"] = sorted(selectors.safe_nodeset(vm.cells))
+    return {
+        "locality_now": now,
+        "locality_threshold": threshold,
+        "locality_below": now is not None and now.locality is not None and now.locality < threshold,
+        "locality_history": history,
+        "locality_chart": chart,
+        "windows": list(numastat_history.WINDOWS.values()),
+    }
 
 
 RECENT_CHANGES = 10

@@ -1,0 +1,116 @@
+// A VM's locality history (templates/vms/_locality.html) drawn with the vendored uPlot, in
+// the numastat history's look (same colours per cell, same time axis).
+// The data is the page's json_script #locality-data (vms.locality_history.LocalityHistory):
+//   times: bucket starts in epoch seconds; locality / locality_min: [0..1 or null, ...];
+//   cells: [0, 1, ...]; own_mib: {"<cell>": [MiB or null, ...]}; threshold: 0..1;
+//   home_cells: [cells its vCPUs may run on now].
+// null is a bucket without a sample: uPlot leaves a gap there.
+(function () {
+  "use strict";
+
+  // The numastat charts' palette: the same cell in the same colour on every page.
+  var COLOURS = ["#2456a6", "#c0561b", "#1f7a3a", "#8e3ba8", "#b3261e", "#0f8290", "#8a6d00", "#5b6475"];
+  var HEIGHT = 220;
+
+  function pad(n) {
+    return n < 10 ? "0" + n : String(n);
+  }
+  function clock(d) {
+    return pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+  function day(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+  }
+  function timeTicks(u, splits) {
+    var span = u.scales.x.max - u.scales.x.min;
+    return splits.map(function (t) {
+      var d = new Date(t * 1000);
+      if (span <= 2 * 86400) return clock(d);
+      return clock(d) === "00:00" ? day(d).slice(5) : day(d).slice(5) + " " + clock(d);
+    });
+  }
+  var timeSeries = {
+    label: "time",
+    value: function (u, t) {
+      if (t == null) return "-";
+      var d = new Date(t * 1000);
+      return day(d) + " " + clock(d);
+    },
+  };
+
+  function fmt(unit, digits) {
+    return function (u, v) {
+      return v == null ? "-" : v.toLocaleString(undefined, { maximumFractionDigits: digits }) + unit;
+    };
+  }
+
+  function localityChart(el, data) {
+    var threshold = data.times.map(function () { return data.threshold; });
+    var series = [
+      timeSeries,
+      { label: "locality", stroke: COLOURS[0], width: 1.5, spanGaps: false, value: fmt("", 2) },
+      { label: "lowest", stroke: COLOURS[1], width: 1, spanGaps: false, value: fmt("", 2) },
+      { label: "threshold", stroke: "#b3261e", width: 1, dash: [6, 4], value: fmt("", 2) },
+    ];
+    return [series, [data.times, data.locality, data.locality_min, threshold], { range: [0, 1] }];
+  }
+
+  function memoryChart(el, data) {
+    var home = {};
+    (data.home_cells || []).forEach(function (c) { home[String(c)] = true; });
+    var series = [timeSeries];
+    var values = [data.times];
+    data.cells.forEach(function (cell, i) {
+      series.push({
+        label: "node" + cell + (home[String(cell)] ? " (home)" : ""),
+        stroke: COLOURS[cell % COLOURS.length],
+        width: 1.5,
+        spanGaps: false,
+        value: fmt(" MiB", 1),
+      });
+      values.push(data.own_mib[String(cell)] || data.times.map(function () { return null; }));
+    });
+    var range = {
+      range: function (u, min, max) {
+        return [0, max > 0 ? max * 1.08 : 1];
+      },
+    };
+    return [series, values, range];
+  }
+
+  function draw(el, data) {
+    var kind = el.getAttribute("data-series");
+    var made = kind === "locality" ? localityChart(el, data) : memoryChart(el, data);
+    var opts = {
+      width: Math.max(el.clientWidth, 280),
+      height: HEIGHT,
+      scales: { x: { time: true }, y: made[2] },
+      series: made[0],
+      axes: [{ values: timeTicks }, { size: 56 }],
+      cursor: { drag: { x: true, y: false } },
+    };
+    return new uPlot(opts, made[1], el);
+  }
+
+  function init() {
+    var source = document.getElementById("locality-data");
+    if (!source || typeof uPlot === "undefined") return;
+    var data = JSON.parse(source.textContent);
+    var plots = [];
+    document.querySelectorAll(".locality-chart .plot[data-series]").forEach(function (el) {
+      plots.push({ el: el, plot: draw(el, data) });
+    });
+    var pending = null;
+    window.addEventListener("resize", function () {
+      clearTimeout(pending);
+      pending = setTimeout(function () {
+        plots.forEach(function (p) {
+          p.plot.setSize({ width: Math.max(p.el.clientWidth, 280), height: HEIGHT });
+        });
+      }, 150);
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
