@@ -23,7 +23,7 @@ from tests.numalab import lab
 from tests.numalab.conftest import TASK_WAIT
 from vms import sync as host_sync
 from vms.memory import memory_bar
-from vms.models import VirtualMachine
+from vms.models import VirtualMachine, VmLocalitySample
 
 pytestmark = [pytest.mark.numalab, pytest.mark.django_db(transaction=True)]
 
@@ -140,6 +140,9 @@ def test_the_remote_domain_is_made_local_and_remote_again(
     vm = VirtualMachine.objects.get(host=worker_host, name="numalab2-remote")
     assert vm.numatune_mode == "restrictive" and vm.cells == "0"
     assert memory_bar(vm).remote_pct > 99.0
+    # Locality, distance-weighted: all of it one hop away (distance 21) counts 10/21.
+    now = VmLocalitySample.objects.get(vm=vm, latest=True)
+    assert now.locality == pytest.approx(10 / 21, abs=0.02), now.own_mib
     try:
         change, seconds = move(vm, operator, cells="0")
         assert change.status == Change.Status.SUCCEEDED, change.error
@@ -149,7 +152,16 @@ def test_the_remote_domain_is_made_local_and_remote_again(
         assert anon.get(0, 0) >= 0.95 * sum(anon.values()), witness.describe()
         sample_on_host()
         assert memory_bar(vm).remote_pct < 5.0, witness.describe()
-        print(f"{change.outcome} ({seconds:.1f} s); {witness.describe()}")
+        after = VmLocalitySample.objects.get(vm=vm, latest=True)
+        assert after.locality >= 0.95, (after.own_mib, witness.describe())
+        # The history shows the jump: the sample before the move, and the one after.
+        history = list(
+            VmLocalitySample.objects.filter(vm=vm)
+            .order_by("taken_at")
+            .values_list("locality", flat=True)
+        )
+        assert history[-2] < 0.5 and history[-1] >= 0.95, history
+        print(f"{change.outcome} ({seconds:.1f} s); locality {history}; {witness.describe()}")
     finally:
         back, _ = move(vm, operator, cells="1")
         assert back.status == Change.Status.SUCCEEDED, back.error
