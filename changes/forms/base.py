@@ -22,11 +22,12 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from changes.kinds.validation import validate_change
-from hosts.selectors import safe_cpuset
+from hosts.selectors import safe_cpuset, safe_nodeset
 from numaportal.virt.cpuset import CpusetError, format_cpuset, format_nodeset, parse_cpuset
 from numaportal.virt.cpuset import parse_nodeset as _parse_nodeset
 from numaportal.virt.scope import Scope
 from numaportal.virt.topology import HostTopology
+from vms import locality
 from vms.models import VcpuPin, VirtualMachine, VmCellMemory
 
 __all__ = [
@@ -36,9 +37,11 @@ __all__ = [
     "NodesetField",
     "Preview",
     "cells_of",
+    "locality_note",
     "nodes_text",
     "one_vcpu_per_core",
     "pin_all_into_cell",
+    "predicted_locality",
     "scope_has",
     "stranded_memory_warning",
 ]
@@ -108,6 +111,30 @@ def nodes_text(cells: Iterable[int]) -> str:
     """Cells as a nodeset, "—" for none (the preview's cells columns)."""
     cells = frozenset(cells)
     return format_nodeset(cells) if cells else "—"
+
+
+def predicted_locality(
+    vm: VirtualMachine, new_cells: Iterable[int], memory: dict[int, float] | None = None
+) -> tuple[float | None, float | None]:
+    """What-if: the VM's locality now and with its vCPUs on *new_cells* (and its memory per
+    cell as *memory*, default: where its last sample found it), distance-weighted as
+    :mod:`vms.locality` computes it; None where nothing is known."""
+    rows = list(VmCellMemory.objects.filter(vm=vm))
+    now_memory = {r.cell_id: r.own_mib for r in rows}
+    distances = locality.parse_distances((c.cell_id, c.distances) for c in vm.host.cells.all())
+    home_now = safe_nodeset(vm.cells)
+    return (
+        locality.locality(now_memory, home_now, distances) if home_now else None,
+        locality.locality(now_memory if memory is None else memory, set(new_cells), distances),
+    )
+
+
+def locality_note(now: float | None, after: float | None) -> str:
+    """ "Predicted locality: 1.00 now -> 0.48 after" (or "" when nothing is known)."""
+    if after is None:
+        return ""
+    before = f"{now:.2f} now" if now is not None else "unknown now"
+    return f"Predicted locality (memory where its vCPUs run, by distance): {before} -> {after:.2f}"
 
 
 def stranded_memory_warning(vm: VirtualMachine, new_cells: Iterable[int]) -> str:

@@ -3,9 +3,16 @@ much of the VM's memory would move (from its last sample) and how."""
 
 from __future__ import annotations
 
-from changes.forms.base import ChangeForm, NodesetField, Preview
+from changes.forms.base import (
+    ChangeForm,
+    NodesetField,
+    Preview,
+    locality_note,
+    predicted_locality,
+)
 from changes.kinds.memory_move import METHODS, method_for, refusal
 from changes.models import Change
+from hosts.selectors import safe_nodeset
 from numaportal.virt.cpuset import parse_nodeset
 from numaportal.virt.scope import Scope
 from vms.models import VmCellMemory
@@ -73,6 +80,14 @@ class MemoryMoveForm(ChangeForm):
                 "No memory per cell is known for this VM yet (no sample from its host's own "
                 "worker): how much would move is unknown."
             )
+        if rows:
+            # After the move: all of it on the cells asked, its vCPUs where they are.
+            moved = {min(cells): total} if cells else {}
+            now, _ = predicted_locality(self.vm, safe_nodeset(self.vm.cells))
+            _, after = predicted_locality(self.vm, safe_nodeset(self.vm.cells), moved)
+            note = locality_note(now, after)
+            if note:
+                preview.notes.append(note)
         preview.notes.append(f"How: {self.method_words}.")
         preview.notes.append(
             "Its numatune at the next boot is unchanged: a numatune change in config scope "

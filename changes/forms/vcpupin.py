@@ -11,7 +11,9 @@ from changes.forms.base import (
     CpusetField,
     Preview,
     cells_of,
+    locality_note,
     nodes_text,
+    predicted_locality,
     scope_has,
     stranded_memory_warning,
 )
@@ -141,6 +143,9 @@ class VcpuPinForm(ChangeForm):
             stranded = stranded_memory_warning(self.vm, after_cells)
             if stranded:
                 preview.warnings.append(stranded)
+            note = locality_note(*predicted_locality(self.vm, after_cells))
+            if note:
+                preview.notes.append(note)
         new_cpus = frozenset(c for cpuset in changed.values() for c in parse_cpuset(cpuset))
         shared = self._shared_warning(new_cpus, "The pin")
         if shared:
