@@ -60,15 +60,15 @@ class MemoryMoveForm(ChangeForm):
         preview = Preview(columns=("cell", "now (MiB)", "after (MiB)"))
         total = sum(r.own_mib for r in rows)
         moving = sum(r.own_mib for r in rows if r.cell_id not in cells)
-        for row in rows:
-            after = 0.0 if row.cell_id not in cells else None
-            preview.rows.append(
-                (
-                    str(row.cell_id),
-                    f"{row.own_mib:.1f}",
-                    "0.0" if after == 0.0 else "its own and what arrives",
-                )
-            )
+        own = {r.cell_id: r.own_mib for r in rows}
+        for cell in sorted(set(own) | cells):
+            if cell not in cells:
+                after = "0.0"
+            elif len(cells) == 1:
+                after = f"{own.get(cell, 0.0) + moving:.1f}"
+            else:  # the kernel spreads what moves over the cells asked
+                after = f"{own.get(cell, 0.0):.1f} + part of {moving:.1f}"
+            preview.rows.append((str(cell), f"{own.get(cell, 0.0):.1f}", after))
         if rows:
             preview.notes.append(
                 f"About {moving:.1f} of {total:.1f} MiB would move to cell(s) "

@@ -50,6 +50,7 @@ def test_the_preview_says_how_much_would_move(op_client, vm) -> None:
     notes = " ".join(response.context["preview"].notes)
     # 960 MiB on cell 0 would move; 40 MiB already on cell 1 (52 less 12 of mapped files).
     assert "About 960.0 of 1000.0 MiB would move to cell(s) 1" in notes
+    assert response.context["preview"].rows == [("0", "960.0", "0.0"), ("1", "40.0", "1000.0")]
     # 960 MiB one hop away (distance 21 counts 10/21) and 40 at home: 0.50 now; all home after.
     assert "Predicted locality (memory where its vCPUs run, by distance): 0.50 now -> 1.00" in (
         notes
