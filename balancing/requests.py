@@ -162,42 +162,35 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
     if missing:
         raise PlanNotApplicable(f"VM(s) no longer on the host: {', '.join(missing)}")
     changes: list[Change] = []
+
+    def record(vm: VirtualMachine, kind: str, params: dict, scope: str) -> None:
+        # Recorded queued, run one after another by apply_plan (not enqueued each).
+        changes.append(
+            record_change(
+                actor=actor,
+                host=plan.host,
+                vm=vm,
+                target_name=vm.name,
+                kind=kind,
+                params=params,
+                scope=scope,
+                reason=reason,
+                group_id=plan.id,
+                enqueue_on_commit=False,
+            )
+        )
+
     with transaction.atomic():
         for step, name in enumerate(order, 1):
             vm = vms[name]
             params = change_params(plan, plan_obj.assignments[name], step)
-            changes.append(
-                record_change(
-                    actor=actor,
-                    host=plan.host,
-                    vm=vm,
-                    target_name=vm.name,
-                    kind=Change.Kind.PLAN_MOVE,
-                    params=params,
-                    # A shut-off VM can only be changed in its config.
-                    scope=Change.Scope.BOTH if vm.is_running else Change.Scope.CONFIG,
-                    reason=reason,
-                    group_id=plan.id,
-                    enqueue_on_commit=False,
-                )
-            )
+            # A shut-off VM can only be changed in its config.
+            scope = Change.Scope.BOTH if vm.is_running else Change.Scope.CONFIG
+            record(vm, Change.Kind.PLAN_MOVE, params, scope)
             memory = memory_move_params(vm, params)
             if memory is not None:
                 # Right after its pins, in the same safe order: the memory follows the vCPUs.
-                changes.append(
-                    record_change(
-                        actor=actor,
-                        host=plan.host,
-                        vm=vm,
-                        target_name=vm.name,
-                        kind=Change.Kind.MEMORY_MOVE,
-                        params=memory,
-                        scope=Change.Scope.LIVE,
-                        reason=reason,
-                        group_id=plan.id,
-                        enqueue_on_commit=False,
-                    )
-                )
+                record(vm, Change.Kind.MEMORY_MOVE, memory, Change.Scope.LIVE)
         plan.status = Status.APPLYING
         plan.approved_by = actor
         plan.approved_by_name = actor.get_username() if actor is not None else "scheduler"

@@ -7,7 +7,6 @@ coarser buckets stay exact.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from hosts import numastat
 from hosts.models import CellRollup, CellSample, Host
+from hosts.retention import RetentionResult, roll_up_and_prune
 from hosts.sampling import DELTA_FIELDS
 
 log = logging.getLogger(__name__)
@@ -105,36 +105,6 @@ class _RollupSum:
         )
 
 
-@dataclass(frozen=True)
-class RetentionResult:
-    rollups_made: int
-    raw_deleted: int
-    rollups_deleted: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "rollups_made": self.rollups_made,
-            "raw_deleted": self.raw_deleted,
-            "rollups_deleted": self.rollups_deleted,
-        }
-
-
 def rollup_and_prune(now: datetime | None = None) -> RetentionResult:
-    """The scheduled task: roll up every host, then apply the retention."""
-    now = now or timezone.now()
-    made = raw_deleted = 0
-    raw_cutoff = now - timedelta(hours=settings.NUMAPORTAL_SAMPLE_RAW_HOURS)
-    host_ids = CellSample.objects.order_by().values_list("host_id", flat=True).distinct()
-    for host in Host.objects.filter(pk__in=list(host_ids)):
-        made += rollup_host(host, now)
-        # Raw rows go only once their bucket is rolled up: nothing is lost if a rollup failed.
-        last = CellRollup.objects.filter(host=host).aggregate(m=Max("bucket_start"))["m"]
-        if last is None:
-            continue
-        rolled_until = last + timedelta(seconds=settings.NUMAPORTAL_ROLLUP_BUCKET_S)
-        raw_deleted += CellSample.objects.filter(
-            host=host, taken_at__lt=min(raw_cutoff, rolled_until)
-        ).delete()[0]
-    rollup_cutoff = now - timedelta(days=settings.NUMAPORTAL_ROLLUP_DAYS)
-    rollups_deleted = CellRollup.objects.filter(bucket_start__lt=rollup_cutoff).delete()[0]
-    return RetentionResult(made, raw_deleted, rollups_deleted)
+    """The scheduled task: roll up every host, then apply the retention (:mod:`hosts.retention`)."""
+    return roll_up_and_prune(CellSample, CellRollup, rollup_host, now)

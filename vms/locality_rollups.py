@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from hosts import numastat
 from hosts.models import Host
+from hosts.retention import RetentionResult, roll_up_and_prune
 from vms.models import VmLocalityRollup, VmLocalitySample
 
 log = logging.getLogger(__name__)
@@ -99,38 +100,12 @@ def rollup_host(host: Host, now: datetime | None = None, bucket_s: int | None = 
     return len(rows)
 
 
-@dataclass(frozen=True)
-class RetentionResult:
-    rollups_made: int
-    raw_deleted: int
-    rollups_deleted: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "rollups_made": self.rollups_made,
-            "raw_deleted": self.raw_deleted,
-            "rollups_deleted": self.rollups_deleted,
-        }
-
-
 def rollup_and_prune(now: datetime | None = None) -> RetentionResult:
-    """The scheduled task: roll up every host's locality samples, then apply the retention."""
-    now = now or timezone.now()
-    made = raw_deleted = 0
-    raw_cutoff = now - timedelta(hours=settings.NUMAPORTAL_SAMPLE_RAW_HOURS)
-    host_ids = VmLocalitySample.objects.order_by().values_list("host_id", flat=True).distinct()
-    for host in Host.objects.filter(pk__in=list(host_ids)):
-        made += rollup_host(host, now)
-        last = VmLocalityRollup.objects.filter(host=host).aggregate(m=Max("bucket_start"))["m"]
-        if last is None:
-            continue
-        rolled_until = last + timedelta(seconds=settings.NUMAPORTAL_ROLLUP_BUCKET_S)
-        raw_deleted += VmLocalitySample.objects.filter(
-            host=host, latest=False, taken_at__lt=min(raw_cutoff, rolled_until)
-        ).delete()[0]
-    rollup_cutoff = now - timedelta(days=settings.NUMAPORTAL_ROLLUP_DAYS)
-    rollups_deleted = VmLocalityRollup.objects.filter(bucket_start__lt=rollup_cutoff).delete()[0]
-    return RetentionResult(made, raw_deleted, rollups_deleted)
+    """The scheduled task: roll up every host's locality samples, then apply the retention
+    (:mod:`hosts.retention`); a VM's current row (``latest``) is never pruned."""
+    return roll_up_and_prune(
+        VmLocalitySample, VmLocalityRollup, rollup_host, now, keep={"latest": True}
+    )
 
 
 __all__ = ["RetentionResult", "rollup_and_prune", "rollup_host"]
