@@ -7,30 +7,9 @@
 (function () {
   "use strict";
 
-  // One colour per cell, the same cell in the same colour on every chart.
-  var COLOURS = ["#2456a6", "#c0561b", "#1f7a3a", "#8e3ba8", "#b3261e", "#0f8290", "#8a6d00", "#5b6475"];
-  var HEIGHT = 220;
-
-  function pad(n) {
-    return n < 10 ? "0" + n : String(n);
-  }
-
-  // Local time (the browser's zone), 24-hour clock.
-  function clock(d) {
-    return pad(d.getHours()) + ":" + pad(d.getMinutes());
-  }
-  function day(d) {
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
-  }
-
-  function timeTicks(u, splits) {
-    var span = u.scales.x.max - u.scales.x.min;
-    return splits.map(function (t) {
-      var d = new Date(t * 1000);
-      if (span <= 2 * 86400) return clock(d);
-      return clock(d) === "00:00" ? day(d).slice(5) : day(d).slice(5) + " " + clock(d);
-    });
-  }
+  // Shared with the other history charts (charts.js, loaded first).
+  var C = window.NumaPortalCharts;
+  var COLOURS = C.COLOURS, HEIGHT = C.HEIGHT, timeTicks = C.timeTicks, timeSeries = C.timeSeries;
 
   function compact(v) {
     var a = Math.abs(v);
@@ -67,14 +46,7 @@
   function draw(el, data) {
     var unit = el.getAttribute("data-unit") || "";
     var series = [
-      {
-        label: "time",
-        value: function (u, t) {
-          if (t == null) return "-";
-          var d = new Date(t * 1000);
-          return day(d) + " " + clock(d);
-        },
-      },
+      timeSeries,
     ];
     data.cells.forEach(function (cell, i) {
       series.push({
