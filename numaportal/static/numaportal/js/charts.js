@@ -34,9 +34,37 @@
     },
   };
 
+  var HEIGHT = 220;
+
+  // Draw every ``selector`` chart from the page's json_script ``dataId`` with ``draw(el,
+  // data)`` once the page is parsed, and keep them as wide as their containers.
+  function start(dataId, selector, draw) {
+    function init() {
+      var source = document.getElementById(dataId);
+      if (!source || typeof uPlot === "undefined") return;
+      var data = JSON.parse(source.textContent);
+      var plots = [];
+      document.querySelectorAll(selector).forEach(function (el) {
+        plots.push({ el: el, plot: draw(el, data) });
+      });
+      var pending = null;
+      window.addEventListener("resize", function () {
+        clearTimeout(pending);
+        pending = setTimeout(function () {
+          plots.forEach(function (p) {
+            p.plot.setSize({ width: Math.max(p.el.clientWidth, 280), height: HEIGHT });
+          });
+        }, 150);
+      });
+    }
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+    else init();
+  }
+
   window.NumaPortalCharts = {
     COLOURS: COLOURS,
-    HEIGHT: 220,
+    HEIGHT: HEIGHT,
+    start: start,
     clock: clock,
     day: day,
     timeTicks: timeTicks,

@@ -73,25 +73,5 @@
     return new uPlot(opts, [data.times].concat(valuesFor(data, el.getAttribute("data-series"))), el);
   }
 
-  function init() {
-    var source = document.getElementById("numastat-data");
-    if (!source || typeof uPlot === "undefined") return;
-    var data = JSON.parse(source.textContent);
-    var plots = [];
-    document.querySelectorAll(".numastat-chart .plot[data-series]").forEach(function (el) {
-      plots.push({ el: el, plot: draw(el, data) });
-    });
-    var pending = null;
-    window.addEventListener("resize", function () {
-      clearTimeout(pending);
-      pending = setTimeout(function () {
-        plots.forEach(function (p) {
-          p.plot.setSize({ width: Math.max(p.el.clientWidth, 280), height: HEIGHT });
-        });
-      }, 150);
-    });
-  }
-
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
-  else init();
+  C.start("numastat-data", ".numastat-chart .plot[data-series]", draw);
 })();
