@@ -83,9 +83,7 @@ class MemoryMoveForm(ChangeForm):
         if rows:
             # After the move: all of it on the cells asked, its vCPUs where they are.
             moved = {min(cells): total} if cells else {}
-            note = locality_note(
-                *predicted_locality(self.vm, safe_nodeset(self.vm.cells), moved)
-            )
+            note = locality_note(*predicted_locality(self.vm, safe_nodeset(self.vm.cells), moved))
             if note:
                 preview.notes.append(note)
         preview.notes.append(f"How: {self.method_words}.")
