@@ -99,6 +99,17 @@ def cell_weight(cell: int, home: Collection[int], distances: Distances) -> float
     return best
 
 
+def nearest_distance(cell: int, home: Collection[int], distances: Distances) -> float | None:
+    """The smallest usable distance from one of *home* to *cell*; None when none is known (what
+    the page says next to a weight of 0: too far, or unknown)."""
+    known = [
+        float(far)
+        for h in home
+        if (far := (distances.get(h) or {}).get(cell)) is not None and _usable(far)
+    ]
+    return min(known, default=None)
+
+
 def cell_weights(
     cells: Iterable[int], home: Collection[int], distances: Distances
 ) -> dict[int, float]:
@@ -134,5 +145,6 @@ __all__ = [
     "cell_weight",
     "cell_weights",
     "locality",
+    "nearest_distance",
     "parse_distances",
 ]

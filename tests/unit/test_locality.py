@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from vms.locality import cell_weight, cell_weights, locality, parse_distances
+from vms.locality import cell_weight, cell_weights, locality, nearest_distance, parse_distances
 
 pytestmark = pytest.mark.unit
 
@@ -96,6 +96,14 @@ def test_the_nearest_home_cell_decides_the_weight() -> None:
     assert cell_weight(2, {0, 1}, distances) == pytest.approx(0.4)
     assert cell_weight(2, {0}, distances) == 0.0
     assert cell_weight(2, {1, 3}, SNC) == pytest.approx(0.8)  # 12 from 3, 21 from 1
+
+
+def test_the_nearest_distance_says_too_far_from_unknown() -> None:
+    assert nearest_distance(2, {1, 3}, SNC) == 12.0
+    assert nearest_distance(1, {0}, LAB) == 21.0  # weight 0: too far
+    only_self = parse_distances([(0, {"0": 10, "1": "far"}), (1, {"1": 10})])
+    assert nearest_distance(1, {0}, only_self) is None  # weight 0: not known
+    assert nearest_distance(1, set(), LAB) is None
 
 
 def test_a_vm_floating_over_every_cell_has_everything_home() -> None:

@@ -128,6 +128,7 @@ def test_the_newest_sample_is_now_and_a_stopped_vm_has_no_locality_now(host, vm_
     assert now.locality == pytest.approx(0.5)  # half of it on the other socket, counting 0
     assert [(c.cell, c.mib, c.home) for c in now.cells] == [(0, 50.0, True), (1, 50.0, False)]
     assert now.cells[1].weight == 0.0
+    assert (now.cells[0].distance, now.cells[1].distance) == (None, 21.0)  # too far, not unknown
     # A host sample with no VM running at all: nothing is "now" any more.
     store(host, BASE + timedelta(minutes=2), {})
     assert not VmLocalitySample.objects.filter(latest=True).exists()

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from balancing import scheduler as plan_scheduler
 from balancing.models import BalancingPlan, BalancingPolicy
-from tests.web.test_locality_history import store
+from tests.web.test_locality_history import snc, store
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -78,6 +78,31 @@ def test_the_policys_threshold_decides_the_flag(viewer_client, host, vm_factory)
     assert 'data-locality="0.50"' in now
     assert 'id="locality-ok"' in now and "at or above 0.40" in now
     assert 'id="locality-below"' not in now
+
+
+@pytest.mark.parametrize(
+    ("distances", "value", "weight", "says"),
+    [
+        ("snc", "0.90", "0.80", "near: distance 12 from the nearest home cell"),
+        ("sockets", "0.50", "0.00", "remote: distance 21 from the nearest home cell, twice"),
+        ("unknown", "0.50", "0.00", "remote, distance unknown: counts as nothing"),
+    ],
+)
+def test_each_cell_says_why_it_counts_what_it_counts(
+    viewer_client, host, vm_factory, distances, value, weight, says
+):
+    if distances == "snc":
+        snc(host)  # two sub-NUMA clusters of one socket: 12
+    elif distances == "unknown":
+        host.cells.update(distances={})
+    vm = vm_factory(host, "db01", pins=ON_CELL_0)
+    store(host, minutes_ago(2), {vm: {0: 256.0, 1: 256.0}})
+    now = section(viewer_client.get(vm.get_absolute_url()).content.decode(), "locality")
+    assert f'data-locality="{value}"' in now
+    row = re.search(r'<tr data-cell="1" data-weight="([0-9.]+)">(.*?)</tr>', now, re.S)
+    assert row and row.group(1) == weight
+    assert says in row.group(2)
+    assert "home: its vCPUs may run there" in now  # cell 0
 
 
 @pytest.mark.parametrize(
