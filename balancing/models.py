@@ -26,7 +26,8 @@ from django.urls import reverse
 from hosts.models import Host
 
 #: The locality threshold of a host without a policy (and a new policy's default): below 0.9
-#: a VM has more than a tenth of its memory off its cells (or a fifth on the next socket).
+#: a VM has more than a tenth of its memory off its cells on the next socket or further (memory
+#: on a sibling sub-NUMA cluster, distance 12, counts 0.8: half of it there is still 0.9).
 DEFAULT_LOCALITY_THRESHOLD = 0.9
 
 

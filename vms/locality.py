@@ -8,12 +8,19 @@ every caller is in ``vms`` or above it (sampling, history, pages, the balancing 
 A VM's **home cells** are the cells its vCPUs may run on (``VirtualMachine.cells``). Memory on
 a home cell counts fully. Memory on another cell ``c`` counts with the weight
 
-    local distance / min over home cells h of distance(h, c)
+    clamp((2 * L - d) / L, 0, 1)
 
-so 10 / 21 ≈ 0.48 on the neighbouring socket and 10 / 30 ≈ 0.33 on the NUMA lab's memory-only
-node: an access there costs about that much more than a local one (the ACPI SLIT distances
-libvirt reports are relative latencies, 10 = local). The locality is the weighted memory over
-all of it, from 0 (everything far away) to 1 (everything home).
+where ``L`` is the home cell's own (local) distance, 10 when the host does not report a usable
+one, and ``d`` its distance to ``c``; with several home cells the nearest one decides (the
+largest weight). The locality is the weighted memory over all of it, from 0 (everything far
+away) to 1 (everything home).
+
+Why that line: the ACPI SLIT distances libvirt reports are relative latencies times ten, 10 =
+local. 20 is twice the local latency, which on a two-socket machine is the other socket (the
+NUMA lab's 21, and 30 for its memory-only node): memory that far away is remote, it counts 0,
+so a VM with its vCPUs on one socket and its memory on the other is at 0, not halfway. A sibling
+sub-NUMA cluster on the same socket (SNC, NPS) at 11 or 12 is almost local and counts 0.9 or
+0.8; 16 counts 0.4. The weight falls linearly from 1 at the local distance to 0 at twice it.
 
 What a host reports is hostile data: distances that are missing, zero, negative or not numbers
 give the cell weight 0 (no claim that the memory is near), a distance below the local one does
@@ -64,9 +71,22 @@ def _usable(value: object) -> bool:
     )
 
 
+def _local(row: Mapping[int, float], cell: int) -> float:
+    """*cell*'s own distance from its row, :data:`LOCAL_DISTANCE` when not usable."""
+    own = row.get(cell)
+    return float(own) if own is not None and _usable(own) else LOCAL_DISTANCE
+
+
+def _distance_weight(local: float, distance: float) -> float:
+    """``clamp((2 * local - distance) / local, 0, 1)``: 1 at the local distance (or nearer),
+    0 at twice it or further."""
+    return min(1.0, max(0.0, (2 * local - distance) / local))
+
+
 def cell_weight(cell: int, home: Collection[int], distances: Distances) -> float:
     """How much memory on *cell* counts for a VM whose vCPUs run on *home*: 1 on a home cell,
-    ``local / nearest distance`` elsewhere (at most 1), 0 when no distance is known."""
+    ``(2 * local - distance) / local`` of the nearest home cell elsewhere (0 from twice the
+    local distance on), 0 when no distance is known."""
     if cell in home:
         return 1.0
     best = 0.0
@@ -75,10 +95,19 @@ def cell_weight(cell: int, home: Collection[int], distances: Distances) -> float
         far = row.get(cell)
         if far is None or not _usable(far):
             continue
-        own = row.get(h)
-        local = float(own) if own is not None and _usable(own) else LOCAL_DISTANCE
-        best = max(best, min(1.0, local / float(far)))
+        best = max(best, _distance_weight(_local(row, h), float(far)))
     return best
+
+
+def nearest_distance(cell: int, home: Collection[int], distances: Distances) -> float | None:
+    """The smallest usable distance from one of *home* to *cell*; None when none is known (what
+    the page says next to a weight of 0: too far, or unknown)."""
+    known = [
+        float(far)
+        for h in home
+        if (far := (distances.get(h) or {}).get(cell)) is not None and _usable(far)
+    ]
+    return min(known, default=None)
 
 
 def cell_weights(
@@ -116,5 +145,6 @@ __all__ = [
     "cell_weight",
     "cell_weights",
     "locality",
+    "nearest_distance",
     "parse_distances",
 ]

@@ -30,9 +30,12 @@ __all__ = ["LocalityHistory", "LocalityNow", "history", "locality_now"]
 class CellShare:
     cell: int
     mib: float
-    #: How much memory there counts (1 home, local / distance elsewhere; vms.locality).
+    #: How much memory there counts (1 home; elsewhere (2 x local - distance) / local, 0 from
+    #: twice the local distance on; vms.locality).
     weight: float
     home: bool
+    #: The nearest home cell's distance to it (None: home, or not known).
+    distance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,14 @@ def locality_now(vm: VirtualMachine) -> LocalityNow | None:
     home = safe_nodeset(row.home_cells)
     cells = []
     for key, mib in sorted(_cells(row.own_mib).items()):
+        at_home = key in home
         cells.append(
             CellShare(
-                key, mib, locality.cell_weight(key, home, distances) if home else 0, key in home
+                key,
+                mib,
+                locality.cell_weight(key, home, distances) if home else 0,
+                at_home,
+                None if at_home else locality.nearest_distance(key, home, distances),
             )
         )
     return LocalityNow(row.taken_at, row.locality, row.home_cells, cells)

@@ -151,8 +151,9 @@ class NumaPortalCollector(Collector):
         vm_locality = GaugeMetricFamily(
             f"{PREFIX}_vm_locality_ratio",
             "A running VM's memory locality at the host's newest probe sample: the share of its "
-            "own memory on the cells its vCPUs may run on, memory elsewhere weighted by local / "
-            "node distance (0..1, 1 = all local).",
+            "own memory on the cells its vCPUs may run on, memory elsewhere weighted by "
+            "(2 x local - node distance) / local, 0 from twice the local distance on (0..1, "
+            "1 = all local).",
             labels=["host", "vm"],
         )
         seen_vms: set[tuple[str, str]] = set()

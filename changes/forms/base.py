@@ -130,7 +130,7 @@ def predicted_locality(
 
 
 def locality_note(now: float | None, after: float | None) -> str:
-    """ "Predicted locality: 1.00 now -> 0.48 after" (or "" when nothing is known)."""
+    """ "Predicted locality: 1.00 now -> 0.00 after" (or "" when nothing is known)."""
     if after is None:
         return ""
     before = f"{now:.2f} now" if now is not None else "unknown now"

@@ -29,7 +29,7 @@ def test_locality_history_in_a_browser(browser, live_server, operator, admin_pas
             vm=vm,
             host=host,
             taken_at=now - timedelta(minutes=minutes),
-            locality=1.0 if moved else 10 / 21,
+            locality=1.0 if moved else 0.0,  # before: all of it on the other socket
             own_mib={"1": 4096.0} if moved else {"0": 4096.0},
             home_cells="1",
             latest=minutes == 5,

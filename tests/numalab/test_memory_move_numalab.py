@@ -140,9 +140,10 @@ def test_the_remote_domain_is_made_local_and_remote_again(
     vm = VirtualMachine.objects.get(host=worker_host, name="numalab2-remote")
     assert vm.numatune_mode == "restrictive" and vm.cells == "0"
     assert memory_bar(vm).remote_pct > 99.0
-    # Locality, distance-weighted: all of it one hop away (distance 21) counts 10/21.
+    # Locality, distance-weighted: all of it on the other node (distance 21, twice the local 10
+    # or more) counts nothing, as does the memory-only node (30).
     now = VmLocalitySample.objects.get(vm=vm, latest=True)
-    assert now.locality == pytest.approx(10 / 21, abs=0.02), now.own_mib
+    assert now.locality == pytest.approx(0.0, abs=0.02), now.own_mib
     try:
         change, seconds = move(vm, operator, cells="0")
         assert change.status == Change.Status.SUCCEEDED, change.error

@@ -1,5 +1,7 @@
-"""vms.locality: a VM's distance-weighted memory locality, on the NUMA lab's distances and as
-properties over any memory split (hypothesis), plus hostile distances and the module's purity."""
+"""vms.locality: a VM's distance-weighted memory locality, on the NUMA lab's distances (where
+memory off the vCPUs' node counts nothing), on sub-NUMA clusters (where it counts partly), as
+the weight per distance, and as properties over any memory split (hypothesis), plus hostile
+distances and the module's purity."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from vms.locality import cell_weight, cell_weights, locality, parse_distances
+from vms.locality import cell_weight, cell_weights, locality, nearest_distance, parse_distances
 
 pytestmark = pytest.mark.unit
 
@@ -34,23 +36,74 @@ def test_everything_on_the_home_cell_is_fully_local() -> None:
     assert locality({0: 1024.0}, {0}, LAB) == 1.0
 
 
-def test_the_neighbour_counts_ten_21sts_and_the_memory_only_node_a_third() -> None:
-    assert cell_weight(1, {0}, LAB) == pytest.approx(10 / 21)
-    assert cell_weight(2, {0}, LAB) == pytest.approx(10 / 30)
-    assert locality({1: 100.0}, {0}, LAB) == pytest.approx(0.476, abs=1e-3)
-    assert locality({2: 100.0}, {0}, LAB) == pytest.approx(0.333, abs=1e-3)
+def test_memory_on_the_other_socket_or_the_memory_only_node_counts_nothing() -> None:
+    # The issue's acceptance case: vCPUs on node 0, all of the memory on node 1 (distance 21).
+    assert cell_weight(1, {0}, LAB) == 0.0
+    assert cell_weight(2, {0}, LAB) == 0.0
+    assert locality({1: 100.0}, {0}, LAB) == 0.0
+    assert locality({2: 100.0}, {0}, LAB) == 0.0
+    assert locality({1: 50.0, 2: 50.0}, {0}, LAB) == 0.0
+
+
+def test_the_weight_falls_linearly_from_the_local_distance_to_twice_it() -> None:
+    row = {"0": 10, "1": 11, "2": 12, "3": 16, "4": 20, "5": 21, "6": 30, "7": 19}
+    distances = parse_distances([(0, row)])
+    weights = cell_weights(range(1, 8), {0}, distances)
+    assert weights == {
+        1: pytest.approx(0.9),  # a sibling sub-NUMA cluster: almost local
+        2: pytest.approx(0.8),
+        3: pytest.approx(0.4),
+        4: 0.0,  # twice the local latency: remote
+        5: 0.0,  # the lab's other socket
+        6: 0.0,  # the lab's memory-only node
+        7: pytest.approx(0.1),
+    }
+
+
+def test_the_weight_is_clamped_to_zero_and_one() -> None:
+    # (2 * 10 - 5) / 10 = 1.5 and (2 * 10 - 255) / 10 = -23.5 without the clamp.
+    distances = parse_distances([(0, {"0": 10, "1": 5, "2": 255})])
+    assert cell_weights([1, 2], {0}, distances) == {1: 1.0, 2: 0.0}
+    # A far cell takes nothing away from the memory at home (no negative weight).
+    assert locality({0: 50.0, 2: 50.0}, {0}, distances) == pytest.approx(0.5)
+    assert locality({2: 100.0}, {0}, distances) == 0.0
+
+
+#: Two sockets of two sub-NUMA clusters each: 12 to the sibling cluster, 21 to the other socket.
+SNC = parse_distances(
+    [
+        (0, {"0": 10, "1": 12, "2": 21, "3": 21}),
+        (1, {"0": 12, "1": 10, "2": 21, "3": 21}),
+        (2, {"0": 21, "1": 21, "2": 10, "3": 12}),
+        (3, {"0": 21, "1": 21, "2": 12, "3": 10}),
+    ]
+)
 
 
 def test_a_split_vm_is_the_weighted_mean_of_its_cells() -> None:
-    # numalab2-remote with half its memory moved home: 50 % x 1 + 50 % x 10/21.
-    assert locality({0: 64.0, 1: 64.0}, {0}, LAB) == pytest.approx((1 + 10 / 21) / 2)
+    # numalab2-remote with half its memory moved home: 50 % x 1 + 50 % x 0.
+    assert locality({0: 64.0, 1: 64.0}, {0}, LAB) == pytest.approx(0.5)
     # 3/4 home, 1/4 on the memory-only node.
-    assert locality({0: 300.0, 2: 100.0}, {0}, LAB) == pytest.approx(0.75 + 0.25 / 3)
+    assert locality({0: 300.0, 2: 100.0}, {0}, LAB) == pytest.approx(0.75)
+    # Half home, a quarter on the sibling cluster (x 0.8), a quarter on the other socket.
+    assert locality({0: 200.0, 1: 100.0, 2: 100.0}, {0}, SNC) == pytest.approx(0.7)
+    # vCPUs on both clusters of socket 0: only the other socket's memory is remote.
+    assert locality({0: 200.0, 1: 100.0, 3: 100.0}, {0, 1}, SNC) == pytest.approx(0.75)
 
 
 def test_the_nearest_home_cell_decides_the_weight() -> None:
     distances = parse_distances([(0, {"0": 10, "2": 32}), (1, {"1": 10, "2": 16}), (2, {"2": 10})])
-    assert cell_weight(2, {0, 1}, distances) == pytest.approx(10 / 16)
+    assert cell_weight(2, {0, 1}, distances) == pytest.approx(0.4)
+    assert cell_weight(2, {0}, distances) == 0.0
+    assert cell_weight(2, {1, 3}, SNC) == pytest.approx(0.8)  # 12 from 3, 21 from 1
+
+
+def test_the_nearest_distance_says_too_far_from_unknown() -> None:
+    assert nearest_distance(2, {1, 3}, SNC) == 12.0
+    assert nearest_distance(1, {0}, LAB) == 21.0  # weight 0: too far
+    only_self = parse_distances([(0, {"0": 10, "1": "far"}), (1, {"1": 10})])
+    assert nearest_distance(1, {0}, only_self) is None  # weight 0: not known
+    assert nearest_distance(1, set(), LAB) is None
 
 
 def test_a_vm_floating_over_every_cell_has_everything_home() -> None:
@@ -88,7 +141,15 @@ def test_negative_or_broken_amounts_count_as_no_memory() -> None:
 
 
 def test_a_missing_local_distance_is_taken_as_ten() -> None:
-    distances = parse_distances([(0, {"1": 20}), (1, {})])
+    distances = parse_distances([(0, {"1": 15}), (1, {})])
+    assert cell_weight(1, {0}, distances) == pytest.approx(0.5)
+    unusable = parse_distances([(0, {"0": 0, "1": 15}), (1, {})])
+    assert cell_weight(1, {0}, unusable) == pytest.approx(0.5)
+
+
+def test_the_home_cells_own_distance_is_the_local_one() -> None:
+    # A host reporting 20 as local: 30 is one and a half times that, (2 * 20 - 30) / 20.
+    distances = parse_distances([(0, {"0": 20, "1": 30}), (1, {"1": 20})])
     assert cell_weight(1, {0}, distances) == pytest.approx(0.5)
 
 

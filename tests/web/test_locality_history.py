@@ -4,7 +4,8 @@ constant in the number of VMs.
 
 Samples go through the real storing path (``vms.sampling.store_sample``) with a sample as an
 on-host worker hands it back; hosts are capabilities fixtures, with the NUMA lab's three-node
-distances where the memory-only node matters.
+distances where the memory-only node matters, and two sub-NUMA clusters of one socket (distance
+12, memory there counts 0.8) where the history needs memory that counts partly.
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ def numa_lab(host: Host) -> Host:
     Cell.objects.create(
         host=host, cell_id=2, memory_kib=512 * 1024, distances={"0": 30, "1": 30, "2": 10}
     )
+    return host
+
+
+#: What memory on the sibling sub-NUMA cluster counts: (2 * 10 - 12) / 10.
+SNC_WEIGHT = 0.8
+
+
+def snc(host: Host) -> Host:
+    """Make *host*'s cells 0 and 1 two sub-NUMA clusters of one socket: distance 12."""
+    Cell.objects.filter(host=host, cell_id=0).update(distances={"0": 10, "1": 12})
+    Cell.objects.filter(host=host, cell_id=1).update(distances={"0": 12, "1": 10})
     return host
 
 
@@ -88,9 +100,9 @@ def test_each_sample_stores_every_vms_locality_and_own_memory(host, vm_factory) 
     rows = {r.vm.name: r for r in VmLocalitySample.objects.select_related("vm")}
     assert rows["home"].locality == 1.0  # 13 MiB of QEMU's libraries on cell 0 do not count
     assert rows["home"].own_mib == {"0": 512.0}
-    assert rows["remote"].locality == pytest.approx(10 / 21)
+    assert rows["remote"].locality == 0.0  # all of it on the other socket (distance 21)
     assert rows["remote"].own_mib == {"0": 0.0, "1": 128.0}  # only its page cache on cell 0
-    assert rows["cxl"].locality == pytest.approx(0.75 + 0.25 * 10 / 30)
+    assert rows["cxl"].locality == pytest.approx(0.75)  # the memory-only node (30) counts 0
     assert all(r.latest and r.taken_at == BASE and r.home_cells == "0" for r in rows.values())
     # the same sample's memory rows, which the bars show
     assert VmCellMemory.objects.filter(vm=remote, cell_id=1).get().own_mib == 128.0
@@ -113,9 +125,10 @@ def test_the_newest_sample_is_now_and_a_stopped_vm_has_no_locality_now(host, vm_
     assert [(r.vm.name, r.taken_at) for r in latest] == [("a", BASE + timedelta(minutes=1))]
     assert locality_history.locality_now(b) is None
     now = locality_history.locality_now(a)
-    assert now.locality == pytest.approx((1 + 10 / 21) / 2)
+    assert now.locality == pytest.approx(0.5)  # half of it on the other socket, counting 0
     assert [(c.cell, c.mib, c.home) for c in now.cells] == [(0, 50.0, True), (1, 50.0, False)]
-    assert now.cells[1].weight == pytest.approx(10 / 21)
+    assert now.cells[1].weight == 0.0
+    assert (now.cells[0].distance, now.cells[1].distance) == (None, 21.0)  # too far, not unknown
     # A host sample with no VM running at all: nothing is "now" any more.
     store(host, BASE + timedelta(minutes=2), {})
     assert not VmLocalitySample.objects.filter(latest=True).exists()
@@ -154,19 +167,20 @@ def test_queries_per_sample_do_not_grow_with_vms(host, vm_factory) -> None:
 
 
 def fill(host: Host, vm: VirtualMachine, start: datetime, minutes: int) -> None:
-    """A sample a minute: the VM's memory moves 10 MiB a minute from cell 1 to cell 0."""
+    """A sample a minute: the VM's memory moves 10 MiB a minute from cell 1 to cell 0 (on an
+    :func:`snc` host, 300 MiB on cell 1 is a locality of 0.8)."""
     for m in range(minutes):
         store(host, start + timedelta(minutes=m), {vm: {0: 10.0 * m, 1: 300.0 - 10.0 * m}})
 
 
 def test_rollups_sum_closed_buckets_exactly_and_only_once(host, vm_factory) -> None:
-    vm = vm_factory(host, "mover", pins=ON_CELL_0)
+    vm = vm_factory(snc(host), "mover", pins=ON_CELL_0)
     fill(host, vm, BASE, 20)  # 00:00 .. 00:19
     assert locality_rollups.rollup_host(host, now=BASE + timedelta(minutes=21)) == 1
     rollup = VmLocalityRollup.objects.get(vm=vm)
     assert rollup.bucket_start == BASE and rollup.bucket_s == 900
     assert rollup.samples == rollup.locality_n == 15
-    expected = [(10 * m + (300 - 10 * m) * 10 / 21) / 300 for m in range(15)]
+    expected = [(10 * m + (300 - 10 * m) * SNC_WEIGHT) / 300 for m in range(15)]
     assert rollup.locality_sum == pytest.approx(sum(expected))
     assert rollup.locality_min == pytest.approx(expected[0])
     assert rollup.own_mib_sum == {"0": sum(10.0 * m for m in range(15)), "1": 3450.0}
@@ -213,14 +227,14 @@ def test_the_beat_task_rolls_up_and_is_scheduled(host, vm_factory) -> None:
 
 
 def test_history_from_raw_and_from_rollups_agrees(host, vm_factory) -> None:
-    vm = vm_factory(host, "mover", pins=ON_CELL_0)
+    vm = vm_factory(snc(host), "mover", pins=ON_CELL_0)
     fill(host, vm, BASE, 30)
     now = BASE + timedelta(minutes=31)
     raw = locality_history.history(vm, "1h", now=now)
     points = dict(zip(raw.times, raw.locality, strict=True))
     first = int(BASE.timestamp())
-    assert points[first] == pytest.approx(10 / 21, abs=1e-4)  # all of it on cell 1
-    assert points[first + 29 * 60] == pytest.approx((290 + 10 * 10 / 21) / 300, abs=1e-4)
+    assert points[first] == pytest.approx(SNC_WEIGHT, abs=1e-4)  # all of it on cell 1
+    assert points[first + 29 * 60] == pytest.approx((290 + 10 * SNC_WEIGHT) / 300, abs=1e-4)
     assert raw.cells == [0, 1]
     assert raw.own_mib[1][raw.times.index(first)] == 300.0
     assert raw.locality[-1] is None  # no sample in the last minute: a gap
@@ -228,7 +242,7 @@ def test_history_from_raw_and_from_rollups_agrees(host, vm_factory) -> None:
     locality_rollups.rollup_host(host, now=now)
     rolled = locality_history.history(vm, "7d", now=now)
     buckets = {t: v for t, v in zip(rolled.times, rolled.locality, strict=True) if v is not None}
-    expected = [(10 * m + (300 - 10 * m) * 10 / 21) / 300 for m in range(30)]
+    expected = [(10 * m + (300 - 10 * m) * SNC_WEIGHT) / 300 for m in range(30)]
     # two rolled-up quarters, each the exact mean of its raw samples
     assert buckets == {
         first: pytest.approx(sum(expected[:15]) / 15, abs=1e-4),
@@ -241,12 +255,12 @@ def test_history_from_raw_and_from_rollups_agrees(host, vm_factory) -> None:
 
 
 def test_30_days_read_rollups_and_the_raw_tail(host, vm_factory) -> None:
-    vm = vm_factory(host, "a", pins=ON_CELL_0)
+    vm = vm_factory(snc(host), "a", pins=ON_CELL_0)
     fill(host, vm, BASE, 16)
     locality_rollups.rollup_host(host, now=BASE + timedelta(minutes=15))  # 00:00 only
     now = BASE + timedelta(minutes=20)
     month = locality_history.history(vm, "30d", now=now)
     assert month.window.bucket_s == 3600
     (value,) = [v for v in month.locality if v is not None]
-    expected = [(10 * m + (300 - 10 * m) * 10 / 21) / 300 for m in range(16)]
+    expected = [(10 * m + (300 - 10 * m) * SNC_WEIGHT) / 300 for m in range(16)]
     assert value == pytest.approx(sum(expected) / 16, abs=1e-4)  # 15 rolled up + 1 raw

@@ -4,7 +4,8 @@ policy's threshold deciding the flag, escaping, who sees VM names, and the plan 
 trigger made.
 
 Samples are stored through the real path (vms.sampling.store_sample). The host fixture is
-x86_64-2node-24cpu-ht: cell 0 = CPUs 0-5,12-17, cell 1 = CPUs 6-11,18-23, distance 21.
+x86_64-2node-24cpu-ht: cell 0 = CPUs 0-5,12-17, cell 1 = CPUs 6-11,18-23, distance 21 (two
+sockets: memory on the other one counts nothing).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from balancing import scheduler as plan_scheduler
 from balancing.models import BalancingPlan, BalancingPolicy
-from tests.web.test_locality_history import store
+from tests.web.test_locality_history import snc, store
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -56,15 +57,15 @@ def test_vm_page_shows_its_locality_flagged_below_the_threshold(viewer_client, h
     store(host, minutes_ago(2), {vm: {0: 256.0, 1: 256.0}})  # half of it moved away
     page = viewer_client.get(vm.get_absolute_url(), {"window": "1h"}).content.decode()
     now = section(page, "locality")
-    assert 'data-locality="0.74"' in now  # (1 + 10/21) / 2
+    assert 'data-locality="0.50"' in now  # half home, half on the other socket (x 0)
     assert 'id="locality-below"' in now and "below 0.90" in now
     assert "home cells 0" in now
     assert re.search(r'data-cell="0" data-weight="1.00"', now)
-    assert re.search(r'data-cell="1" data-weight="0.48"', now)
+    assert re.search(r'data-cell="1" data-weight="0.00"', now)
     data = chart_data(page)
     assert data["threshold"] == 0.9 and data["cells"] == [0, 1] and data["home_cells"] == [0]
     values = [v for v in data["locality"] if v is not None]
-    assert values == [1.0, pytest.approx(0.7381, abs=1e-4)]  # one point a minute
+    assert values == [1.0, pytest.approx(0.5, abs=1e-4)]  # one point a minute
     assert [v for v in data["own_mib"]["1"] if v is not None] == [0.0, 256.0]
     assert data["bucket_s"] == 60
 
@@ -72,11 +73,36 @@ def test_vm_page_shows_its_locality_flagged_below_the_threshold(viewer_client, h
 def test_the_policys_threshold_decides_the_flag(viewer_client, host, vm_factory):
     BalancingPolicy.objects.create(host=host, locality_threshold=0.4)
     vm = vm_factory(host, "db01", pins=ON_CELL_0)
-    store(host, minutes_ago(2), {vm: {1: 100.0}})  # 0.48
+    store(host, minutes_ago(2), {vm: {0: 50.0, 1: 50.0}})  # 0.50: under the default 0.9
     now = section(viewer_client.get(vm.get_absolute_url()).content.decode(), "locality")
-    assert 'data-locality="0.48"' in now
+    assert 'data-locality="0.50"' in now
     assert 'id="locality-ok"' in now and "at or above 0.40" in now
     assert 'id="locality-below"' not in now
+
+
+@pytest.mark.parametrize(
+    ("distances", "value", "weight", "says"),
+    [
+        ("snc", "0.90", "0.80", "near: distance 12 from the nearest home cell"),
+        ("sockets", "0.50", "0.00", "remote: distance 21 from the nearest home cell, twice"),
+        ("unknown", "0.50", "0.00", "remote, distance unknown: counts as nothing"),
+    ],
+)
+def test_each_cell_says_why_it_counts_what_it_counts(
+    viewer_client, host, vm_factory, distances, value, weight, says
+):
+    if distances == "snc":
+        snc(host)  # two sub-NUMA clusters of one socket: 12
+    elif distances == "unknown":
+        host.cells.update(distances={})
+    vm = vm_factory(host, "db01", pins=ON_CELL_0)
+    store(host, minutes_ago(2), {vm: {0: 256.0, 1: 256.0}})
+    now = section(viewer_client.get(vm.get_absolute_url()).content.decode(), "locality")
+    assert f'data-locality="{value}"' in now
+    row = re.search(r'<tr data-cell="1" data-weight="([0-9.]+)">(.*?)</tr>', now, re.S)
+    assert row and row.group(1) == weight
+    assert says in row.group(2)
+    assert "home: its vCPUs may run there" in now  # cell 0
 
 
 @pytest.mark.parametrize(
@@ -129,7 +155,7 @@ def fleet(host, vm_factory, count: int, prefix: str = "vm") -> dict[str, float]:
         vm = vm_factory(host, f"{prefix}{i:02d}", pins=ON_CELL_0)
         away = min(i, 10) / 10
         memory[vm] = {0: 100.0 * (1 - away), 1: 100.0 * away}
-        expected[vm.name] = (1 - away) + away * 10 / 21
+        expected[vm.name] = 1 - away  # the other socket's memory counts nothing
     store(host, minutes_ago(1), memory)
     return expected
 
@@ -148,8 +174,8 @@ def test_host_page_lists_its_ten_least_local_vms_flagged(viewer_client, host, vm
     rows = least_local_rows(listed)
     lowest = sorted(expected, key=lambda name: (expected[name], name))[:10]
     assert [name for name, _ in rows] == lowest
-    assert [value for _, value in rows][:2] == ["0.48", "0.48"]  # vm10, vm11: all away
-    # 0.9 flags all but the VMs with at most a fifth of their memory on the next socket
+    assert [value for _, value in rows][:2] == ["0.00", "0.00"]  # vm10, vm11: all away
+    # 0.9 flags all but the VMs with at most a tenth of their memory on the next socket
     below = {name for name, value in expected.items() if value < 0.9}
     assert listed.count("locality-below-row") == len(below & set(lowest))
     assert f'data-locality-below-count="{len(below)}"' in listed
@@ -161,9 +187,9 @@ def test_dashboard_lists_the_fleets_least_local_vms(
 ):
     first = host_factory("hv1", worker_queue="host.hv1")
     second = host_factory("hv2", worker_queue="host.hv2")
-    BalancingPolicy.objects.create(host=second, locality_threshold=0.5)
-    fleet(first, vm_factory, 3, "a")  # 1.0, 0.948, 0.895
-    fleet(second, vm_factory, 8, "b")  # 1.0 .. 0.633: none below hv2's 0.5
+    BalancingPolicy.objects.create(host=second, locality_threshold=0.25)
+    fleet(first, vm_factory, 3, "a")  # 1.0, 0.9, 0.8
+    fleet(second, vm_factory, 8, "b")  # 1.0 .. 0.3: none below hv2's 0.25
     page = viewer_client.get(reverse("home")).content.decode()
     listed = section(page, "least-local")
     rows = least_local_rows(listed)
@@ -180,7 +206,7 @@ def test_dashboard_lists_the_fleets_least_local_vms(
         "a00",
     ]  # lowest first; a tie goes by host name
     assert 'href="/hosts/hv1/"' in listed and 'href="/hosts/hv2/"' in listed
-    # each VM against its own host's threshold: only a02 (0.895 < hv1's 0.9)
+    # each VM against its own host's threshold: only a02 (0.8 < hv1's 0.9)
     assert re.findall(r'data-least-local="([^"]*)" class="locality-below-row"', listed) == ["a02"]
     assert 'data-locality-below-count="1"' in listed
 
@@ -190,7 +216,7 @@ def test_dashboard_flags_by_each_hosts_threshold(
 ):
     strict = host_factory("hv1", worker_queue="host.hv1")
     BalancingPolicy.objects.create(host=strict, locality_threshold=0.99)
-    fleet(strict, vm_factory, 2, "s")  # 1.0 and 0.95
+    fleet(strict, vm_factory, 2, "s")  # 1.0 and 0.9
     page = viewer_client.get(reverse("home")).content.decode()
     listed = section(page, "least-local")
     assert re.search(r'<tr data-least-local="s01" class="locality-below-row"', listed)
@@ -241,7 +267,7 @@ def test_a_locality_plan_says_why_it_was_made(ops_client, host, vm_factory):
     assert plan.trigger == BalancingPlan.Trigger.LOCALITY
     page = ops_client.get(plan.get_absolute_url()).content.decode()
     assert 'id="plan-trigger-locality"' in page
-    assert "planned because locality is below the policy&#x27;s 0.90: away01 0.48" in page
+    assert "planned because locality is below the policy&#x27;s 0.90: away01 0.00" in page
     listed = ops_client.get(reverse("balancing:list"), {"trigger": "locality"})
     assert list(listed.context["plans"]) == [plan]
     assert "the scheduler: locality below threshold" in listed.content.decode()

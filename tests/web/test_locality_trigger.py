@@ -3,7 +3,9 @@ trigger (beat entry "balance-hosts"): a host with a VM under its threshold is pl
 its inventory did not change, when its policy's mode allows it, and once per VM that fell below.
 
 Locality comes from on-host samples stored through the real path (vms.sampling.store_sample);
-the host is the seed's (x86_64-2node-24cpu-ht: cells 0 and 1 at distance 21).
+the host is the seed's (x86_64-2node-24cpu-ht: cells 0 and 1 at distance 21, two sockets:
+memory on the other cell counts nothing, so a VM with all of it there is at 0 and one with half
+of it there at 0.5).
 """
 
 from __future__ import annotations
@@ -45,19 +47,21 @@ def seed(host_factory, vm_factory):
 
 class Samples:
     """One on-host sample a minute of the seed host: seed01 (vCPUs on cell 1) and pin02
-    (cell 0), each with its memory home or, when named in ``away``, on the other cell."""
+    (cell 0), each with its memory home or, when named in ``away``, the share *share* of it on
+    the other cell (all of it by default)."""
 
     def __init__(self, host, vms) -> None:
         self.host, self.vms = host, vms
         self.at = timezone.now() - timedelta(minutes=30)
 
-    def take(self, *away: str) -> None:
+    def take(self, *away: str, share: float = 1.0) -> None:
         self.at += timedelta(minutes=1)
         homes = {"seed01": 1, "pin02": 0}
-        memory = {
-            self.vms[name]: {1 - home if name in away else home: 256.0}
-            for name, home in homes.items()
-        }
+        memory = {}
+        for name, home in homes.items():
+            moved = 256.0 * share if name in away else 0.0
+            cells = {home: 256.0 - moved, 1 - home: moved}
+            memory[self.vms[name]] = {cell: mib for cell, mib in cells.items() if mib}
         store(self.host, self.at, memory)
 
 
@@ -74,12 +78,12 @@ def policy(host, mode, **fields) -> BalancingPolicy:
 
 def test_vms_below_the_hosts_threshold_now(seed, samples) -> None:
     host, _ = seed
-    samples.take("seed01")
+    samples.take("seed01", share=0.5)
     assert locality.threshold_for(host) == DEFAULT_LOCALITY_THRESHOLD == 0.9
-    assert locality.below_threshold(host) == {"seed01": pytest.approx(10 / 21, abs=1e-4)}
+    assert locality.below_threshold(host) == {"seed01": pytest.approx(0.5, abs=1e-4)}
     rows = locality.least_local(host)
     assert [(r.vm_name, r.below) for r in rows] == [("seed01", True), ("pin02", False)]
-    # the host's own threshold decides: 0.4 leaves seed01 (0.48) unflagged
+    # the host's own threshold decides: 0.4 leaves seed01 (0.5) unflagged
     policy(host, Mode.OFF, locality_threshold=0.4)
     assert locality.threshold_for(host) == 0.4
     assert locality.below_threshold(host) == {}
@@ -101,8 +105,8 @@ def test_recommend_plans_again_when_a_vm_falls_below_the_threshold(seed, samples
     assert second is not None and second.pk != first.pk
     assert second.trigger == Trigger.LOCALITY
     assert second.status == Status.READY, second.error  # left for approval
-    assert second.locality_below == {"seed01": pytest.approx(0.4762, abs=1e-4)}
-    assert second.notes[0] == "planned because locality is below the policy's 0.90: seed01 0.48"
+    assert second.locality_below == {"seed01": pytest.approx(0.0, abs=1e-4)}
+    assert second.notes[0] == "planned because locality is below the policy's 0.90: seed01 0.00"
     assert second.inventory_digest == first.inventory_digest
     assert Change.objects.count() == 0
 
@@ -145,7 +149,7 @@ def test_a_vm_above_its_hosts_threshold_triggers_nothing(seed, samples) -> None:
     policy(host, Mode.RECOMMEND, locality_threshold=0.4)
     samples.take()
     assert plan_scheduler.balance_host(host).trigger == Trigger.SCHEDULER
-    samples.take("seed01")  # 0.48: above 0.4
+    samples.take("seed01", share=0.5)  # 0.5: above 0.4
     assert plan_scheduler.balance_host(host) is None
 
 

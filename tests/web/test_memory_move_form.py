@@ -51,8 +51,9 @@ def test_the_preview_says_how_much_would_move(op_client, vm) -> None:
     # 960 MiB on cell 0 would move; 40 MiB already on cell 1 (52 less 12 of mapped files).
     assert "About 960.0 of 1000.0 MiB would move to cell(s) 1" in notes
     assert response.context["preview"].rows == [("0", "960.0", "0.0"), ("1", "40.0", "1000.0")]
-    # 960 MiB one hop away (distance 21 counts 10/21) and 40 at home: 0.50 now; all home after.
-    assert "Predicted locality (memory where its vCPUs run, by distance): 0.50 now -> 1.00" in (
+    # 960 MiB on the other socket (distance 21 counts nothing) and 40 at home: 0.04 now; all
+    # home after.
+    assert "Predicted locality (memory where its vCPUs run, by distance): 0.04 now -> 1.00" in (
         notes
     )
     assert Change.objects.count() == 0
@@ -109,7 +110,7 @@ def test_vcpupin_preview_warns_when_the_memory_would_stay_behind(op_client, vm) 
     warnings = " ".join(response.context["preview"].warnings)
     assert "vCPUs to cell(s) 1; 96 % of its 1000 MiB stays on cell(s) 0 until moved" in warnings
     notes = " ".join(response.context["preview"].notes)
-    assert "Predicted locality (memory where its vCPUs run, by distance): 0.50 now -> 0.50" in (
+    assert "Predicted locality (memory where its vCPUs run, by distance): 0.04 now -> 0.04" in (
         notes
     )
     # Back onto cell 0, where the memory is: no such warning.
@@ -118,5 +119,5 @@ def test_vcpupin_preview_warns_when_the_memory_would_stay_behind(op_client, vm) 
         {"vcpu_0": "0", "vcpu_1": "1", "scope": "live", "reason": REASON},
     )
     assert "stays on cell(s)" not in " ".join(response.context["preview"].warnings)
-    # vCPUs to cell 0, where 960 of its 1000 MiB are: 0.98 (40 MiB one hop away).
-    assert "0.50 now -> 0.98" in " ".join(response.context["preview"].notes)
+    # vCPUs to cell 0, where 960 of its 1000 MiB are: 0.96 (40 MiB on the other socket count 0).
+    assert "0.04 now -> 0.96" in " ".join(response.context["preview"].notes)
