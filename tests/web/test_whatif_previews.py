@@ -1,0 +1,122 @@
+"""What-if before applying: the emulatorpin preview shows the VM's predicted
+locality after the change and warns when it would make memory remote, in the rendered page.
+
+The figures hold for any distance weighting in which memory on a home cell counts 1 and memory
+whose distance is unknown counts 0: partial values are computed with ``vms.locality`` itself
+from the host's stored distances, exact ones come from all memory home (1.00) or a host that
+reports no distances (0.00). Previews queue nothing; no worker runs.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from changes.models import Change
+from hosts.models import Cell
+from vms import locality
+from vms.models import VirtualMachine, VmCellMemory
+
+pytestmark = [pytest.mark.web, pytest.mark.django_db]
+
+CAPABILITIES = Path(__file__).parent.parent / "fixtures" / "capabilities"
+FIXTURE = "x86_64-2node-24cpu-ht.xml"  # cell 0 = CPUs 0-5,12-17, cell 1 = 6-11,18-23, 21 apart
+REASON = "what-if: see the locality before applying"
+HEAD = "Predicted locality (memory where its vCPUs run, by distance): "
+ON_CELL_0 = {0: "0", 1: "1"}
+
+
+@pytest.fixture
+def op_client(client, operator_user):
+    client.force_login(operator_user)
+    return client
+
+
+@pytest.fixture
+def host(host_factory):
+    return host_factory("hv1", FIXTURE, worker_queue="host.hv1")
+
+
+@pytest.fixture
+def blind_host(host_factory):
+    """The same host, reporting no distances: memory off the home cells counts 0."""
+    xml = re.sub(
+        r"<distances>.*?</distances>", "", (CAPABILITIES / FIXTURE).read_text(), flags=re.S
+    )
+    host = host_factory("hv2", xml=xml, worker_queue="host.hv2")
+    assert not any(Cell.objects.filter(host=host).values_list("distances", flat=True))
+    return host
+
+
+def sample(vm: VirtualMachine, **mib: float) -> None:
+    """The VM's last on-host sample: its own MiB per cell (``c0=4096``)."""
+    now = timezone.now()
+    for key, value in mib.items():
+        VmCellMemory.objects.create(vm=vm, cell_id=int(key[1:]), sampled_at=now, heap_mib=value)
+
+
+def expected(vm: VirtualMachine, memory: dict[int, float], home: set[int]) -> str:
+    distances = locality.parse_distances(
+        Cell.objects.filter(host=vm.host).values_list("cell_id", "distances")
+    )
+    return f"{locality.locality(memory, home, distances):.2f}"
+
+
+def preview(client, vm: VirtualMachine, kind: str, **data: str) -> tuple[object, str]:
+    """The preview's context and its rendered page (entities decoded)."""
+    response = client.post(
+        reverse("vms:change", args=[vm.host.name, vm.uuid, kind]),
+        {"reason": REASON, "preview": "1", **data},
+    )
+    assert response.context["step"] == "preview", response.context["form"].errors
+    assert Change.objects.count() == 0
+    return response.context["preview"], html.unescape(response.content.decode())
+
+
+# --- emulatorpin ------------------------------------------------------------------------------
+
+
+def test_emulatorpin_leaves_the_locality_unchanged_and_warns_on_a_cell_without_vcpus_or_memory(
+    op_client, host, vm_factory
+):
+    vm = vm_factory(host, "db01", pins=ON_CELL_0)
+    sample(vm, c0=4096)
+    shown, page = preview(op_client, vm, "emulatorpin", cpuset="6-11", scope="live+config")
+    note = (
+        f"{HEAD}1.00 now -> 1.00 unchanged: its vCPUs, not the emulator threads, decide its home "
+        "cells, and pinning the emulator moves no memory."
+    )
+    warning = (
+        "The emulator lands on cell(s) 1, where the VM has neither vCPUs (on 0) nor memory "
+        "(on 0): the emulator's own accesses to guest memory (device emulation, I/O) go remote."
+    )
+    assert note in shown.notes and note in page
+    assert warning in shown.warnings and warning in page
+    # on its own cell: nothing to warn about
+    shown, page = preview(op_client, vm, "emulatorpin", cpuset="2-3", scope="live+config")
+    assert not shown.warnings
+    assert note in page
+
+
+def test_emulatorpin_where_its_memory_is_but_no_vcpu_says_only_that(op_client, host, vm_factory):
+    vm = vm_factory(host, "db01", pins=ON_CELL_0)
+    sample(vm, c0=1024, c1=3072)
+    _, page = preview(op_client, vm, "emulatorpin", cpuset="6-11", scope="live")
+    now = expected(vm, {0: 1024, 1: 3072}, {0})
+    assert f"{HEAD}{now} now -> {now} unchanged" in page
+    assert "where none of the VM's vCPUs run (they run on 0)" in page
+    assert "neither vCPUs" not in page
+
+
+def test_emulatorpin_without_a_sample_warns_by_the_memory_binding(op_client, host, vm_factory):
+    vm = vm_factory(
+        host, "db01", pins=ON_CELL_0, numatune_mode="strict", numatune_nodeset="0", memory_cells="0"
+    )
+    _, page = preview(op_client, vm, "emulatorpin", cpuset="6-11", scope="live")
+    assert f"{HEAD}unknown now, unchanged" in page
+    assert "neither vCPUs (on 0) nor memory (on 0)" in page
