@@ -1,5 +1,5 @@
-"""What-if before applying: the emulatorpin preview shows the VM's predicted
-locality after the change and warns when it would make memory remote, in the rendered page.
+"""What-if before applying: the emulatorpin and numatune previews show the VM's predicted
+locality after the change and warn when it would make memory remote, in the rendered page.
 
 The figures hold for any distance weighting in which memory on a home cell counts 1 and memory
 whose distance is unknown counts 0: partial values are computed with ``vms.locality`` itself
@@ -120,3 +120,109 @@ def test_emulatorpin_without_a_sample_warns_by_the_memory_binding(op_client, hos
     _, page = preview(op_client, vm, "emulatorpin", cpuset="6-11", scope="live")
     assert f"{HEAD}unknown now, unchanged" in page
     assert "neither vCPUs (on 0) nor memory (on 0)" in page
+
+
+# --- numatune ---------------------------------------------------------------------------------
+
+
+def restrictive_vm(host, vm_factory, nodeset: str) -> VirtualMachine:
+    return vm_factory(
+        host,
+        "db01",
+        pins=ON_CELL_0,
+        numatune_mode="restrictive",
+        numatune_nodeset=nodeset,
+        memory_cells=nodeset,
+    )
+
+
+def test_numatune_live_restrictive_moves_the_memory(op_client, host, vm_factory):
+    """Memory on cell 1, vCPUs on cell 0: restrictive 0 live moves it home."""
+    vm = restrictive_vm(host, vm_factory, "1")
+    sample(vm, c0=1024, c1=3072)
+    data = {"mode": "restrictive", "nodeset": "0", "scope": "live+config"}
+    shown, page = preview(op_client, vm, "numatune", **data)
+    now = expected(vm, {0: 1024, 1: 3072}, {0})
+    assert (
+        f"{HEAD}{now} now -> 1.00 after: its memory moves to cell(s) 0 live, its vCPUs stay on "
+        "cell(s) 0."
+    ) in page
+    assert not any("Memory bound" in w for w in shown.warnings)
+
+
+def test_numatune_live_restrictive_away_from_the_vcpus_warns_with_the_figure(
+    op_client, host, vm_factory
+):
+    vm = restrictive_vm(host, vm_factory, "0")
+    sample(vm, c0=4096)
+    data = {"mode": "restrictive", "nodeset": "1", "scope": "live"}
+    shown, page = preview(op_client, vm, "numatune", **data)
+    after = expected(vm, {1: 4096}, {0})
+    assert f"{HEAD}1.00 now -> {after} after: its memory moves to cell(s) 1 live" in page
+    warning = f"Memory bound to cell(s) 1 while the vCPUs run on cell(s) 0: locality {after} after."
+    assert warning in shown.warnings and warning in page
+
+
+def test_numatune_in_config_scope_predicts_the_next_boot(op_client, blind_host, vm_factory):
+    """The issue's example on a host without distances: all of its memory on cell 1, vCPUs on
+    cell 0 (0.00); strict 0 in the config puts it home at the next boot."""
+    vm = vm_factory(
+        blind_host,
+        "db01",
+        pins=ON_CELL_0,
+        numatune_mode="strict",
+        numatune_nodeset="1",
+        memory_cells="1",
+    )
+    sample(vm, c1=4096)
+    shown, page = preview(op_client, vm, "numatune", mode="strict", nodeset="0", scope="config")
+    assert (
+        f"{HEAD}now 0.00; after next boot 1.00 (memory placed on cell(s) 0, vCPUs on cell(s) 0 "
+        "as now)."
+    ) in page
+    assert not shown.warnings
+    # and the other way round: bound away from the vCPUs
+    shown, page = preview(op_client, vm, "numatune", mode="strict", nodeset="1", scope="config")
+    assert f"{HEAD}now 0.00; after next boot 0.00" in page
+    warning = (
+        "Memory bound to cell(s) 1 while the vCPUs run on cell(s) 0: locality 0.00 after next boot."
+    )
+    assert warning in shown.warnings and warning in page
+
+
+def test_numatune_refused_live_says_nothing_changes(op_client, host, vm_factory):
+    vm = vm_factory(
+        host, "db01", pins=ON_CELL_0, numatune_mode="strict", numatune_nodeset="1", memory_cells="1"
+    )
+    sample(vm, c1=4096)
+    data = {"mode": "strict", "nodeset": "0", "scope": "live+config"}
+    _, page = preview(op_client, vm, "numatune", **data)
+    now = expected(vm, {1: 4096}, {0})
+    assert (
+        f"{HEAD}now {now}, and unchanged: libvirt refuses the live part, so nothing changes; "
+        "in config scope: after next boot 1.00 (memory placed on cell(s) 0"
+    ) in page
+    assert "can't change nodeset for strict mode for running domain" in page
+
+
+def test_numatune_live_in_another_mode_is_not_predicted(op_client, host, vm_factory):
+    vm = vm_factory(
+        host,
+        "db01",
+        pins=ON_CELL_0,
+        numatune_mode="preferred",
+        numatune_nodeset="1",
+        memory_cells="1",
+    )
+    sample(vm, c0=4096)
+    _, page = preview(op_client, vm, "numatune", mode="preferred", nodeset="0", scope="live+config")
+    assert f"{HEAD}now 1.00; live: not predicted" in page
+    assert "; after next boot 1.00 (memory placed on cell(s) 0" in page
+
+
+def test_numatune_of_a_shut_off_vm_predicts_its_next_boot(op_client, host, vm_factory):
+    vm = vm_factory(host, "db01", pins=ON_CELL_0, running=False)
+    _, page = preview(op_client, vm, "numatune", mode="strict", nodeset="1", scope="config")
+    boot = expected(vm, {1: 1.0}, {0})
+    assert f"{HEAD}after next boot {boot} (memory placed on cell(s) 1" in page
+    assert f"locality {boot} after next boot" in page
