@@ -1,5 +1,6 @@
 """What-if before applying: the emulatorpin and numatune previews show the VM's predicted
-locality after the change and warn when it would make memory remote, in the rendered page.
+locality after the change and warn when it would make memory remote, in the rendered page; the
+plan page shows every moved VM's locality now and predicted after the plan.
 
 The figures hold for any distance weighting in which memory on a home cell counts 1 and memory
 whose distance is unknown counts 0: partial values are computed with ``vms.locality`` itself
@@ -19,6 +20,8 @@ from django.utils import timezone
 
 from changes.models import Change
 from hosts.models import Cell
+from numaportal.virt.cpuset import format_nodeset, parse_nodeset
+from tests.web.test_balancing_plans import computed_plan
 from vms import locality
 from vms.models import VirtualMachine, VmCellMemory
 
@@ -226,3 +229,59 @@ def test_numatune_of_a_shut_off_vm_predicts_its_next_boot(op_client, host, vm_fa
     boot = expected(vm, {1: 1.0}, {0})
     assert f"{HEAD}after next boot {boot} (memory placed on cell(s) 1" in page
     assert f"locality {boot} after next boot" in page
+
+
+# --- the plan page ----------------------------------------------------------------------------
+
+
+def test_plan_page_shows_each_moved_vms_locality_now_and_after(op_client, host, vm_factory):
+    """mover: memory moves live with its vCPUs (no numatune, an on-host worker); bound01:
+    strict, so its memory stays where it is until its next boot — on the cell the plan takes its
+    vCPUs away from, which the page warns about."""
+    mover = vm_factory(host, "mover", pins={0: "0", 1: "6"})
+    bound = vm_factory(
+        host,
+        "bound01",
+        pins={0: "1", 1: "7"},
+        numatune_mode="strict",
+        numatune_nodeset="0-1",
+        memory_cells="0-1",
+    )
+    plan = computed_plan(host)
+    assert plan.status == "ready", plan.error
+    cells = {name: set(parse_nodeset(a["cells"])) for name, a in plan.after.items()}
+    assert plan.after["mover"]["moved"] and plan.after["bound01"]["moved"]
+    sample(mover, c0=1024, c1=3072)
+    (away,) = {0, 1} - cells["bound01"]
+    sample(bound, **{f"c{away}": 4096})
+
+    response = op_client.get(reverse("balancing:plan", args=[plan.pk]))
+    page = html.unescape(response.content.decode())
+    rows = {row.name: row for row in response.context["change_rows"]}
+
+    now = expected(mover, {0: 1024, 1: 3072}, {0, 1})
+    assert now == "1.00"  # its vCPUs may run on both cells now
+    assert (rows["mover"].locality_now_text, rows["mover"].locality_after_text) == ("1.00", "1.00")
+    assert "1.00 now→1.00 after (its memory moves with its vCPUs)" in text_of(page, "mover")
+    assert not rows["mover"].memory_warning
+
+    stays = expected(bound, {away: 4096}, cells["bound01"])
+    row = rows["bound01"]
+    assert (row.locality_now_text, row.locality_after_text) == ("1.00", stays)
+    assert row.locality_boot_text == "1.00"  # strict on its new cell from the next boot
+    bound_text = text_of(page, "bound01")
+    assert (
+        f"1.00 now→{stays} after (right after applying, with its memory where it is now); "
+        "1.00 after its next boot"
+    ) in bound_text
+    warning = (
+        f"vCPUs to cell(s) {format_nodeset(cells['bound01'])}; 100 % of its 4 GiB stays on "
+        f"cell(s) {away} until its next boot (remote memory)."
+    )
+    assert row.memory_warning == warning and warning in bound_text
+
+
+def text_of(page: str, vm: str) -> str:
+    """The text of the VM's row of "What it would change", tags dropped."""
+    row = page.split(f'<tr data-vm="{vm}">', 1)[1].split("</tr>", 1)[0]
+    return re.sub(r"<[^>]+>", "", row)
