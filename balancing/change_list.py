@@ -1,7 +1,7 @@
 """The plan page's "What it would change": one row per moved VM — its pins, emulator pin and
 numatune before and after, and what happens to its memory (moved live right after its pins by
 a ``memory_move``, or at its next boot and why), with its memory per cell before (its last
-sample) and predicted after."""
+sample) and predicted after, and its locality now and predicted after (what-if)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from balancing import planner
 from balancing.apply import memory_follows
 from balancing.models import BalancingPlan
 from balancing.selectors import PlanContent, cpus_text, nodes_text
+from hosts.models import Cell
+from hosts.selectors import safe_nodeset
 from numaportal.virt.cpuset import format_cpuset
+from vms import locality, whatif
 from vms.models import VirtualMachine
 
-__all__ = ["PinLine", "VmChangeRow", "change_rows", "memory_now"]
+__all__ = ["PinLine", "VmChangeRow", "change_rows", "locality_whatif", "memory_now"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,30 @@ class VmChangeRow:
     #: Its own memory per cell (MiB, "cell: MiB; …") at its last sample, and predicted after.
     memory_mib_before: str = ""
     memory_mib_after: str = ""
+    #: Its locality (:mod:`vms.locality`) now and predicted right after applying the plan, how
+    #: that was predicted; after its next boot when its memory follows then; the warning when
+    #: its memory would stay remote.
+    locality_now: float | None = None
+    locality_after: float | None = None
+    locality_boot: float | None = None
+    locality_how: str = ""
+    memory_warning: str = ""
+
+    @property
+    def locality_now_text(self) -> str:
+        return _figure(self.locality_now)
+
+    @property
+    def locality_after_text(self) -> str:
+        return _figure(self.locality_after)
+
+    @property
+    def locality_boot_text(self) -> str:
+        return _figure(self.locality_boot)
+
+
+def _figure(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 def _pin_lines(demand: planner.VmDemand | None, after: planner.Assignment) -> list[PinLine]:
@@ -70,11 +97,18 @@ def change_rows(
     vm_urls: Mapping[str, str],
     vms: Mapping[str, VirtualMachine] | None = None,
 ) -> list[VmChangeRow]:
-    """One row per VM the plan moves, in the apply order when there is one; with *vms*, what
-    happens to each one's memory (moved live right after its pins, or at its next boot)."""
+    """One row per VM the plan moves, in the apply order when there is one; with *vms* (their
+    ``cell_memory`` prefetched), what happens to each one's memory (moved live right after its
+    pins, or at its next boot) and its locality now and predicted after: one query (the host's
+    distances) whatever the number of VMs."""
     moved = [name for name, a in content.after.items() if a.moved]
     order = {name: i for i, name in enumerate(plan.apply_order or [], 1)}
     moved.sort(key=lambda name: (order.get(name, len(order) + 1), name))
+    distances: locality.Distances = {}
+    if vms and moved:
+        distances = locality.parse_distances(
+            Cell.objects.filter(host_id=plan.host_id).order_by().values_list("cell_id", "distances")
+        )
     rows = []
     for name in moved:
         a = content.after[name]
@@ -102,9 +136,46 @@ def change_rows(
                 memory_after=f"{a.mode} node {nodes_text(a.nodeset)}",
                 dedicated=a.dedicated,
                 **memory_now(vms.get(name) if vms else None, nodes_text(a.nodeset)),
+                **locality_whatif(vms.get(name) if vms else None, a, distances),
             )
         )
     return rows
+
+
+def locality_whatif(
+    vm: VirtualMachine | None, after: planner.Assignment, distances: locality.Distances
+) -> dict[str, object]:
+    """The VM's locality now (its last sample's memory, its vCPUs' cells now) and predicted
+    right after the plan (its vCPUs on the planned cells; its memory moved there when it moves
+    live, where it is now otherwise, and then after its next boot too), and the warning when
+    its memory would stay remote."""
+    if vm is None:
+        return {}
+    own = {r.cell_id: r.own_mib for r in vm.cell_memory.all()}
+    home = safe_nodeset(vm.cells)
+    now = locality.locality(own, home, distances) if vm.is_running else None
+    nodeset = after.nodeset or after.cells
+    boot = locality.locality(whatif.placed_on(nodeset), after.cells, distances)
+    if not memory_follows(vm):
+        return {
+            "locality_now": now,
+            "locality_after": locality.locality(
+                whatif.moved_to(own, nodeset) if own else whatif.placed_on(nodeset),
+                after.cells,
+                distances,
+            ),
+            "locality_how": "its memory moves with its vCPUs",
+        }
+    if not vm.is_running:
+        return {"locality_boot": boot, "locality_how": "shut off"}
+    stranded = whatif.stranded_text(own, after.cells, "until its next boot")
+    return {
+        "locality_now": now,
+        "locality_after": locality.locality(own, after.cells, distances),
+        "locality_boot": boot,
+        "locality_how": "right after applying, with its memory where it is now",
+        "memory_warning": f"{stranded}." if stranded else "",
+    }
 
 
 # --- diagrams ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ the tests can call them on any capabilities fixture.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django import forms
@@ -27,7 +27,7 @@ from numaportal.virt.cpuset import CpusetError, format_cpuset, format_nodeset, p
 from numaportal.virt.cpuset import parse_nodeset as _parse_nodeset
 from numaportal.virt.scope import Scope
 from numaportal.virt.topology import HostTopology
-from vms import locality
+from vms import locality, whatif
 from vms.models import VcpuPin, VirtualMachine, VmCellMemory
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "locality_note",
     "nodes_text",
     "one_vcpu_per_core",
+    "own_memory",
     "pin_all_into_cell",
     "predicted_locality",
     "scope_has",
@@ -113,14 +114,24 @@ def nodes_text(cells: Iterable[int]) -> str:
     return format_nodeset(cells) if cells else "—"
 
 
+def own_memory(vm: VirtualMachine) -> dict[int, float]:
+    """The VM's own memory per cell (MiB) at its last sample; empty when none is known."""
+    return {r.cell_id: r.own_mib for r in VmCellMemory.objects.filter(vm=vm)}
+
+
 def predicted_locality(
-    vm: VirtualMachine, new_cells: Iterable[int], memory: dict[int, float] | None = None
+    vm: VirtualMachine,
+    new_cells: Iterable[int],
+    memory: Mapping[int, float] | None = None,
+    *,
+    now_memory: Mapping[int, float] | None = None,
 ) -> tuple[float | None, float | None]:
     """What-if: the VM's locality now and with its vCPUs on *new_cells* (and its memory per
     cell as *memory*, default: where its last sample found it), distance-weighted as
-    :mod:`vms.locality` computes it; None where nothing is known."""
-    rows = list(VmCellMemory.objects.filter(vm=vm))
-    now_memory = {r.cell_id: r.own_mib for r in rows}
+    :mod:`vms.locality` computes it; None where nothing is known. *now_memory*: the memory
+    now when the caller has read it already (:func:`own_memory`)."""
+    if now_memory is None:
+        now_memory = own_memory(vm)
     distances = locality.parse_distances((c.cell_id, c.distances) for c in vm.host.cells.all())
     home_now = safe_nodeset(vm.cells)
     return (
@@ -141,18 +152,10 @@ def stranded_memory_warning(vm: VirtualMachine, new_cells: Iterable[int]) -> str
     """What-if for a move of *vm*'s vCPUs to *new_cells*: the warning when much of its memory
     (as last sampled, its own, in MiB) would stay on other cells, remote until it is moved;
     "" when it would be local or nothing is known."""
-    cells = frozenset(new_cells)
-    rows = list(VmCellMemory.objects.filter(vm=vm))
-    total = sum(r.own_mib for r in rows)
-    away = {r.cell_id: r.own_mib for r in rows if r.cell_id not in cells and r.own_mib > 0}
-    stays = sum(away.values())
-    if not cells or total <= 0 or stays <= max(2.0, 0.05 * total):
+    stranded = whatif.stranded_text(own_memory(vm), new_cells)
+    if not stranded:
         return ""
-    return (
-        f"vCPUs to cell(s) {nodes_text(cells)}; {100 * stays / total:.0f} % of its "
-        f"{total:.0f} MiB stays on cell(s) {nodes_text(away)} until moved (remote memory): "
-        'move it live with "Move memory (to cell N)" where its numatune allows.'
-    )
+    return f'{stranded}: move it live with "Move memory (to cell N)" where its numatune allows.'
 
 
 # --- fields -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from changes.models import Change
 from hosts.selectors import safe_nodeset
 from numaportal.virt.cpuset import parse_nodeset
 from numaportal.virt.scope import Scope
+from vms import whatif
 from vms.models import VmCellMemory
 
 #: What each way of moving does, in the form's words.
@@ -82,8 +83,14 @@ class MemoryMoveForm(ChangeForm):
             )
         if rows:
             # After the move: all of it on the cells asked, its vCPUs where they are.
-            moved = {min(cells): total} if cells else {}
-            note = locality_note(*predicted_locality(self.vm, safe_nodeset(self.vm.cells), moved))
+            note = locality_note(
+                *predicted_locality(
+                    self.vm,
+                    safe_nodeset(self.vm.cells),
+                    whatif.moved_to(own, cells),
+                    now_memory=own,
+                )
+            )
             if note:
                 preview.notes.append(note)
         preview.notes.append(f"How: {self.method_words}.")

@@ -72,6 +72,10 @@ def test_operator_plans_balancing_in_a_browser(
     rows = browser.find_elements(By.CSS_SELECTOR, "#plan-change-list tr[data-vm]")
     assert len(rows) == plan.moves
     assert "db01" in browser.find_element(By.ID, "plan-change-list").text
+    # every moved VM's locality now and predicted after (what-if)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#plan-change-list td.locality")) == (
+        plan.moves
+    )
     button = browser.find_element(By.ID, "approve-button")
     assert button.text.startswith(f"Apply {plan.moves} change")
     assert button.text.endswith(f"to host {host.name}")

@@ -453,7 +453,12 @@ def test_approved_plan_with_more_moved_vms(root, host, admin_user, name):
     assert_constant_queries(root, url, grow)
 
 
-def test_ready_plan_with_more_vms(root, host):
+@pytest.mark.parametrize("worker_queue", ["", "host.hv01"])
+def test_ready_plan_with_more_vms(root, host, worker_queue):
+    """Without an on-host worker every moved VM's memory follows at its next boot (its
+    locality after with its memory where it is, the warning); with one it moves live."""
+    host.worker_queue = worker_queue
+    host.save(update_fields=["worker_queue"])
     plans: list[BalancingPlan] = []
 
     def grow(count: int) -> None:
