@@ -27,7 +27,17 @@ from vms.models import VirtualMachine
 
 #: What the worker writes as a change runs; every other field is fixed at creation.
 WORKER_FIELDS = frozenset(
-    {"status", "started_at", "finished_at", "before", "after", "diff", "error", "outcome"}
+    {
+        "status",
+        "started_at",
+        "finished_at",
+        "before",
+        "after",
+        "diff",
+        "error",
+        "outcome",
+        "progress",
+    }
 )
 
 
@@ -138,6 +148,9 @@ class Change(models.Model):
     error = models.TextField(blank=True, editable=False)
     #: What really happened (hot-add and onlining in the guest, a refused unplug, ...).
     outcome = models.TextField(blank=True, editable=False)
+    #: How far a long change has got while it runs (memory_move: MiB moved of the MiB to move,
+    #: seconds), :mod:`changes.progress`; written alone, by its own UPDATE, every few seconds.
+    progress = models.JSONField(null=True, blank=True, editable=False)
 
     objects = ChangeQuerySet.as_manager()
 

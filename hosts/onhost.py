@@ -111,12 +111,14 @@ class OnHostWorker:
         """Write, then the value read back."""
         return self._numa_balancing(value)
 
-    def vm_memory(self, vm_name: str) -> hostprobe.ProcessMemory:
-        """*vm_name*'s memory per cell now, read on the host."""
+    def vm_memory(self, vm_name: str, *, wait: float | None = None) -> hostprobe.ProcessMemory:
+        """*vm_name*'s memory per cell now, read on the host; waiting at most *wait* seconds
+        for the answer (default ``NUMAPORTAL_ON_HOST_WAIT``; a progress reading waits less)."""
         if self.is_here:
             answer = answer_vm_memory(self.host_name, self.worker_queue, vm_name)
         else:
-            answer = self._ask(VM_MEMORY_TASK, [vm_name], settings.NUMAPORTAL_ON_HOST_WAIT)
+            wait = settings.NUMAPORTAL_ON_HOST_WAIT if wait is None else wait
+            answer = self._ask(VM_MEMORY_TASK, [vm_name], wait)
         self._raise_for(answer)
         try:
             return process_memory_from(answer.get("memory"))

@@ -247,6 +247,8 @@ NUMAPORTAL_CENTRAL_QUEUE = os.environ.get("NUMAPORTAL_CENTRAL_QUEUE", "celery")
 NUMAPORTAL_ON_HOST_WAIT = float(os.environ.get("NUMAPORTAL_ON_HOST_WAIT", "30"))
 # How long a VM's page migration (memory_move without a binding) may take on its host.
 NUMAPORTAL_MEMORY_MOVE_TIMEOUT = float(os.environ.get("NUMAPORTAL_MEMORY_MOVE_TIMEOUT", "600"))
+# While a memory move runs, its progress (MiB moved so far) is read and recorded this often.
+NUMAPORTAL_MEMORY_MOVE_PROGRESS_S = float(os.environ.get("NUMAPORTAL_MEMORY_MOVE_PROGRESS_S", "2"))
 NUMAPORTAL_SAMPLE_INTERVAL = float(os.environ.get("NUMAPORTAL_SAMPLE_INTERVAL", "60"))
 NUMAPORTAL_SAMPLE_RAW_HOURS = float(os.environ.get("NUMAPORTAL_SAMPLE_RAW_HOURS", "48"))
 NUMAPORTAL_ROLLUP_BUCKET_S = int(os.environ.get("NUMAPORTAL_ROLLUP_BUCKET_S", "900"))

@@ -19,7 +19,7 @@ the NUMA lab, libvirt 9.0, kernel 6.1):
 The scope is live only. Before and after are the domain's snapshot plus ``memory_mib``: its own
 memory per cell (numa_maps less mapped files' page cache, MiB), read by the host's own worker;
 that is also what verifies it: more than max(2 MiB, 5 %) of its memory outside the cells asked
-is a failure.
+is a failure. While the move runs, :mod:`changes.progress` records how much has moved so far.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from changes.kinds.facts import VmFacts
 from changes.kinds.fields import Errors, nodeset_field
 from changes.kinds.numatune import numatune_problems
 from changes.models import Change
+from changes.progress import ProgressRecorder
 from hosts.onhost import OnHostWorker
 from numaportal.virt import numatune
 from numaportal.virt.cpuset import format_nodeset, parse_nodeset
@@ -44,7 +45,7 @@ from numaportal.virt.domains import Domain
 from numaportal.virt.errors import InvalidRequest
 from numaportal.virt.scope import Scope
 
-__all__ = ["KIND", "METHODS", "method_for", "refusal"]
+__all__ = ["KIND", "METHODS", "method_for", "progress_recorder", "refusal"]
 
 #: How the memory moves, by the VM's live numatune mode ("" = none).
 METHODS = {"restrictive": "numatune", "": "migratepages"}
@@ -91,6 +92,40 @@ def _split(memory: dict[str, float], cells: frozenset[int]) -> tuple[float, floa
     """(MiB on *cells*, MiB elsewhere)."""
     inside = sum(mib for cell, mib in memory.items() if int(cell) in cells)
     return inside, sum(memory.values()) - inside
+
+
+def progress_reading_wait(interval: float) -> float:
+    """How long one progress reading waits for the host's worker: longer than a round trip to
+    a slow host, short enough that the end of the move never waits long for a late one."""
+    return max(5.0, 2 * interval)
+
+
+def progress_recorder(
+    handle: MoveHandle, change: Change, cells: frozenset[int], before: dict[str, Any]
+) -> ProgressRecorder:
+    """The recorder of a move onto *cells*: MiB moved of the VM's own memory that was outside
+    them before, read on the host every ``NUMAPORTAL_MEMORY_MOVE_PROGRESS_S`` seconds.
+
+    Page migration runs on the host's own worker, which runs one task at a time: it would answer
+    a reading only once the move has ended, so that move gets its start and its end only
+    (unless this process is on the host itself and reads /proc directly).
+    """
+    _, total = _split(before.get("memory_mib") or {}, cells)
+    interval = settings.NUMAPORTAL_MEMORY_MOVE_PROGRESS_S
+    wait = progress_reading_wait(interval)
+
+    def measure() -> float:
+        mem = handle.worker.vm_memory(handle.vm_name, wait=wait)
+        _, outside = _split({str(c): m.own for c, m in mem.cells.items()}, cells)
+        return total - outside
+
+    return ProgressRecorder(
+        change.pk,
+        total,
+        measure,
+        interval=interval,
+        readings=change.params["method"] == "numatune" or handle.worker.is_here,
+    )
 
 
 class MemoryMove(VmKind):
@@ -146,16 +181,20 @@ class MemoryMove(VmKind):
                     else f"its numatune is now {mode or 'none'}, not as when it was requested"
                 )
             )
+        recorder = progress_recorder(handle, change, cells, before)
         started = time.monotonic()
-        if change.params["method"] == "numatune":
-            numatune.set_numatune(handle.dom, "restrictive", cells, Scope.LIVE)
-            how = "a live numatune (restrictive) through libvirt"
-        else:
-            handle.worker.migrate_pages(
-                handle.vm_name, sorted(cells), settings.NUMAPORTAL_MEMORY_MOVE_TIMEOUT
-            )
-            how = "page migration of its QEMU on the host (migratepages)"
-        return "", f"{how}, {time.monotonic() - started:.1f} s"
+        with recorder:
+            if change.params["method"] == "numatune":
+                numatune.set_numatune(handle.dom, "restrictive", cells, Scope.LIVE)
+                how = "a live numatune (restrictive) through libvirt"
+            else:
+                handle.worker.migrate_pages(
+                    handle.vm_name, sorted(cells), settings.NUMAPORTAL_MEMORY_MOVE_TIMEOUT
+                )
+                how = "page migration of its QEMU on the host (migratepages)"
+        seconds = time.monotonic() - started
+        recorder.finish(seconds)
+        return "", f"{how}, {seconds:.1f} s"
 
     def verify(self, change: Change, after: dict[str, Any]) -> list[str]:
         cells = parse_nodeset(change.params["cells"])

@@ -46,10 +46,16 @@ def migrate_pages(
     """
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise PageMigrationError(f"not a process id: {pid!r}")
-    sources, targets = _nodes(from_nodes, "from-nodes"), _nodes(to_nodes, "to-nodes")
-    sources = sources - targets
-    if not sources:
-        return 0.0  # nothing is outside the targets: nothing to move
+    targets = _nodes(to_nodes, "to-nodes")
+    try:
+        outside = frozenset(from_nodes) - targets
+    except TypeError as exc:
+        raise PageMigrationError(f"from-nodes: {exc}") from None
+    if not outside:
+        # Every node of the host is a target (a one-node host, or all of them asked): nothing
+        # is outside the targets, nothing to move.
+        return 0.0
+    sources = _nodes(outside, "from-nodes")
     tool = shutil.which(MIGRATEPAGES)
     if tool is None:
         raise PageMigrationError(

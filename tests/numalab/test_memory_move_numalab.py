@@ -104,6 +104,62 @@ def test_a_restrictive_domain_moves_through_libvirt(
     assert config.numatune == {"numa_mode": "restrictive", "numa_nodeset": "0"}  # unchanged
 
 
+def move_watching_progress(vm, operator, cells: str = "1") -> tuple[Change, float, list[dict]]:
+    """:func:`move`, reading the record's progress every 0.1 s while the worker runs it: every
+    distinct figure seen, the last one (written once the move returned) included."""
+    started = time.monotonic()
+    change = request_change(
+        actor=operator,
+        target=vm,
+        kind="memory_move",
+        params={"cells": cells},
+        scope="live",
+        reason=REASON,
+    )
+    result = AsyncResult(str(change.id), app=app)
+    seen: list[dict] = []
+    while not result.ready():
+        figure = Change.objects.values_list("progress", flat=True).get(pk=change.pk)
+        if figure is not None and figure not in seen:
+            seen.append(figure)
+        assert time.monotonic() - started < TASK_WAIT, f"still running; progress {seen}"
+        time.sleep(0.1)
+    result.get(timeout=TASK_WAIT, propagate=True)
+    change.refresh_from_db()
+    if change.progress is not None and change.progress not in seen:
+        seen.append(change.progress)
+    return change, time.monotonic() - started, seen
+
+
+def test_a_move_records_its_progress_on_the_way(
+    worker_host, operator, define_domain, settings
+) -> None:
+    """A restrictive domain's move through libvirt (the on-host worker is free meanwhile, so it
+    answers the readings): 0 of the MiB to move at the start, figures as the memory moves, and
+    the last one all of it."""
+    settings.NUMAPORTAL_MEMORY_MOVE_PROGRESS_S = 0.5
+    dom, vm = started_on_node0(define_domain, worker_host, nodeset="0", mode="restrictive")
+    change, seconds, seen = move_watching_progress(vm, operator)
+    check_moved(change, dom.name(), seconds)
+    print(f"progress seen: {seen}")
+    # The MiB to move: its own memory outside cell 1 before the move.
+    outside = sum(mib for cell, mib in change.before["memory_mib"].items() if cell != "1")
+    total = seen[0]["total_mib"]
+    assert total == pytest.approx(outside, abs=0.1) and total >= 0.8 * MEMORY_MIB, seen
+    # The start figure (when the poll caught it before the first reading): 0 at 0 s.
+    assert all(p["moved_mib"] == 0.0 for p in seen if p["elapsed_s"] == 0.0), seen
+    assert all(p["total_mib"] == total and p["readings"] is True for p in seen), seen
+    elapsed = [p["elapsed_s"] for p in seen]
+    assert elapsed == sorted(elapsed), seen
+    # Figures on the way depend on timing (a move of 1-2 s read every 0.5 s usually gets one
+    # or more); each is within 0..total. The last one, read once the move returned, is all of
+    # it (within verify's tolerance: the move succeeded), after the move's own duration.
+    assert all(0 <= p["moved_mib"] <= total for p in seen), seen
+    final = change.progress
+    assert final["moved_mib"] >= total - max(2.0, 0.05 * total), seen
+    assert 0 <= final["elapsed_s"] <= seconds, seen
+
+
 def test_an_unbound_domain_moves_by_page_migration(worker_host, operator, define_domain) -> None:
     dom, vm = started_on_node0(define_domain, worker_host)
     change, seconds = move(vm, operator)

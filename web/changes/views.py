@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET
 
 from changes.filters import ChangeFilter
 from changes.models import Change
+from changes.progress import running_move
 from numaportal import roles
 from numaportal.formatting import params_text
 from vms.models import VirtualMachine
@@ -207,7 +208,12 @@ def diffs(change: Change) -> list[dict[str, str]]:
 
 
 def _status_context(change: Change) -> dict[str, Any]:
-    return {"change": change, "polling": change.status in ACTIVE_STATUSES}
+    # A running memory move also shows how far it has got (the worker writes it as it goes).
+    return {
+        "change": change,
+        "polling": change.status in ACTIVE_STATUSES,
+        "move": running_move(change),
+    }
 
 
 @require_GET
@@ -233,8 +239,8 @@ def change_detail(request: HttpRequest, pk) -> HttpResponse:
 @require_GET
 @requires(roles.VIEW_CHANGE)
 def change_status(request: HttpRequest, pk) -> HttpResponse:
-    """The status box alone, for htmx polling; when the change has ended the page reloads
-    (HX-Refresh) so that its diffs and outcome show."""
+    """The status box alone (with a running memory move's progress), for htmx polling; when the
+    change has ended the page reloads (HX-Refresh) so that its diffs and outcome show."""
     change = get_object_or_404(Change, pk=pk)
     response = render(request, "changes/_change_status.html", _status_context(change))
     refresh_when_finished(request, response, change.status in ACTIVE_STATUSES)
