@@ -246,7 +246,12 @@ NUMAPORTAL_CENTRAL_QUEUE = os.environ.get("NUMAPORTAL_CENTRAL_QUEUE", "celery")
 # the request expires unread after that, so a late worker never acts on it.
 NUMAPORTAL_ON_HOST_WAIT = float(os.environ.get("NUMAPORTAL_ON_HOST_WAIT", "30"))
 # How long a VM's page migration (memory_move without a binding) may take on its host.
-NUMAPORTAL_MEMORY_MOVE_TIMEOUT = float(os.environ.get("NUMAPORTAL_MEMORY_MOVE_TIMEOUT", "600"))
+# A page migration gives up before the change task's soft time limit would stop the task, so
+# the record says the move timed out (and the host is read back) instead of the worker's limit.
+NUMAPORTAL_MEMORY_MOVE_TIMEOUT = min(
+    float(os.environ.get("NUMAPORTAL_MEMORY_MOVE_TIMEOUT", "240")),
+    max(CELERY_TASK_SOFT_TIME_LIMIT - 60, 30),
+)
 # While a memory move runs, its progress (MiB moved so far) is read and recorded this often.
 NUMAPORTAL_MEMORY_MOVE_PROGRESS_S = float(os.environ.get("NUMAPORTAL_MEMORY_MOVE_PROGRESS_S", "2"))
 NUMAPORTAL_SAMPLE_INTERVAL = float(os.environ.get("NUMAPORTAL_SAMPLE_INTERVAL", "60"))
