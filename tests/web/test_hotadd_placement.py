@@ -1,6 +1,6 @@
 """Hot-add keeps placement, through the database: the policy hook balancing registers, the
 facts validation gathers (the host's stored pins, in a fixed number of queries), the refusals
-under ``count``, the params the record keeps.
+under ``count``, the params the record keeps, and the hot-add form's preview.
 
 The on-commit enqueue is captured (``enqueued``): no worker runs. The placement itself is
 tested in tests/unit/test_hotadd.py, the worker against the real lab in
@@ -13,6 +13,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from balancing.inputs import hotadd_policy_for_host
 from balancing.models import BalancingPolicy
@@ -31,6 +32,12 @@ REASON = "more CPU for the batch window"
 def ibm(host_factory):
     """The seed's host: cell 0 = 0-5,12-17, cell 1 = 6-11,18-23 (siblings n and n+12)."""
     return host_factory("ibm3650")
+
+
+@pytest.fixture
+def op_client(client, operator_user):
+    client.force_login(operator_user)
+    return client
 
 
 def hot_add(actor, vm, count: int = 3, scope: str = "live+config", **params) -> Change:
@@ -201,3 +208,55 @@ def test_validation_of_a_hot_add_costs_a_fixed_number_of_queries(ibm, vm_factory
     with CaptureQueriesContext(connection) as many:
         validate_change(vm, "setvcpus", {"count": 3}, "live")
     assert len(few) == len(many) <= 3  # (the host row, cached) the pins, the policy
+
+
+# --- the form's preview ---------------------------------------------------------------------
+
+
+def form_url(vm) -> str:
+    return reverse("vms:change", args=[vm.host.name, vm.uuid, "hot-add"])
+
+
+def test_the_hot_add_preview_says_where_the_new_vcpus_go(
+    op_client, ibm, vm_factory, django_capture_on_commit_callbacks
+) -> None:
+    vm = vm_factory(ibm, "db01", pins={0: "6", 1: "18"}, vcpu_max=4, dedicated=True)
+    data = {"count": "3", "scope": "live+config", "reason": REASON}
+    preview = op_client.post(form_url(vm), {**data, "preview": "1"})
+    assert preview.context["step"] == "preview"
+    rows = {row[0]: row for row in preview.context["preview"].rows}
+    assert rows["vCPU 2"][1:] == ("—", "CPU 7 (dedicated, whole core 7,19 of cell 1)")
+    notes = " ".join(preview.context["preview"].notes)
+    assert (
+        "vCPU 2 is pinned to CPU 7 (dedicated, whole core 7,19 of cell 1) live and in the config "
+        "right after the hot-add, in the same change" in notes
+    )
+    assert "CPU 7 (dedicated, whole core 7,19 of cell 1)" in preview.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=False):
+        op_client.post(form_url(vm), {**data, "confirm": "1"})
+    assert Change.objects.get().params["vcpupin"] == {"2": "7"}
+
+
+def test_the_preview_says_when_the_new_vcpu_floats(op_client, ibm, vm_factory) -> None:
+    vm = vm_factory(ibm, "free", vcpu_max=4)
+    preview = op_client.post(
+        form_url(vm), {"count": "3", "scope": "live", "reason": REASON, "preview": "1"}
+    )
+    rows = {row[0]: row for row in preview.context["preview"].rows}
+    assert rows["vCPU 2"][2] == FLOATS
+
+
+def test_the_form_shows_the_refusal_next_to_the_count(op_client, ibm, vm_factory) -> None:
+    BalancingPolicy.objects.create(host=ibm, reserved="0-23")
+    vm = vm_factory(ibm, "db01", pins={0: "6", 1: "7"}, vcpu_max=4, dedicated=True)
+    response = op_client.post(
+        form_url(vm), {"count": "3", "scope": "live", "reason": REASON, "preview": "1"}
+    )
+    assert response.context["step"] == "form"
+    errors = response.context["form"].errors["count"]
+    assert errors == [
+        "cell 1 has no free core for vCPU 2 of dedicated VM db01: CPUs 6-7 are held by db01 "
+        "itself; CPUs 6-11,18-23 are reserved; free a core, or clear 'dedicated' to use the "
+        "shared pool"
+    ]
