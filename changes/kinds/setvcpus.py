@@ -76,12 +76,16 @@ def hot_add_vm(facts: VmFacts) -> hotadd.HotAddVm:
     )
 
 
-def placement_groups(params: Mapping[str, Any]) -> list[tuple[list[int], str, str]]:
-    """The new vCPUs of a hot-add's params grouped by where they go: (vCPUs, cpuset or "" when
-    they float, why), in vCPU order."""
+def placement_groups(
+    params: Mapping[str, Any], only: frozenset[int] | None = None
+) -> list[tuple[list[int], str, str]]:
+    """The new vCPUs of a hot-add's params (those in *only*, when given) grouped by where they
+    go: (vCPUs, cpuset or "" when they float, why), in vCPU order."""
     pins, words = params.get("vcpupin") or {}, params.get("placement") or {}
     groups: dict[tuple[str, str], list[int]] = {}
     for key in sorted(words, key=int):
+        if only is not None and int(key) not in only:
+            continue
         groups.setdefault((pins.get(key, ""), words[key]), []).append(int(key))
     return [(added, cpuset, why) for (cpuset, why), added in groups.items()]
 
@@ -91,14 +95,17 @@ def pinned_words(cpuset: str, why: str) -> str:
     return f"{hotadd.cpus_word(parse_cpuset(cpuset))} ({why})"
 
 
-def placement_words(params: Mapping[str, Any], scope: str) -> list[str]:
-    """Where the new vCPUs went, one clause per group of vCPUs placed alike: "vCPU 2 pinned to
-    CPU 3 (dedicated, whole core 2-3 of cell 1) live and in the config"."""
+def placement_words(
+    params: Mapping[str, Any], scope: str, only: frozenset[int] | None = None
+) -> list[str]:
+    """Where the new vCPUs (those in *only*, when given) went, one clause per group of vCPUs placed
+    alike: "vCPU 2 pinned to CPU 3 (dedicated, whole core 2-3 of cell 1) live and in the
+    config"."""
     return [
         f"{cpus_text(added)} pinned to {pinned_words(cpuset, why)} {scope_words(scope)}"
         if cpuset
         else f"{cpus_text(added)} {why}"
-        for added, cpuset, why in placement_groups(params)
+        for added, cpuset, why in placement_groups(params, only)
     ]
 
 
@@ -222,7 +229,7 @@ class SetVcpus(VmKind):
                     f"not pinned where validation placed {'them' if len(added) > 1 else 'it'}"
                 )
                 return str(exc), "; ".join(steps)
-            steps.extend(placement_words(params, scope))
+            steps.extend(placement_words(params, scope, added))
             steps.append(self._onlined(dom, added, params))
         elif removing:
             steps.append(f"{cpus_text(removing)} unplugged live")
@@ -249,9 +256,10 @@ class SetVcpus(VmKind):
 
     @staticmethod
     def _stale(params: Mapping[str, Any], old_live: int | None) -> str:
-        """Why the placement in *params* no longer fits the domain ("" when it does): it was
-        decided for the live vCPU count of the last sync."""
-        placed = params.get("placement") or {}
+        """Why the pins in *params* no longer fit the domain ("" when they do): they were
+        decided for the live vCPU count of the last sync. (New vCPUs that float have nothing to
+        keep: those hot-adds go ahead.)"""
+        placed = params.get("vcpupin") or {}
         if not placed or old_live is None:
             return ""
         first = min(int(key) for key in placed)
