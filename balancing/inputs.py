@@ -12,11 +12,18 @@ from django.db.models import Prefetch
 
 from balancing.models import BalancingPolicy
 from balancing.planner import Policy, VmDemand
+from changes.kinds.hotadd import HotAddPolicy
 from hosts.models import Host
 from hosts.selectors import safe_cpuset, safe_nodeset
 from vms.models import VcpuPin, VirtualMachine
 
-__all__ = ["balanced_vms", "demand_of", "demands_for_host", "policy_for_host"]
+__all__ = [
+    "balanced_vms",
+    "demand_of",
+    "demands_for_host",
+    "hotadd_policy_for_host",
+    "policy_for_host",
+]
 
 
 def balanced_vms(host: Host) -> list[VirtualMachine]:
@@ -79,4 +86,18 @@ def policy_from_row(row: BalancingPolicy) -> Policy:
         reserved=safe_cpuset(row.reserved),
         whole_cores=bool(row.whole_cores),
         memory_reserve_kib=int(row.memory_reserve_mib) * 1024,
+    )
+
+
+def hotadd_policy_for_host(host: Host) -> HotAddPolicy:
+    """What a vCPU hot-add follows of *host*'s policy (one query; a new policy's defaults when
+    it has none), as :func:`policy_for_host` reads it. Registered with
+    :mod:`changes.kinds.policy_hook` when the app is ready."""
+    policy = policy_for_host(host)
+    return HotAddPolicy(
+        reserved=policy.reserved,
+        housekeeping=policy.housekeeping,
+        emulator=policy.emulator,
+        whole_cores=policy.whole_cores,
+        cpu_overcommit=policy.cpu_overcommit,
     )

@@ -263,6 +263,9 @@ class ChangeForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.vm = vm
         self.topology = topology
+        #: (kind, normalised params, scope) of each record, as the service validated them in
+        #: clean(): what the preview can show of what validation decided (a hot-add's pins).
+        self.validated: list[tuple[str, dict, str]] = []
         self.fields["scope"] = forms.ChoiceField(
             choices=self.scopes,
             initial=self.scopes[0][0],
@@ -297,7 +300,7 @@ class ChangeForm(forms.Form):
     def _validate_with_service(self, kind: str, params: dict, scope: str) -> None:
         """The kind's own validation (the one request_change applies), as field errors."""
         try:
-            validate_change(self.vm, kind, params, scope)
+            self.validated.append((kind, validate_change(self.vm, kind, params, scope), scope))
         except ValidationError as exc:
             if hasattr(exc, "error_dict"):
                 for name, errors in exc.error_dict.items():

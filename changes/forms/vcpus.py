@@ -7,7 +7,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from changes.forms.base import ChangeForm, Preview, scope_has
-from changes.kinds.setvcpus import MAX_VCPUS
+from changes.kinds.setvcpus import MAX_VCPUS, pinned_words, placement_groups
+from changes.kinds.words import cpus_text, scope_words
 from changes.models import Change
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.scope import Scope
@@ -112,6 +113,7 @@ class HotAddForm(_CountForm):
         preview.rows.append(("maximum config", str(vm.vcpu_max_config), str(vm.vcpu_max_config)))
         preview.rows.append(("maximum live", _dash(vm.vcpu_max_live), _dash(vm.vcpu_max_live)))
         preview.rows.extend(_current_count_rows(vm, data["count"], live=live, config=config))
+        self._placement(preview, data["scope"])
         if live:
             first, last = self.current, data["count"] - 1
             preview.commands = guest_online_commands(range(first, last + 1))
@@ -126,6 +128,20 @@ class HotAddForm(_CountForm):
                 )
         preview.notes.append(self.scope_note())
         return preview
+
+    def _placement(self, preview: Preview, scope: str) -> None:
+        """Where validation placed the new vCPUs (the host's balancing policy): a row each, and
+        what the worker does about it."""
+        params = next((p for kind, p, _ in self.validated if kind == Change.Kind.SETVCPUS), {})
+        for added, cpuset, why in placement_groups(params):
+            where = pinned_words(cpuset, why) if cpuset else why
+            preview.rows.extend((f"vCPU {vcpu}", "—", where) for vcpu in added)
+            if cpuset:
+                preview.notes.append(
+                    f"{cpus_text(added)} {'are' if len(added) > 1 else 'is'} pinned to {where} "
+                    f"{scope_words(scope)} right after the hot-add, in the same change, as the "
+                    "host's balancing policy places it."
+                )
 
 
 def _dash(value) -> str:

@@ -20,7 +20,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -28,6 +28,7 @@ from django.conf import settings
 from changes.diff import failure_outcome, make_diff
 from changes.kinds.facts import HostFacts, VmFacts
 from changes.kinds.fields import Errors
+from changes.kinds.hotadd import HostPins
 from changes.models import Change
 from hosts.onhost import OnHostWorker
 from numaportal.virt import connection as virt_connection
@@ -74,6 +75,9 @@ class Requested:
     params: Mapping[str, Any]
     #: The effective scope (``ChangeKind.effective_scope``) when it is a scope at all.
     scope: str
+    #: The host's policy and stored pins, for a kind that says ``needs_host_pins`` (an empty
+    #: host under the default policy otherwise).
+    pins: HostPins = field(default_factory=HostPins)
 
 
 class Target(enum.StrEnum):
@@ -92,6 +96,9 @@ class ChangeKind(ABC):
     #: ``request_change`` takes it (an operator's change of one VM). A kind recorded by its
     #: own entry point (a plan's moves, a host setting) says False.
     requestable: ClassVar[bool] = True
+    #: Validation needs the host's policy and the stored pins of its running VMs
+    #: (``Requested.pins``; two queries, made only for such a kind of a running VM).
+    needs_host_pins: ClassVar[bool] = False
 
     # --- scope --------------------------------------------------------------------------------
 

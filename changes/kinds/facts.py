@@ -22,8 +22,12 @@ class VmFacts:
     vcpu_current_live: int | None = None
     gone: bool = False
     persistent: bool = True
-    #: Its numatune mode as last synced ("" when it has none: the default local policy).
+    #: Its numatune mode and nodeset as last synced ("" when it has none: the default local
+    #: policy).
     numatune_mode: str = ""
+    numatune_nodeset: str = ""
+    #: Balancing's flag: it needs CPUs of its own (whole cores), no over-commit.
+    dedicated: bool = False
     #: Its host's on-host worker queue ("" when it has none).
     host_worker_queue: str = ""
     host_name: str = ""
@@ -40,6 +44,8 @@ class VmFacts:
             gone=vm.gone_at is not None,
             persistent=vm.persistent,
             numatune_mode=vm.numatune_mode,
+            numatune_nodeset=vm.numatune_nodeset,
+            dedicated=vm.dedicated,
             host_worker_queue=vm.host.worker_queue,
             host_name=vm.host.name,
         )

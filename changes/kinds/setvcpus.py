@@ -3,6 +3,13 @@
 Params are ``{"count": n}`` (``online_in_guest``: the worker onlines hot-added vCPUs through the
 guest agent) or ``{"maximum": n}``. A live hot-remove first offlines the vCPUs in the guest, then
 unplugs them; what QEMU and the guest really did is the outcome.
+
+A live hot-add keeps the VM's placement, decided at validation by the host's balancing policy
+(:mod:`changes.kinds.hotadd`): the params gain ``placement`` (new vCPU -> where it goes, in
+words) and, for a pinned or cell-bound VM, ``vcpupin`` (new vCPU -> cpuset), e.g.
+``{"count": 3, "vcpupin": {"2": "3"}, "placement": {"2": "dedicated, whole core 2-3 of cell
+1"}}``. The worker pins them in the change's scope right after the hot-add, in the same change,
+and the read-back checks them; a hot-add the cells have no room for is refused under ``count``.
 """
 
 from __future__ import annotations
@@ -11,13 +18,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from changes.kinds import hotadd
 from changes.kinds.base import Requested, VmKind
 from changes.kinds.facts import VmFacts
 from changes.kinds.fields import Errors, bool_field, int_field
+from changes.kinds.vcpupin import pin_problems
 from changes.kinds.words import cpus_text, online_commands, scope_words
 from changes.models import Change
 from numaportal.virt import pinning, vcpus
-from numaportal.virt.cpuset import format_cpuset, parse_cpuset
+from numaportal.virt.cpuset import CpusetError, parse_cpuset, parse_nodeset
 from numaportal.virt.errors import VirtError
 from numaportal.virt.scope import Scope
 
@@ -47,8 +56,62 @@ def set_guest_vcpus_with_retry(dom: Any, cpus: frozenset[int], online: bool) -> 
             time.sleep(1)
 
 
+#: Params validation computes; a request that brings its own is refused.
+DECIDED = ("vcpupin", "placement")
+
+
+def hot_add_vm(facts: VmFacts) -> hotadd.HotAddVm:
+    """The VM as :func:`changes.kinds.hotadd.place` sees it: its row's live vCPU count,
+    dedicated flag and numatune."""
+    try:
+        nodeset = parse_nodeset(facts.numatune_nodeset) if facts.numatune_nodeset else frozenset()
+    except CpusetError:
+        nodeset = frozenset()
+    return hotadd.HotAddVm(
+        name=facts.name,
+        current=facts.vcpu_current_live or 0,
+        dedicated=facts.dedicated,
+        numatune_mode=facts.numatune_mode,
+        nodeset=nodeset,
+    )
+
+
+def placement_groups(
+    params: Mapping[str, Any], only: frozenset[int] | None = None
+) -> list[tuple[list[int], str, str]]:
+    """The new vCPUs of a hot-add's params (those in *only*, when given) grouped by where they
+    go: (vCPUs, cpuset or "" when they float, why), in vCPU order."""
+    pins, words = params.get("vcpupin") or {}, params.get("placement") or {}
+    groups: dict[tuple[str, str], list[int]] = {}
+    for key in sorted(words, key=int):
+        if only is not None and int(key) not in only:
+            continue
+        groups.setdefault((pins.get(key, ""), words[key]), []).append(int(key))
+    return [(added, cpuset, why) for (cpuset, why), added in groups.items()]
+
+
+def pinned_words(cpuset: str, why: str) -> str:
+    """ "CPU 3 (dedicated, whole core 2-3 of cell 1)"."""
+    return f"{hotadd.cpus_word(parse_cpuset(cpuset))} ({why})"
+
+
+def placement_words(
+    params: Mapping[str, Any], scope: str, only: frozenset[int] | None = None
+) -> list[str]:
+    """Where the new vCPUs (those in *only*, when given) went, one clause per group of vCPUs placed
+    alike: "vCPU 2 pinned to CPU 3 (dedicated, whole core 2-3 of cell 1) live and in the
+    config"."""
+    return [
+        f"{cpus_text(added)} pinned to {pinned_words(cpuset, why)} {scope_words(scope)}"
+        if cpuset
+        else f"{cpus_text(added)} {why}"
+        for added, cpuset, why in placement_groups(params, only)
+    ]
+
+
 class SetVcpus(VmKind):
     name = Change.Kind.SETVCPUS
+    needs_host_pins = True
 
     # --- validation ---------------------------------------------------------------------------
 
@@ -90,9 +153,36 @@ class SetVcpus(VmKind):
                     )
                     break
         online = bool_field(asked.params.get("online_in_guest", False), "online", errors)
-        if count is None or online is None:
+        given = [key for key in DECIDED if key in asked.params]
+        if given:
+            errors.add(
+                "count",
+                f"where new vCPUs go is decided by the host's balancing policy, not asked: leave "
+                f"out {', '.join(given)}",
+            )
+        if count is None or online is None or given:
             return {}
-        return {"count": count, "online_in_guest": True} if online else {"count": count}
+        out: dict[str, Any] = {"count": count}
+        if online:
+            out["online_in_guest"] = True
+        placed = self._place(asked, count, errors)
+        return {**out, **placed} if placed is not None else {}
+
+    @staticmethod
+    def _place(asked: Requested, count: int, errors: Errors) -> dict[str, Any] | None:
+        """``vcpupin`` and ``placement`` of a live hot-add ({} for anything else), or None after
+        adding the refusal under ``count``."""
+        facts: VmFacts = asked.facts
+        live = "scope" not in errors and Scope.LIVE in Scope(asked.scope).parts
+        now = facts.vcpu_current_live
+        if not live or now is None or count <= now or asked.topology is None or errors.errors:
+            return {}
+        try:
+            placed = hotadd.place(asked.topology, hot_add_vm(facts), count, asked.pins)
+        except hotadd.NoRoom as exc:
+            errors.add("count", str(exc))
+            return None
+        return hotadd.as_params(placed)
 
     # --- the worker ---------------------------------------------------------------------------
 
@@ -111,6 +201,9 @@ class SetVcpus(VmKind):
         old_live = (before.get("vcpucount") or {}).get("current_live")
         live = Scope.LIVE in Scope(scope).parts and old_live is not None
         steps: list[str] = []
+        stale = self._stale(params, old_live) if live else ""
+        if stale:
+            return stale, "nothing was changed on the host"
         removing = frozenset(range(count, old_live)) if live and count < old_live else frozenset()
         if removing:
             try:
@@ -128,10 +221,16 @@ class SetVcpus(VmKind):
             return str(exc), "; ".join(steps)
         if live and count > old_live:
             added = frozenset(range(old_live, count))
-            pinned = self._pin_like_the_others(dom, added, before, scope)
-            if pinned:
-                steps.append(pinned)
-            steps.append(self._hot_added(dom, added, params))
+            steps.append(f"{cpus_text(added)} hot-added live")
+            try:
+                self._pin_placed(dom, params, scope)
+            except VirtError as exc:
+                steps.append(
+                    f"not pinned where validation placed {'them' if len(added) > 1 else 'it'}"
+                )
+                return str(exc), "; ".join(steps)
+            steps.extend(placement_words(params, scope, added))
+            steps.append(self._onlined(dom, added, params))
         elif removing:
             steps.append(f"{cpus_text(removing)} unplugged live")
         elif live:
@@ -156,42 +255,44 @@ class SetVcpus(VmKind):
         return f"libvirt refused {count} vCPUs {scope_words(scope)}: {exc}{counted}"
 
     @staticmethod
-    def _pin_like_the_others(
-        dom: Any, added: frozenset[int], before: dict[str, Any], scope: str
-    ) -> str:
-        """A hot-added vCPU of a pinned VM may run where its other vCPUs may (the union of their
-        pins: within the VM's cells), live and in the config; without this it would float over
-        every CPU of the host. "" for a VM whose vCPUs are not all pinned."""
-        pins = (before.get("live_tuning") or {}).get("vcpupin") or {}
-        old = (before.get("vcpucount") or {}).get("current_live") or 0
-        cpusets = [pins.get(str(v)) for v in range(old)]
-        if not cpusets or not all(cpusets):
+    def _stale(params: Mapping[str, Any], old_live: int | None) -> str:
+        """Why the pins in *params* no longer fit the domain ("" when they do): they were
+        decided for the live vCPU count of the last sync. (New vCPUs that float have nothing to
+        keep: those hot-adds go ahead.)"""
+        placed = params.get("vcpupin") or {}
+        if not placed or old_live is None:
             return ""
-        pool = frozenset().union(*(parse_cpuset(c) for c in cpusets))
-        for vcpu in sorted(added):
-            pinning.pin_vcpu(dom, vcpu, pool, scope)
+        first = min(int(key) for key in placed)
+        if first == old_live:
+            return ""
         return (
-            f"{cpus_text(added)} pinned to {format_cpuset(pool)} like the VM's other vCPUs "
-            f"{scope_words(scope)}"
+            f"the VM has {old_live} vCPUs live, not {first} as when the change was validated: "
+            f"where the new vCPUs go was decided for {first}; sync the host and ask again"
         )
 
     @staticmethod
-    def _hot_added(dom: Any, added: frozenset[int], params: Mapping[str, Any]) -> str:
-        """The hot-add step in words, after onlining the vCPUs in the guest when asked."""
-        text = f"{cpus_text(added)} hot-added live"
+    def _pin_placed(dom: Any, params: Mapping[str, Any], scope: str) -> None:
+        """Pin the new vCPUs where validation placed them (``vcpupin``), in the change's scope:
+        without it a hot-added vCPU floats over every CPU of the host."""
+        for key, cpuset in sorted((params.get("vcpupin") or {}).items(), key=lambda kv: int(kv[0])):
+            pinning.pin_vcpu(dom, int(key), cpuset, scope)
+
+    @staticmethod
+    def _onlined(dom: Any, added: frozenset[int], params: Mapping[str, Any]) -> str:
+        """The guest's part in words, after onlining the vCPUs in the guest when asked."""
         if not params.get("online_in_guest"):
-            return text + (
-                f"; the guest still has to online {'them' if len(added) > 1 else 'it'} "
+            return (
+                f"the guest still has to online {'them' if len(added) > 1 else 'it'} "
                 f"(`{online_commands(added, True)}`, or a guest_vcpus change)"
             )
         try:
             set_guest_vcpus_with_retry(dom, added, True)
         except VirtError as exc:
-            return text + (
-                f"; guest agent not answering ({exc}): run "
+            return (
+                f"guest agent not answering ({exc}): run "
                 f"`{online_commands(added, True)}` in the guest"
             )
-        return text + "; onlined in the guest by the agent"
+        return "onlined in the guest by the agent"
 
     def verify(self, change: Change, after: dict[str, Any]) -> list[str]:
         params, counts = change.params, after.get("vcpucount") or {}
@@ -205,6 +306,9 @@ class SetVcpus(VmKind):
             got = counts.get(f"current_{part}")
             if got != params["count"]:
                 problems.append(f"{got} vCPUs {part}, not {params['count']}")
+            pins = (after.get(f"{part}_tuning") or {}).get("vcpupin") or {}
+            for vcpu, cpuset in sorted((params.get("vcpupin") or {}).items()):
+                problems += pin_problems(pins, vcpu, cpuset, part)
         return problems
 
 

@@ -3,7 +3,10 @@
 Pure: :func:`check_change` takes a :class:`~changes.kinds.facts.VmFacts` and a
 :class:`~numaportal.virt.topology.HostTopology` and touches neither the database nor libvirt,
 so it is unit-tested with hypothesis; :func:`validate_change` gathers both from a
-:class:`~vms.models.VirtualMachine` (one query for the host's stored capabilities).
+:class:`~vms.models.VirtualMachine` (one query for the host's stored capabilities), and for a
+kind that ``needs_host_pins`` (a hot-add keeps the VM's placement) the host's policy and the
+stored live pins of its running VMs as a :class:`~changes.kinds.hotadd.HostPins` (two more:
+:func:`host_pins`).
 
 The rules every VM change shares are here (the kind exists and is requestable, the VM is still
 there, the host was synced, the scope exists and fits the VM); the rest is the kind's own
@@ -20,15 +23,18 @@ from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
 
-from changes.kinds import registry
+from changes.kinds import policy_hook, registry
 from changes.kinds.base import Requested
 from changes.kinds.facts import VmFacts
 from changes.kinds.fields import Errors
+from changes.kinds.hotadd import HostPins, PinnedVcpu
+from hosts.selectors import safe_cpuset
 from hosts.services import load_topology
 from numaportal.virt.scope import Scope
 from numaportal.virt.topology import HostTopology
+from vms.models import VcpuPin
 
-__all__ = ["SCOPES", "check_change", "effective_scope", "validate_change"]
+__all__ = ["SCOPES", "check_change", "effective_scope", "host_pins", "validate_change"]
 
 SCOPES = tuple(scope.value for scope in Scope)
 
@@ -44,8 +50,13 @@ def check_change(
     kind: str,
     params: Mapping[str, Any] | None,
     scope: str,
+    pins: HostPins | None = None,
 ) -> dict[str, Any]:
-    """The normalised params of a valid change; ValidationError keyed by field otherwise."""
+    """The normalised params of a valid change; ValidationError keyed by field otherwise.
+
+    *pins*: the host's policy and stored pins (:func:`host_pins`); None: an empty host under
+    the default policy.
+    """
     errors = Errors()
     change_kind = registry.find(kind)
     if change_kind is None or not change_kind.requestable:
@@ -77,11 +88,45 @@ def check_change(
             errors.add("scope", f"{facts.name} is transient: it has no config to change")
         for problem in change_kind.scope_errors(scope):
             errors.add("scope", problem)
-    out = change_kind.validate(Requested(facts, topology, params, scope), errors)
+    asked = Requested(facts, topology, params, scope, pins if pins is not None else HostPins())
+    out = change_kind.validate(asked, errors)
     errors.raise_if_any()
     return out
 
 
+def host_pins(vm: Any) -> HostPins:
+    """The host's policy for hot-adds (:mod:`changes.kinds.policy_hook`: one query), *vm*'s own
+    live pins and the pinned online vCPUs of the host's other running, present VMs (one query).
+    Stored cpusets that do not parse count as no pin."""
+    own: dict[int, frozenset[int]] = {}
+    others: list[PinnedVcpu] = []
+    rows = (
+        VcpuPin.objects.filter(
+            vm__host_id=vm.host_id,
+            vm__gone_at__isnull=True,
+            vm__vcpu_current_live__isnull=False,
+            online=True,
+        )
+        .exclude(pin_live="")
+        .order_by("vm__name", "vm_id", "vcpu")
+        .values_list("vm_id", "vm__name", "vm__dedicated", "vcpu", "pin_live")
+    )
+    for vm_id, name, dedicated, vcpu, pin in rows:
+        cpus = safe_cpuset(pin)
+        if not cpus:
+            continue
+        if vm_id == vm.pk:
+            own[vcpu] = cpus
+        else:
+            others.append(PinnedVcpu(vm=name, vcpu=vcpu, cpus=cpus, dedicated=dedicated))
+    return HostPins(policy=policy_hook.policy_for(vm.host), own=own, others=tuple(others))
+
+
 def validate_change(vm: Any, kind: str, params: Mapping[str, Any], scope: str) -> dict[str, Any]:
-    """:func:`check_change` for a stored VM, against its host's stored topology."""
-    return check_change(VmFacts.from_vm(vm), load_topology(vm.host), kind, params, scope)
+    """:func:`check_change` for a stored VM, against its host's stored topology (and, for a kind
+    that needs them, the host's policy and stored pins while the VM runs)."""
+    change_kind = registry.find(kind)
+    pins = None
+    if change_kind is not None and change_kind.needs_host_pins and vm.vcpu_current_live is not None:
+        pins = host_pins(vm)
+    return check_change(VmFacts.from_vm(vm), load_topology(vm.host), kind, params, scope, pins)

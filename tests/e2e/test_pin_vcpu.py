@@ -18,6 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from balancing.models import BalancingPolicy
 from changes.models import Change
 from numaportal.virt.cpuset import cpumap_to_cpuset
 from tests.e2e.test_inventory import screenshot
@@ -238,7 +239,11 @@ def test_the_seed_walk_from_the_browser(
     xml = running_domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert "<vcpupin vcpu='0' cpuset='0'/>" in xml and "<vcpupin vcpu='1' cpuset='1'/>" in xml
 
-    # 4. hot-add one vCPU live (no guest agent in this domain: the command is shown)
+    # 4. hot-add one vCPU live (no guest agent in this domain: the command is shown). Its vCPUs
+    # are pinned to the cell's two CPUs, so the new one goes to that cell's shared pool; a
+    # third shared vCPU on two CPUs needs the host's policy to allow over-commit (the default,
+    # none, refuses the hot-add at validation).
+    BalancingPolicy.objects.create(host=lab_host, cpu_overcommit=8.0)  # the lab is shared
     browser.get(live_server.url + f"{vm.get_absolute_url()}change/hot-add/")
     _fill_and_confirm(
         browser, live_server, vm, "hot-add", {"count": "3", "online_in_guest": False}, "live"
@@ -252,6 +257,9 @@ def test_the_seed_walk_from_the_browser(
     hot_add = Change.objects.get(vm=vm, kind="setvcpus")
     assert hot_add.status == "succeeded", hot_add.error
     assert running_domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE) == 3
+    assert hot_add.params["vcpupin"] == {"2": "0-1"}  # within its pins, not floating
+    pins = running_domain.vcpuPinInfo(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    assert cpumap_to_cpuset(pins[2]) == {0, 1}
 
     # every step is a reviewable record
     browser.get(live_server.url + f"/changes/?vm={vm.pk}")

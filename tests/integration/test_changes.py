@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from changes import executor, locks, reconcile
 from changes.kinds.base import snapshot_dict
+from changes.kinds.hotadd import FLOATS
 from changes.models import AppendOnlyError, Change
 from changes.requests import request_change
 from hosts.models import Host
@@ -155,32 +156,18 @@ def test_setvcpus_hot_add_live(lab_host, actor, running_domain) -> None:
     vm = vm_row(lab_host, running_domain)
     record = wait(change(actor, vm, "setvcpus", {"count": 3}, scope="live"))
     assert record.status == Change.Status.SUCCEEDED, record.error
+    assert record.params == {"count": 3, "placement": {"2": FLOATS}}
     assert virsh_vcpucount(running_domain.name())[("current", "live")] == 3
     assert record.before["vcpucount"]["current_live"] == 2
     assert record.after["vcpucount"]["current_live"] == 3
-    assert record.outcome.startswith("vCPU 2 hot-added live; the guest still has to online it")
+    # neither pinned nor bound to cells: it floats, as before, and the record says so
+    assert record.outcome.startswith(
+        f"vCPU 2 hot-added live; vCPU 2 {FLOATS}; the guest still has to online it"
+    )
     assert "echo 1 > /sys/devices/system/cpu/cpu2/online" in record.outcome
+    assert "2" not in record.after["live_tuning"]["vcpupin"]
     vm.refresh_from_db()
     assert vm.vcpu_current_live == 3
-
-
-def test_a_hot_added_vcpu_of_a_pinned_vm_is_pinned_like_the_others(
-    lab_host, actor, running_domain
-) -> None:
-    """Without this the new vCPU would float over every CPU of the host (oVirt blocks the
-    hot-add instead, Nova never shipped it): it may run where the VM's other vCPUs may."""
-    vm = vm_row(lab_host, running_domain)
-    name = running_domain.name()
-    for vcpu in (0, 1):
-        pinned = wait(change(actor, vm, "vcpupin", {"vcpu": vcpu, "cpuset": "1"}, scope="live"))
-        assert pinned.status == Change.Status.SUCCEEDED, pinned.error
-    vm.refresh_from_db()
-    record = wait(change(actor, vm, "setvcpus", {"count": 3}, scope="live"))
-    assert record.status == Change.Status.SUCCEEDED, record.error
-    assert record.outcome.startswith("vCPU 2 pinned to 1 like the VM's other vCPUs live; ")
-    assert "vCPU 2 hot-added live" in record.outcome
-    assert virsh_vcpupin(name)[2] == {1}  # libvirt's own view
-    assert record.after["live_tuning"]["vcpupin"]["2"] == "1"
 
 
 def test_unplug_without_acpi_fails_and_says_what_happened(lab_host, actor, running_domain) -> None:
@@ -406,7 +393,9 @@ def test_hot_add_online_offline_and_remove_in_a_guest(lab_host, actor, agent_gue
 
     added = wait(change(actor, vm, "setvcpus", {"count": 3, "online_in_guest": True}, "live"))
     assert added.status == Change.Status.SUCCEEDED, added.error
-    assert added.outcome == "vCPU 2 hot-added live; onlined in the guest by the agent"
+    assert added.outcome == (
+        f"vCPU 2 hot-added live; vCPU 2 {FLOATS}; onlined in the guest by the agent"
+    )
     assert virsh_vcpucount(name)[("current", "live")] == 3
     assert virsh_guest_online(name) == {0, 1, 2}
 

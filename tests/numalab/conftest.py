@@ -124,9 +124,9 @@ def numalab_conn() -> Iterator[libvirt.virConnect]:
 
 @pytest.fixture
 def define_domain(numalab_conn) -> Iterator[Callable[..., libvirt.virDomain]]:
-    """``define_domain(memory_mib=64, vcpupin=None, emulatorpin=None, nodeset=None)``: a new,
-    stopped ``numalab2-t<hex>`` domain in the lab (2 vCPUs, TCG, diskless); every one is
-    destroyed and undefined after the test."""
+    """``define_domain(memory_mib=64, vcpupin=None, emulatorpin=None, nodeset=None,
+    max_vcpus=2)``: a new, stopped ``numalab2-t<hex>`` domain in the lab (2 vCPUs, of
+    *max_vcpus*; TCG, diskless); every one is destroyed and undefined after the test."""
     created: list[libvirt.virDomain] = []
 
     def define(**options) -> libvirt.virDomain:

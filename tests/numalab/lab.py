@@ -61,7 +61,7 @@ TEST_DOMAIN_XML = """\
   <memory unit='MiB'>{memory_mib}</memory>
   <currentMemory unit='MiB'>{memory_mib}</currentMemory>
   {memory_backing}
-  <vcpu placement='static'>2</vcpu>
+  {vcpu}
   {cputune}
   {numatune}
   <os>
@@ -70,7 +70,7 @@ TEST_DOMAIN_XML = """\
   </os>
   <cpu mode='custom' match='exact'>
     <model fallback='allow'>qemu64</model>
-    <topology sockets='1' dies='1' cores='2' threads='1'/>
+    <topology sockets='1' dies='1' cores='{cores}' threads='1'/>
   </cpu>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
@@ -99,16 +99,25 @@ def throwaway_xml(
     nodeset: str | None = None,
     mode: str = "strict",
     preallocate: bool = False,
+    max_vcpus: int = 2,
 ) -> str:
     """The domain's XML; *preallocate*: QEMU allocates (touches) all guest RAM at start, so
-    that where the guest's memory is can be seen at once (an idle firmware touches little)."""
+    that where the guest's memory is can be seen at once (an idle firmware touches little);
+    *max_vcpus* above 2: it boots with 2 of that many (one core each), room for a hot-add."""
     pins = "".join(
         f"<vcpupin vcpu='{vcpu}' cpuset='{cpus}'/>" for vcpu, cpus in (vcpupin or {}).items()
     )
     if emulatorpin:
         pins += f"<emulatorpin cpuset='{emulatorpin}'/>"
+    vcpu = (
+        f"<vcpu placement='static' current='2'>{max_vcpus}</vcpu>"
+        if max_vcpus > 2
+        else "<vcpu placement='static'>2</vcpu>"
+    )
     return TEST_DOMAIN_XML.format(
         name=name,
+        vcpu=vcpu,
+        cores=max(2, max_vcpus),
         test_ns=TEST_MARKER_NS,
         memory_mib=memory_mib,
         memory_backing=(

@@ -11,6 +11,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from changes.kinds import registry
+from changes.kinds import setvcpus as setvcpus_kind
 from changes.kinds.base import HOOKS, ChangeKind, Requested, Target
 from changes.kinds.facts import HostFacts
 from changes.kinds.fields import Errors
@@ -130,6 +131,49 @@ def test_verify_of_setvcpus_and_numa_balancing() -> None:
     assert balancing.verify(change("numa_balancing", {"value": 0}), {"numa_balancing": 1}) == [
         "numa_balancing is 1, not 0 as requested"
     ]
+
+
+def test_verify_of_a_hot_add_reads_the_new_vcpus_pins_back_in_each_part() -> None:
+    setvcpus = registry.get("setvcpus")
+    params = {"count": 3, "vcpupin": {"2": "3"}, "placement": {"2": "dedicated, ..."}}
+    counts = {"current_live": 3, "current_config": 3}
+    right = {"vcpucount": counts, "live_tuning": tuning("3"), "config_tuning": tuning("3")}
+    right["live_tuning"]["vcpupin"] = {"2": "3"}
+    right["config_tuning"]["vcpupin"] = {"2": "3"}
+    assert setvcpus.verify(change("setvcpus", params), right) == []
+    floating = {**right, "config_tuning": {**right["config_tuning"], "vcpupin": {}}}
+    assert setvcpus.verify(change("setvcpus", params), floating) == [
+        "vCPU 2 is pinned to none config, not 3"
+    ]
+    assert setvcpus.verify(change("setvcpus", params, "live"), floating) == []
+
+
+def test_a_hot_add_placed_for_another_live_count_changes_nothing() -> None:
+    setvcpus = registry.get("setvcpus")
+    params = {"count": 3, "vcpupin": {"2": "3"}, "placement": {"2": "dedicated, ..."}}
+    before = {"vcpucount": {"current_live": 3}}  # someone hot-added one outside the portal
+    assert setvcpus.apply(None, change("setvcpus", params), before) == (
+        "the VM has 3 vCPUs live, not 2 as when the change was validated: where the new vCPUs "
+        "go was decided for 2; sync the host and ask again",
+        "nothing was changed on the host",
+    )
+
+
+def test_the_outcome_words_of_a_placement_group_vcpus_placed_alike() -> None:
+    params = {
+        "count": 5,
+        "vcpupin": {"2": "6-11", "3": "6-11", "4": "7"},
+        "placement": {"2": "shared pool of cell 1", "3": "shared pool of cell 1", "4": "d"},
+    }
+    assert setvcpus_kind.placement_words(params, "live+config") == [
+        "vCPUs 2-3 pinned to CPUs 6-11 (shared pool of cell 1) live and in the config",
+        "vCPU 4 pinned to CPU 7 (d) live and in the config",
+    ]
+    assert setvcpus_kind.placement_words(params, "live", frozenset({4})) == [
+        "vCPU 4 pinned to CPU 7 (d) live"
+    ]
+    floats = {"count": 3, "placement": {"2": "not pinned: why"}}
+    assert setvcpus_kind.placement_words(floats, "live") == ["vCPU 2 not pinned: why"]
 
 
 # --- validation of the kinds with their own entry point ---------------------------------------

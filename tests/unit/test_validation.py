@@ -12,6 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from changes.kinds.facts import VmFacts
+from changes.kinds.hotadd import FLOATS
 from changes.kinds.setvcpus import MAXIMUM_CONFIG_ONLY
 from changes.kinds.validation import check_change
 from numaportal.virt.cpuset import CpusetError, format_cpuset, parse_cpuset
@@ -65,13 +66,15 @@ def test_topology_is_the_seeds() -> None:
             "live",
             {"mode": "interleave", "nodeset": "0-1"},
         ),
-        ("setvcpus", {"count": 3}, "live", {"count": 3}),
+        # RUNNING is neither pinned nor bound to cells: its new vCPU floats, and says so
+        ("setvcpus", {"count": 3}, "live", {"count": 3, "placement": {"2": FLOATS}}),
         (
             "setvcpus",
             {"count": 3, "online_in_guest": True},
             "live",
-            {"count": 3, "online_in_guest": True},
+            {"count": 3, "online_in_guest": True, "placement": {"2": FLOATS}},
         ),
+        ("setvcpus", {"count": 3}, "config", {"count": 3}),
         ("setvcpus", {"maximum": 8}, "config", {"maximum": 8}),
         ("guest_vcpus", {"cpus": "1", "online": False}, "live", {"cpus": "1", "online": False}),
         (

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from changes import forms
+from changes.kinds.hotadd import FLOATS
 from changes.models import Change
 from numaportal.virt.cpuset import CpusetError, parse_cpuset
 
@@ -370,9 +371,10 @@ def test_hot_add_shows_the_matrix_limits_to_the_maximum_and_the_guest_command(
             },
         )
     change = Change.objects.get()
+    # db01 is neither pinned nor bound to cells: its new vCPU floats, and the record says so
     assert (change.kind, change.params, change.scope) == (
         "setvcpus",
-        {"count": 3, "online_in_guest": True},
+        {"count": 3, "online_in_guest": True, "placement": {"2": FLOATS}},
         "live",
     )
 
