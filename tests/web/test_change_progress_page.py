@@ -70,6 +70,25 @@ def test_the_fragment_follows_the_record_as_the_worker_writes_it(ops_client, vm)
     assert "1,024 of 1,024 MiB moved (100 %), 6.2 s" in later and 'aria-valuenow="100"' in later
 
 
+def test_a_polled_answer_updates_the_pages_started_and_status(ops_client, vm) -> None:
+    """The page loaded while the change was queued says "queued" and "started —" in its
+    timings; the polled answer swaps both (htmx out-of-band) once the worker has started it."""
+    change = make_change(vm, kind="memory_move", params=MOVE, scope="live", status="queued")
+    page = ops_client.get(change.get_absolute_url()).content.decode()
+    assert '<span id="timing-started">—</span>' in page
+    assert '<span id="timing-status"><span class="badge status-queued">queued</span></span>' in page
+    assert "hx-swap-oob" not in page  # the page itself carries no out-of-band copies
+    Change.objects.filter(pk=change.pk).update(status="running", started_at=timezone.now())
+    change.refresh_from_db()
+    polled = ops_client.get(status_url(change), {"polling": 1}).content.decode()
+    started = timezone.localtime(change.started_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert f'<span id="timing-started" hx-swap-oob="true">{started}</span>' in polled
+    assert (
+        '<span id="timing-status" hx-swap-oob="true"><span class="badge status-running">'
+        "running</span></span>"
+    ) in polled
+
+
 def test_a_running_move_before_its_first_figure(ops_client, vm) -> None:
     change = running_move(vm, None)
     page = ops_client.get(change.get_absolute_url()).content.decode()

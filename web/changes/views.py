@@ -242,6 +242,7 @@ def change_status(request: HttpRequest, pk) -> HttpResponse:
     """The status box alone (with a running memory move's progress), for htmx polling; when the
     change has ended the page reloads (HX-Refresh) so that its diffs and outcome show."""
     change = get_object_or_404(Change, pk=pk)
-    response = render(request, "changes/_change_status.html", _status_context(change))
+    context = {**_status_context(change), "oob": bool(request.GET.get("polling"))}
+    response = render(request, "changes/_change_status.html", context)
     refresh_when_finished(request, response, change.status in ACTIVE_STATUSES)
     return response
