@@ -175,7 +175,7 @@ def take_sample(host_name: str, uri: str, worker_queue: str, *, probe: bool) -> 
     if probe:
         try:
             probed = hostprobe.probe_host(
-                [name for name, _ in running], settings.NUMAPORTAL_PROBE_ROOT
+                [name for name, _ in running], settings.NUMAPORTAL_PROBE_ROOT, dict(running)
             )
         except VirtError as exc:  # HostProbeError: numastat itself unreadable
             problems.append(str(exc))

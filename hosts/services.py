@@ -102,7 +102,7 @@ def check_registration(*, name: str, uri: str, exclude_pk: int | None = None) ->
             if removed
             else f"A host called {name!r} exists already."
         ]
-    normalised = validate_uri(uri)  # InvalidURI: the form shows why
+    normalised = validate_uri(uri, file_dir=settings.NUMAPORTAL_URI_FILE_DIR)  # InvalidURI
     clash = others.active().filter(uri=normalised).first()
     if clash is not None:
         errors["uri"] = [f"Host {clash.name!r} already uses {normalised}."]

@@ -225,6 +225,12 @@ NUMAPORTAL_NUMALAB_URI = os.environ.get(
     f"qemu+tcp://127.0.0.1:{os.environ.get('NUMAPORTAL_NUMALAB_PORT', '16510')}/system",
 )
 NUMAPORTAL_LIBVIRT_TIMEOUT = float(os.environ.get("NUMAPORTAL_LIBVIRT_TIMEOUT", "15"))
+# The one directory a host URI's file parameters (?keyfile=, ?known_hosts=, ?pkipath=) may
+# name files in, checked at registration after resolving '..' and symlinks: without it a URI
+# could have the workers' ssh read any file they can (?keyfile=/etc/shadow).
+NUMAPORTAL_URI_FILE_DIR = os.path.realpath(
+    os.environ.get("NUMAPORTAL_URI_FILE_DIR") or os.path.expanduser("~/.ssh")
+)
 # Changes: how long a second change to the same VM waits for the first one's lock before it
 # fails ("another change to this VM is running"), and how long a change may stay queued before
 # the reconciler decides its task was lost.

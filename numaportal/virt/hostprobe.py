@@ -11,8 +11,10 @@ sampler can record "this host: <message>" and go on with the next host.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ __all__ = [
     "HostProbeError",
     "InvalidProbeArgument",
     "ProcessMemory",
+    "pid_file_name",
     "probe_host",
     "qemu_pid",
     "read_boot_time",
@@ -276,28 +279,103 @@ def read_numa_maps(pid: int, root: str | os.PathLike[str] = "/") -> ProcessMemor
 
 
 def _check_vm_name(name: str) -> None:
-    # Names come from hypervisors, which we do not trust: a name must not escape the
-    # directory of pid files nor smuggle a NUL into the path.
-    if (
-        not isinstance(name, str)
-        or not name
-        or "/" in name
-        or "\x00" in name
-        or ".." in name
-        or name == "."
-    ):
-        raise InvalidProbeArgument(f"refused VM name {name!r}: empty, or contains '/', '..' or NUL")
+    # Names come from hypervisors, which we do not trust. libvirt itself refuses '/' in a
+    # name, and the pid file is one path component "<escaped name>.pid", so '/' and NUL are
+    # the only ways out of the directory; '..' inside a name (libvirt accepts "a..b") is not.
+    if not isinstance(name, str) or not name or "/" in name or "\x00" in name:
+        raise InvalidProbeArgument(f"refused VM name {name!r}: empty, or contains '/' or NUL")
 
 
-def qemu_pid(name: str, root: str | os.PathLike[str] = "/") -> int:
-    """The pid of VM ``name``'s QEMU process, from ``<root>/run/libvirt/qemu/<name>.pid``."""
+# virBufferEscapeString (src/util/virbuffer.c) drops these control characters and turns
+# & < > " ' into XML entities; every other character, non-ASCII included, is copied.
+_LIBVIRT_DROPPED = frozenset(chr(c) for c in range(0x01, 0x1A)) - {"\t", "\n", "\r"}
+_LIBVIRT_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def pid_file_name(name: str) -> str:
+    """The file name libvirt's QEMU driver gives VM *name*'s pid file.
+
+    ``virPidFileBuildPath(stateDir, name)`` formats ``"/%s.pid"`` with
+    ``virBufferEscapeString``, i.e. the name escaped as XML text: ``a&b`` runs with
+    ``/run/libvirt/qemu/a&amp;b.pid`` (seen on libvirt 9.0; the status XML next to it keeps
+    the raw name).
+    """
     _check_vm_name(name)
-    path = Path(root) / "run/libvirt/qemu" / f"{name}.pid"
-    text = _read_text(path).strip()
-    pid = _parse_int(text, path, "pid")
+    escaped = "".join(_LIBVIRT_ENTITIES.get(ch, ch) for ch in name if ch not in _LIBVIRT_DROPPED)
+    return f"{escaped}.pid"
+
+
+def _says_uuid(pid: int | str, uuid: str, root: str | os.PathLike[str]) -> bool:
+    """Process *pid*'s command line has ``-uuid <uuid>`` (libvirt gives QEMU the domain's).
+
+    Raises OSError when the process is gone or its cmdline cannot be read.
+    """
+    args = (Path(root) / "proc" / str(pid) / "cmdline").read_bytes().split(b"\x00")
+    return any(
+        flag == b"-uuid" and value.decode("ascii", "replace").lower() == uuid
+        for flag, value in itertools.pairwise(args)
+    )
+
+
+def _pid_by_uuid(uuid: str, root: str | os.PathLike[str]) -> int | None:
+    """The one process under ``<root>/proc`` whose command line has ``-uuid <uuid>``."""
+    try:
+        entries = [e.name for e in os.scandir(Path(root) / "proc")]
+    except OSError:
+        return None
+    found = []
+    for entry in entries:
+        if entry.isascii() and entry.isdigit():
+            try:
+                if _says_uuid(entry, uuid, root):
+                    found.append(int(entry))
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return found[0] if len(found) == 1 else None
+
+
+def _read_pid_file(path: Path) -> int:
+    pid = _parse_int(_read_text(path).strip(), path, "pid")
     if pid == 0:
         raise HostProbeError(f"{path}: pid 0", path)
     return pid
+
+
+def qemu_pid(name: str, root: str | os.PathLike[str] = "/", uuid: str | None = None) -> int:
+    """The pid of VM ``name``'s QEMU process.
+
+    From libvirt's pid file ``<root>/run/libvirt/qemu/<pid_file_name(name)>``. Given the
+    domain's *uuid* (the unambiguous key: a name only names one domain at one moment), the
+    pid is checked against the process's ``-uuid`` argument, and when the pid file is missing
+    or unreadable or names another process (a stale file, a recycled pid, a libvirt with
+    another file name rule), the QEMU process is the one process under ``<root>/proc`` whose
+    command line says ``-uuid <uuid>``.
+    """
+    path = Path(root) / "run/libvirt/qemu" / pid_file_name(name)
+    if uuid is None:
+        return _read_pid_file(path)
+    uuid = uuid.lower()
+    if not _UUID.fullmatch(uuid):
+        raise InvalidProbeArgument(f"refused VM uuid {uuid[:40]!r}: not a UUID")
+    try:
+        pid = _read_pid_file(path)
+    except HostProbeError as exc:
+        problem = str(exc)
+    else:
+        try:
+            if _says_uuid(pid, uuid, root):
+                return pid
+        except OSError:
+            return pid  # no such process: reading its numa_maps next says so
+        problem = f"{path}: pid {pid} is not VM {uuid} (no -uuid {uuid} on its command line)"
+    found = _pid_by_uuid(uuid, root)
+    if found is None:
+        raise HostProbeError(
+            f"{problem}; nor does one process under {Path(root) / 'proc'} have -uuid {uuid}",
+            path,
+        )
+    return found
 
 
 def read_boot_time(root: str | os.PathLike[str] = "/") -> int:
@@ -368,10 +446,15 @@ class HostProbe:
 
 
 def probe_host(
-    vm_names: list[str] | tuple[str, ...], root: str | os.PathLike[str] = "/"
+    vm_names: list[str] | tuple[str, ...],
+    root: str | os.PathLike[str] = "/",
+    uuids: Mapping[str, str] | None = None,
 ) -> HostProbe:
     """Read one sample. numastat is the point of a sample, so its failure raises; a missing
-    boot time, numa_balancing file or VM process (one that just shut down) is only noted."""
+    boot time, numa_balancing file or VM process (one that just shut down) is only noted.
+
+    *uuids* (VM name -> domain UUID) lets :func:`qemu_pid` check each pid and find the
+    process by its ``-uuid`` when the pid file fails."""
     numastat = read_numastat(root)
     problems: list[str] = []
     boot_time = balancing = None
@@ -386,7 +469,8 @@ def probe_host(
     vm_memory: dict[str, ProcessMemory] = {}
     for name in vm_names:
         try:
-            vm_memory[name] = read_numa_maps(qemu_pid(name, root), root)
+            pid = qemu_pid(name, root, (uuids or {}).get(name))
+            vm_memory[name] = read_numa_maps(pid, root)
         except HostProbeError as exc:
             problems.append(f"VM {name!r}: {exc}")
     return HostProbe(numastat, boot_time, balancing, vm_memory, tuple(problems))

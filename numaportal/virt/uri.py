@@ -4,11 +4,16 @@ It comes from a browser form and is opened by a Celery worker, and libvirt URIs 
 commands (``ext`` transport, ``?command=``, ``?netcat=``), read files on the worker
 (``test:///path.xml``) or talk to arbitrary local sockets (``?socket=``). So
 :func:`validate_uri` accepts an explicit allow-list and refuses everything else by name.
+
+The parameters that name a file on the worker (``keyfile``, ``known_hosts``, ``pkipath``)
+are confined to one directory the caller passes in (the portal's ``NUMAPORTAL_URI_FILE_DIR``):
+without that, ``?keyfile=/etc/shadow`` would have libvirt's ssh read any file the worker can.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 
 from numaportal.virt.errors import InvalidURI
@@ -99,7 +104,23 @@ def _check_host(host: str) -> str:
     return host
 
 
-def _check_param(key: str, value: str, transport: str) -> None:
+def _check_inside(key: str, value: str, file_dir: str | os.PathLike[str]) -> None:
+    """*value* (a plain absolute path) resolves, symlinks and all, to a path inside *file_dir*.
+
+    ``pkipath`` names a directory and may be *file_dir* itself; a file must be inside it.
+    A path that does not exist yet resolves as far as it exists (os.path.realpath).
+    """
+    top = os.path.realpath(file_dir)
+    real = os.path.realpath(value)
+    inside = os.path.commonpath([top, real]) == top and (real != top or key == "pkipath")
+    if not inside:
+        got = value if real == os.path.normpath(value) else f"{value} (resolves to {real})"
+        raise _refuse(f"parameter '{key}' must name a file inside {top}: got {got}")
+
+
+def _check_param(
+    key: str, value: str, transport: str, file_dir: str | os.PathLike[str] | None
+) -> None:
     if key in _REFUSED_PARAMS:
         raise _refuse(f"parameter '{key}' is not allowed: {_REFUSED_PARAMS[key]}")
     if key not in _ALLOWED_PARAMS:
@@ -111,6 +132,8 @@ def _check_param(key: str, value: str, transport: str) -> None:
     if key in _PATH_PARAMS:
         if not _PATH.fullmatch(value) or "/../" in f"{value}/":
             raise _refuse(f"parameter '{key}' must be a plain absolute path, not {value!r}")
+        if file_dir is not None:
+            _check_inside(key, value, file_dir)
     elif key == "no_tty":
         if value not in ("0", "1"):
             raise _refuse(f"parameter 'no_tty' must be 0 or 1, not {value!r}")
@@ -130,7 +153,7 @@ def _check_param(key: str, value: str, transport: str) -> None:
             )
 
 
-def validate_uri(uri: str) -> str:
+def validate_uri(uri: str, *, file_dir: str | os.PathLike[str] | None = None) -> str:
     """Check a libvirt connection URI from an untrusted source and return it normalised.
 
     Accepted: drivers ``qemu`` (paths ``/system``, ``/session``) and ``test`` (only
@@ -138,6 +161,10 @@ def validate_uri(uri: str) -> str:
     ``tcp``; an optional ``user@``, host and port; the query parameters listed in
     ``_ALLOWED_PARAMS``. Everything else raises :class:`InvalidURI` naming the problem.
     Normalised means: scheme and host lower-cased, empty query dropped.
+
+    *file_dir*: the directory that ``keyfile``, ``known_hosts`` and ``pkipath`` must resolve
+    into (after ``..``, ``.`` and symlinks); None checks only that they are plain absolute
+    paths (a worker opening a URI that was checked when it was registered).
     """
     if not isinstance(uri, str):
         raise _refuse(f"a URI must be a string, not {type(uri).__name__}")
@@ -225,7 +252,7 @@ def validate_uri(uri: str) -> str:
                 raise _refuse(f"parameter '{key}' is not allowed: {_REFUSED_PARAMS[key]}")
             if not effective_transport:
                 raise _refuse("a local qemu URI takes no parameters")
-            _check_param(key, value, effective_transport)
+            _check_param(key, value, effective_transport, file_dir)
             params.append((key, value))
 
     netloc_out = (f"{userinfo}@" if userinfo else "") + host + port_text

@@ -38,6 +38,22 @@ def test_add_host_refuses_a_command_uri(ops_client, tmp_path):
     assert not Host.objects.filter(name="evil").exists()
 
 
+def test_add_host_refuses_a_keyfile_outside_the_uri_file_dir(ops_client, settings, tmp_path):
+    settings.NUMAPORTAL_URI_FILE_DIR = str(tmp_path)
+    (tmp_path / "id").symlink_to("/etc/shadow")
+    for keyfile, got in (
+        ("/etc/shadow", "got /etc/shadow"),
+        (f"{tmp_path}/id", f"got {tmp_path}/id (resolves to /etc/shadow)"),
+    ):
+        uri = f"qemu+ssh://root@hv01.example.net/system?keyfile={keyfile}"
+        response = ops_client.post(reverse("hosts:add"), {"name": "keys", "uri": uri})
+        assert response.status_code == 200
+        [message] = response.context["form"].errors["uri"]
+        assert f"parameter 'keyfile' must name a file inside {tmp_path}: {got}" in message
+        assert 'id="field-uri"' in response.content.decode()
+        assert not Host.objects.filter(name="keys").exists()
+
+
 def test_add_host_refuses_an_unreachable_host_with_libvirts_message(ops_client, settings):
     settings.NUMAPORTAL_LIBVIRT_TIMEOUT = 5
     response = ops_client.post(
