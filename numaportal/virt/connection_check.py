@@ -106,14 +106,17 @@ def check_connection(
 def _run_child(uri: str, timeout: float) -> ConnectionAnswer:
     request = json.dumps({"uri": _batch_uri(uri), "alarm": math.ceil(timeout) + _CHILD_GRACE})
     started = time.monotonic()
-    child = subprocess.Popen(
-        [sys.executable, "-I", "-c", _CHILD, _ROOT],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: ssh grandchildren die with it
-    )
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-c", _CHILD, _ROOT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: ssh grandchildren die with it
+        )
+    except OSError as exc:  # out of processes or memory: say so rather than crash the task
+        raise OperationFailed(f"could not start the connection test: {exc}", None, uri) from exc
     try:
         out, err = child.communicate(request, timeout=timeout)
     except subprocess.TimeoutExpired:
