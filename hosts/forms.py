@@ -13,8 +13,8 @@ class HostRegisterForm(forms.ModelForm):
     """Register a hypervisor by libvirt URI.
 
     Field validation (slug name, unique name) is the model's; whether the URI is acceptable
-    and the host answers is decided by ``hosts.services.register_host``, whose libvirt message
-    the view puts on the ``uri`` field.
+    is decided by ``hosts.services.validate_registration`` (the view puts its refusal on the
+    ``uri`` field), whether the host answers by the connection test a worker runs afterwards.
     """
 
     class Meta:

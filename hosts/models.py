@@ -26,6 +26,11 @@ class Host(models.Model):
         NEVER = "never", "never synced"
         #: The hypervisor is booting (the NUMA lab's first boot takes a minute): not an error.
         STARTING = "starting", "host starting"
+        #: Registered (or its URI changed): a worker is testing the connection, then syncs.
+        CHECKING = "checking", "checking the connection"
+        #: The connection test failed (``last_error``: libvirt's words); not synced until a
+        #: retry passes.
+        CHECK_FAILED = "check_failed", "connection test failed"
         QUEUED = "queued", "sync queued"
         RUNNING = "running", "syncing"
         OK = "ok", "in sync"
@@ -63,6 +68,8 @@ class Host(models.Model):
     last_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_sync_ok_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
+    #: What libvirt answered to the last connection test (when, how fast, host, versions).
+    check_answer = models.TextField("connection test", blank=True, editable=False)
 
     # Facts from the last successful sync (`virsh version`, `virsh capabilities`).
     hostname = models.CharField(max_length=255, blank=True, editable=False)
@@ -95,6 +102,14 @@ class Host(models.Model):
     @property
     def is_removed(self) -> bool:
         return self.removed_at is not None
+
+    @property
+    def registration_pending(self) -> bool:
+        """Registered but never connected: its connection test runs or failed, no sync yet."""
+        return self.last_sync_ok_at is None and self.sync_status in (
+            self.SyncStatus.CHECKING,
+            self.SyncStatus.CHECK_FAILED,
+        )
 
     @property
     def has_probe(self) -> bool:

@@ -3,7 +3,11 @@ stored topology, and the host half of a sync (facts, cells, physical CPUs).
 
 A whole sync (host + its VMs, one transaction) is :func:`vms.sync.sync_host`: it needs the VM
 rows, which live a layer above this app. Registering through the portal is
-:func:`vms.sync.register_host` (add the host here, then queue its first sync).
+:func:`vms.requests.register_host`: validate and save the host here ("checking the
+connection"), then queue its connection test and first sync (:func:`vms.sync.check_and_sync`).
+A registration never contacts the host in the request: the test runs on a worker, in a child
+process that is killed when the host does not answer in time
+(:mod:`numaportal.virt.connection_check`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from datetime import datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from hosts.models import FACT_FIELDS, Cell, Host, PhysicalCpu
 from numaportal.virt import connection as virt_connection
 from numaportal.virt import hostfacts
+from numaportal.virt.connection_check import ConnectionAnswer, check_connection
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.domain import DomainXMLError
 from numaportal.virt.domains import list_domains
@@ -30,12 +36,16 @@ from numaportal.virt.uri import validate_uri
 __all__ = [
     "SYNC_ERRORS",
     "add_host",
-    "check_registration",
+    "add_starting_host",
     "describe_host",
     "load_topology",
+    "record_check_answer",
+    "record_check_failure",
     "record_sync_error",
     "remove_host",
+    "run_connection_test",
     "store_host_facts",
+    "validate_registration",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,22 +81,14 @@ def describe_host(uri: str, *, timeout: float | None = None) -> dict[str, str]:
 # --- registration and removal ---------------------------------------------------------------
 
 
-def _try_connection(uri: str) -> hostfacts.HostInfo:
-    """Open *uri* once and read its facts; the VirtError (libvirt's words) propagates."""
-    with virt_connection.connect(
-        uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
-    ) as conn:
-        return hostfacts.host_info(conn)
-
-
-def check_registration(*, name: str, uri: str, exclude_pk: int | None = None) -> str:
-    """Validate a host to register (or a changed URI) and try to reach it; the normalised URI.
+def validate_registration(*, name: str, uri: str, exclude_pk: int | None = None) -> str:
+    """Validate a host to register (or a changed URI); the normalised URI. No libvirt call.
 
     Raises :class:`django.core.exceptions.ValidationError` keyed by field ("name", "uri") for
-    a bad or duplicate name and a URI another active host already uses, and the
-    :class:`~numaportal.virt.errors.VirtError` of the attempt otherwise: ``InvalidURI`` for a
-    refused URI, ``HostUnreachable`` etc. with libvirt's message for one that does not answer.
-    Forms show ``str(exc)`` next to the URI field. *exclude_pk*: the host being edited.
+    a bad or duplicate name and a URI another active host already uses, and
+    :class:`~numaportal.virt.errors.InvalidURI` for a URI the allow-list refuses. Forms show
+    ``str(exc)`` next to the URI field. *exclude_pk*: the host being edited. Whether the host
+    answers is the connection test's business (:func:`run_connection_test`, on a worker).
     """
     errors: dict[str, list[str]] = {}
     probe = Host(name=name, uri=uri)
@@ -108,14 +110,51 @@ def check_registration(*, name: str, uri: str, exclude_pk: int | None = None) ->
         errors["uri"] = [f"Host {clash.name!r} already uses {normalised}."]
     if errors:
         raise ValidationError(errors)
-    _try_connection(normalised)
     return normalised
+
+
+def run_connection_test(uri: str) -> ConnectionAnswer:
+    """Open *uri* once in a child process and read what the host says; libvirt's VirtError
+    (its own words) propagates, "timed out after …" when the child was killed. For workers:
+    it waits up to NUMAPORTAL_LIBVIRT_TIMEOUT."""
+    return check_connection(uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT)
+
+
+def record_check_answer(host: Host, uri: str, answer: ConnectionAnswer) -> bool:
+    """The connection test of *uri* passed: keep libvirt's answer; the caller syncs next.
+
+    False (nothing written) when the host was forgotten or its URI changed while the test ran:
+    this answer is not about it any more. The same holds for :func:`record_check_failure`.
+    """
+    when = timezone.localtime().strftime("%Y-%m-%d %H:%M:%S")
+    host.check_answer = f"{when}: {answer.describe()}"
+    host.last_error = ""
+    rows = Host.objects.filter(pk=host.pk, uri=uri)
+    return bool(rows.update(check_answer=host.check_answer, last_error=""))
+
+
+def record_check_failure(host: Host, uri: str, message: str) -> bool:
+    """The connection test of *uri* failed: status "connection test failed", libvirt's words
+    kept; False when the host is gone or has another URI now."""
+    host.sync_status = Host.SyncStatus.CHECK_FAILED
+    host.last_error = message or "unknown error"
+    host.last_sync_at = timezone.now()
+    when = timezone.localtime(host.last_sync_at).strftime("%Y-%m-%d %H:%M:%S")
+    host.check_answer = f"{when}: no answer"
+    return bool(
+        Host.objects.filter(pk=host.pk, uri=uri).update(
+            sync_status=host.sync_status,
+            last_error=host.last_error,
+            last_sync_at=host.last_sync_at,
+            check_answer=host.check_answer,
+        )
+    )
 
 
 def add_starting_host(*, name: str, uri: str, worker_queue: str = "") -> Host:
     """Register a host that is still booting ("host starting"), without trying its URI: the
     connection is tried by its first sync once it is up. Name and URI are checked as in
-    :func:`check_registration`; an existing row of that name is returned as it is."""
+    :func:`validate_registration`; an existing row of that name is returned as it is."""
     host = Host.objects.filter(name=name).first()
     if host is not None:
         return host
@@ -143,17 +182,29 @@ def add_starting_host(*, name: str, uri: str, worker_queue: str = "") -> Host:
     return host
 
 
-def add_host(*, name: str, uri: str, enabled: bool = True, worker_queue: str = "") -> Host:
-    """Validate, try the connection once and save; the caller queues the first sync.
+def add_host(
+    *,
+    name: str,
+    uri: str,
+    enabled: bool = True,
+    worker_queue: str = "",
+    checking: bool = True,
+) -> Host:
+    """Validate and save, status "checking the connection"; the caller queues the test.
 
-    Errors: see :func:`check_registration` (ValidationError for name/URI clashes, the
-    VirtError of the connection attempt with libvirt's message).
+    No libvirt call. Errors: see :func:`validate_registration`. *checking* False saves it as
+    "never synced", for callers that sync it in-process right away.
     """
-    normalised = check_registration(name=name, uri=uri)
+    normalised = validate_registration(name=name, uri=uri)
+    status = Host.SyncStatus.CHECKING if checking else Host.SyncStatus.NEVER
     try:
         with transaction.atomic():
             host = Host.objects.create(
-                name=name, uri=normalised, enabled=enabled, worker_queue=worker_queue
+                name=name,
+                uri=normalised,
+                enabled=enabled,
+                worker_queue=worker_queue,
+                sync_status=status,
             )
     except IntegrityError:
         # Another request registered the same name between our check and the insert.
@@ -162,12 +213,28 @@ def add_host(*, name: str, uri: str, enabled: bool = True, worker_queue: str = "
     return host
 
 
-def remove_host(host: Host) -> None:
-    """Soft removal: the host stops being synced and listed; its VMs and history stay."""
+def remove_host(host: Host) -> bool:
+    """Remove a host from the portal; True if it was forgotten entirely.
+
+    A host that never connected (its registration's connection test failed or is still
+    running, and it never synced) has nothing to keep: its row goes, and so its name can be
+    registered again with a corrected URI. Any other host is removed softly: it stops being
+    synced and listed; its VMs and history stay, and its name stays taken.
+    """
+    if host.registration_pending:
+        try:
+            with transaction.atomic():
+                host.delete()
+        except ProtectedError:  # something refers to it after all: keep it, softly removed
+            pass
+        else:
+            log.info("forgot host %s: it never connected", host.name)
+            return True
     host.removed_at = timezone.now()
     host.enabled = False
     host.save(update_fields=["removed_at", "enabled"])
     log.info("removed host %s", host.name)
+    return False
 
 
 def record_sync_error(host: Host, message: str) -> None:

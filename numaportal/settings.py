@@ -231,6 +231,10 @@ NUMAPORTAL_LIBVIRT_TIMEOUT = float(os.environ.get("NUMAPORTAL_LIBVIRT_TIMEOUT", 
 NUMAPORTAL_URI_FILE_DIR = os.path.realpath(
     os.environ.get("NUMAPORTAL_URI_FILE_DIR") or os.path.expanduser("~/.ssh")
 )
+# libvirt connection attempts one process runs at once, of each kind (in-process opens; the
+# connection tests of registration, each in a child process): one more fails at once instead
+# of starting another thread that a host which never answers would keep.
+NUMAPORTAL_LIBVIRT_CONNECT_SLOTS = int(os.environ.get("NUMAPORTAL_LIBVIRT_CONNECT_SLOTS", "4"))
 # Changes: how long a second change to the same VM waits for the first one's lock before it
 # fails ("another change to this VM is running"), and how long a change may stay queued before
 # the reconciler decides its task was lost.

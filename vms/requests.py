@@ -1,5 +1,5 @@
-"""Asking for work on hosts: register a host (then its first sync), "Sync now", the periodic
-sync and sample sweeps.
+"""Asking for work on hosts: register a host (then its connection test and first sync), "Sync
+now", the periodic sync and sample sweeps.
 
 A sync request marks the host "sync queued" and enqueues ``hosts.tasks.sync_host`` (defined in
 :mod:`vms.tasks`; the name is older than the module) once the transaction commits; the worker
@@ -22,7 +22,13 @@ from hosts.services import add_host
 from numaportal.queueing import central_queue, enqueue
 from vms import tasks
 
-__all__ = ["register_host", "request_sync", "sample_enabled_hosts", "sync_enabled_hosts"]
+__all__ = [
+    "register_host",
+    "request_check",
+    "request_sync",
+    "sample_enabled_hosts",
+    "sync_enabled_hosts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +41,49 @@ def register_host(
     worker_queue: str = "",
     queue_first_sync: bool = True,
 ) -> Host:
-    """Validate, try the connection once, save, and queue the first sync when committed.
+    """Validate and save the host ("checking the connection"), then queue its connection test
+    and first sync when committed. Nothing here contacts the host: a request that registers
+    one returns at once, whatever the host does.
 
-    Errors: see :func:`hosts.services.check_registration`. *queue_first_sync* False is for
-    callers that sync in-process right away (``manage.py ensure_lab_host``).
+    Errors: see :func:`hosts.services.validate_registration`. *queue_first_sync* False is for
+    callers that sync in-process right away (``manage.py ensure_lab_host``): the host is saved
+    as "never synced" and nothing is queued.
     """
-    host = add_host(name=name, uri=uri, enabled=enabled, worker_queue=worker_queue)
+    host = add_host(
+        name=name,
+        uri=uri,
+        enabled=enabled,
+        worker_queue=worker_queue,
+        checking=queue_first_sync,
+    )
     if queue_first_sync:
-        request_sync(host)
+        request_check(host)
     return host
 
 
 # --- queueing -------------------------------------------------------------------------------
+
+
+def _enqueue_check(host_id: int, task_id: str) -> None:
+    def refused(exc: Exception) -> None:  # say so on the host instead of "checking" forever
+        Host.objects.filter(pk=host_id, sync_task_id=task_id).update(
+            sync_status=Host.SyncStatus.CHECK_FAILED,
+            last_error=f"could not queue the connection test: {exc}",
+            last_sync_at=timezone.now(),
+        )
+
+    enqueue(tasks.check_host, [host_id], task_id=task_id, refused=refused)
+
+
+def request_check(host: Host) -> None:
+    """Mark the host "checking the connection" and enqueue ``vms.tasks.check_host`` (the test,
+    then the first sync) once committed; the task id is kept in ``sync_task_id``."""
+    task_id = str(uuid_module.uuid4())
+    host.sync_status = Host.SyncStatus.CHECKING
+    host.sync_task_id = task_id
+    host.save(update_fields=["sync_status", "sync_task_id"])
+    host_id = host.pk
+    transaction.on_commit(lambda: _enqueue_check(host_id, task_id))
 
 
 def _enqueue_sync(host_id: int, task_id: str) -> None:
@@ -66,7 +103,14 @@ def request_sync(host: Host) -> None:
     The task id is generated here and stored on the host (``sync_task_id``) so a page can
     follow it. A sync writes the database, so it runs on a central worker (an on-host worker
     has no database), reaching the host through its libvirt URI.
+
+    A host that never passed its connection test ("checking", "connection test failed") is
+    tested again instead (:func:`request_check`): "Sync now" is its retry, and an in-process
+    open of a host that may never answer is what the test exists to avoid.
     """
+    if host.sync_status in (Host.SyncStatus.CHECKING, Host.SyncStatus.CHECK_FAILED):
+        request_check(host)
+        return
     task_id = str(uuid_module.uuid4())
     host.sync_status = Host.SyncStatus.QUEUED
     host.sync_task_id = task_id
@@ -75,17 +119,25 @@ def request_sync(host: Host) -> None:
     transaction.on_commit(lambda: _enqueue_sync(host_id, task_id))
 
 
+#: Not synced or sampled periodically: still booting (whoever marked it, make run's NUMA lab
+#: start, syncs it once it is up), or its connection test has not passed (it is synced once it
+#: does). "Sync now" works for each.
+_NOT_PERIODIC = (
+    Host.SyncStatus.STARTING,
+    Host.SyncStatus.CHECKING,
+    Host.SyncStatus.CHECK_FAILED,
+)
+
+
 def _periodic_hosts() -> Iterable[Host]:
-    """Enabled, not removed, and not still booting: a host marked "host starting" would only
-    fail to connect; whoever marked it (make run's NUMA lab start) syncs it once it is up, and
-    "Sync now" still works."""
+    """Enabled, not removed, not still booting and not waiting for a passed connection test."""
     hosts = Host.objects.active().filter(enabled=True)
-    return hosts.exclude(sync_status=Host.SyncStatus.STARTING)
+    return hosts.exclude(sync_status__in=_NOT_PERIODIC)
 
 
 def sync_enabled_hosts() -> int:
-    """Queue a sync of every enabled host that has not been removed and is not starting; how
-    many were queued.
+    """Queue a sync of every enabled host that has not been removed, is not starting and has
+    passed its connection test; how many were queued.
 
     Queueing never contacts a host, so one broken host cannot stop the others; each sync then
     records its own success or error.

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from hosts import services as host_services
 from hosts.models import Host
 from hosts.services import SYNC_ERRORS, load_topology, record_sync_error, store_host_facts
 from numaportal.virt import connection as virt_connection
@@ -26,12 +27,38 @@ from numaportal.virt.inventory import HostInventory, domain_from_snapshot, read_
 from vms.inventory import store_domain, store_domains
 from vms.models import VirtualMachine
 
-__all__ = ["apply_inventory", "refresh_vm", "sync_host"]
+__all__ = ["apply_inventory", "check_and_sync", "refresh_vm", "sync_host"]
 
 log = logging.getLogger(__name__)
 
 
 # --- sync -----------------------------------------------------------------------------------
+
+
+def check_and_sync(host_id: int) -> Host:
+    """A registration's worker half: test the connection, then sync if the host answered.
+
+    The test runs in a child process killed after NUMAPORTAL_LIBVIRT_TIMEOUT
+    (:func:`hosts.services.run_connection_test`), so a host that accepts TCP and never answers
+    leaves no thread and no socket in this worker. Its refusal (libvirt's words) is recorded
+    as "connection test failed" and the host is not synced (nor by the periodic sync) until a
+    retry passes; its answer is kept on the host and the first sync follows at once.
+    """
+    host = Host.objects.get(pk=host_id)
+    if host.is_removed:
+        log.info("not testing removed host %s", host.name)
+        return host
+    try:
+        answer = host_services.run_connection_test(host.uri)
+    except SYNC_ERRORS as exc:
+        log.warning("connection test of host %s failed: %s", host.name, exc)
+        host_services.record_check_failure(host, host.uri, str(exc))
+        return host
+    if not host_services.record_check_answer(host, host.uri, answer):
+        # Forgotten, or given another URI (whose own test is queued) while this one ran.
+        log.info("connection test of host %s no longer applies", host.name)
+        return host
+    return sync_host(host_id)
 
 
 def sync_host(host_id: int) -> Host:

@@ -26,6 +26,18 @@ def sync_host(host_id: int) -> dict[str, str]:
     return {"host": host.name, "status": host.sync_status, "error": host.last_error}
 
 
+@shared_task(name="vms.tasks.check_host")
+def check_host(host_id: int) -> dict[str, str]:
+    """A registration (or a changed URI): test the connection, then sync (:func:`vms.sync.
+    check_and_sync`). Like a sync, the outcome is recorded on the host and returned."""
+    try:
+        host = sync.check_and_sync(host_id)
+    except Host.DoesNotExist:
+        log.warning("connection test of host %s skipped: no such host", host_id)
+        return {"host": str(host_id), "status": "missing", "error": "no such host"}
+    return {"host": host.name, "status": host.sync_status, "error": host.last_error}
+
+
 @shared_task(name="vms.tasks.store_sample")
 def store_sample(message: object, host_id: int) -> dict[str, object]:
     """Central: store what an on-host worker's ``hosts.tasks.probe_host`` handed back (its

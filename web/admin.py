@@ -1,5 +1,7 @@
-"""Admin for hosts: registration goes through the same validation and connection attempt as
-the portal's form, and hosts are removed (kept with their history), never deleted.
+"""Admin for hosts: registration goes through the same validation as the portal's form and,
+like it, never contacts the host in the request: saving a new host (or a changed URI) queues
+its connection test and then its sync on a worker. Hosts are removed (kept with their history),
+never deleted, except one that never connected, which has no history to keep.
 
 It sits in the top layer, not in ``hosts/admin.py``, because saving a host queues its sync
 (:mod:`vms.requests`, a layer above ``hosts``). The other apps' admins stay in their apps.
@@ -35,11 +37,12 @@ class HostAdminForm(forms.ModelForm):
         if self.instance.pk and uri == self.instance.uri and name == self.instance.name:
             return data  # nothing to re-check: enabling/disabling or a queue change
         try:
-            data["uri"] = services.check_registration(
+            # No libvirt call here: the connection test runs on a worker (save_model).
+            data["uri"] = services.validate_registration(
                 name=name, uri=uri, exclude_pk=self.instance.pk
             )
         except VirtError as exc:
-            # libvirt's own words (or the URI validator's), next to the URI field.
+            # The URI validator's words, next to the URI field.
             self.add_error("uri", str(exc))
         except ValidationError as exc:
             self.add_error(None, exc)
@@ -47,7 +50,14 @@ class HostAdminForm(forms.ModelForm):
 
 
 #: What a sync writes (shown read-only, in the "Last sync" and "Facts" sections).
-_LAST_SYNC = ["sync_status", "sync_task_id", "last_sync_at", "last_sync_ok_at", "last_error"]
+_LAST_SYNC = [
+    "sync_status",
+    "sync_task_id",
+    "last_sync_at",
+    "last_sync_ok_at",
+    "last_error",
+    "check_answer",
+]
 _FACTS = [*FACT_FIELDS, "created_at", "removed_at"]
 
 
@@ -117,8 +127,15 @@ class HostAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Host, form: forms.ModelForm, change: bool):
         super().save_model(request, obj, form, change)
         if not change or "uri" in form.changed_data:
-            # Checked and reachable (HostAdminForm.clean): read it now, as register_host does.
-            requests.request_sync(obj)
+            # Validated (HostAdminForm.clean), not yet tried: test it on a worker, then sync,
+            # as register_host does. The host's page shows libvirt's answer.
+            requests.request_check(obj)
+            self.message_user(
+                request,
+                f"Testing the connection to {obj.uri} on a worker; the host's page shows "
+                "libvirt's answer, then the first sync.",
+                messages.INFO,
+            )
 
     @admin.action(description="Sync selected hosts now", permissions=["change"])
     def sync_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
@@ -130,10 +147,9 @@ class HostAdmin(admin.ModelAdmin):
     @admin.action(description="Remove selected hosts (keeps history)", permissions=["change"])
     def remove_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
         hosts = list(queryset.active())
-        for host in hosts:
-            services.remove_host(host)
-        self.message_user(
-            request,
-            f"Removed {len(hosts)} host(s); their VMs and history are kept.",
-            messages.SUCCESS,
-        )
+        forgotten = sum(services.remove_host(host) for host in hosts)
+        removed = len(hosts) - forgotten
+        words = [f"Removed {removed} host(s); their VMs and history are kept."] if removed else []
+        if forgotten:
+            words.append(f"Forgot {forgotten} host(s) that never connected.")
+        self.message_user(request, " ".join(words) or "No host removed.", messages.SUCCESS)

@@ -5,7 +5,15 @@ Three facts shape this module:
 * The URI is hostile input: :func:`open_connection` opens nothing that
   :func:`numaportal.virt.uri.validate_uri` refuses.
 * libvirt has no connect timeout: an ssh or tcp URI to a host that drops packets hangs for
-  minutes. :func:`open_connection` opens in a helper thread and gives up after ``timeout``.
+  minutes, and one that accepts TCP and never answers hangs until it does (libvirt's client
+  waits in poll() with no timeout; keepalive can only be switched on once the connection is
+  open). :func:`open_connection` opens in a helper thread and gives up after ``timeout``; the
+  helper stays blocked inside libvirt, with its socket, until the peer answers or goes away —
+  nothing in libvirt's API can abort it. So the helpers are bounded: at most
+  :func:`connect_slots` attempts per process are in flight, and when hung attempts hold every
+  slot a new one fails at once (:class:`ConnectSlotsBusy`) instead of starting another thread.
+  A test that must leave nothing behind runs in a child process instead
+  (:mod:`numaportal.virt.connection_check`), which is killed on timeout.
 * A connection whose peer dies silently hangs every later call unless keepalive is on, and
   keepalive needs a running libvirt event loop, which we start once per process.
 """
@@ -37,9 +45,11 @@ from numaportal.virt.errors import (
 from numaportal.virt.uri import validate_uri
 
 __all__ = [
+    "DEFAULT_CONNECT_SLOTS",
     "DEFAULT_TIMEOUT",
     "KEEPALIVE_COUNT",
     "KEEPALIVE_INTERVAL",
+    "ConnectSlotsBusy",
     "DomainNotFound",
     "HostUnreachable",
     "InvalidRequest",
@@ -47,9 +57,12 @@ __all__ = [
     "OperationFailed",
     "OperationUnsupported",
     "ReadbackMismatch",
+    "Slots",
     "VirtError",
     "connect",
+    "connect_slots",
     "open_connection",
+    "set_connect_slots",
     "translate",
 ]
 
@@ -60,6 +73,9 @@ DEFAULT_TIMEOUT = 15.0
 #: connection: a dead host is noticed after about 5 * (3 + 1) = 20 s instead of never.
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
+#: Connection attempts in flight per process, of each kind (in-process opens; connection tests
+#: in a child process): NUMAPORTAL_LIBVIRT_CONNECT_SLOTS, applied by :func:`set_connect_slots`.
+DEFAULT_CONNECT_SLOTS = 4
 
 
 def _transport(uri: str) -> str:
@@ -118,14 +134,78 @@ def _ensure_process_setup() -> None:
         _event_loop_pid = os.getpid()
 
 
+# --- the bound on attempts in flight ---------------------------------------------------------
+
+
+class ConnectSlotsBusy(HostUnreachable):
+    """Every connection slot of this process is held by an attempt that has not finished."""
+
+
+class Slots:
+    """A per-process count of attempts in flight that never waits: :meth:`take` fails at once.
+
+    A counter rather than a semaphore so that the limit can change between calls (settings,
+    tests). After a fork the child starts from zero: its parent's attempts are not its own.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._lock = threading.Lock()
+        self._held = 0
+        self._pid = os.getpid()
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return self._held if self._pid == os.getpid() else 0
+
+    def take(self, limit: int, uri: str) -> None:
+        """Hold a slot, or raise :class:`ConnectSlotsBusy` if *limit* are held already."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._held, self._pid = 0, os.getpid()
+            if self._held >= limit:
+                raise ConnectSlotsBusy(
+                    f"not connecting to {uri}: all {limit} {self.what} slots of this process "
+                    "are held by attempts that have not finished (a host that accepts the "
+                    "connection and never answers holds one); try again later",
+                    None,
+                    uri,
+                )
+            self._held += 1
+
+    def give_back(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid() and self._held > 0:
+                self._held -= 1
+
+
+_connect_slots = DEFAULT_CONNECT_SLOTS
+#: In-process opens: a slot is held by the helper thread until libvirt returns, timeout or not.
+OPEN_SLOTS = Slots("libvirt connection")
+
+
+def set_connect_slots(limit: int) -> None:
+    """How many attempts of each kind one process runs at once (Django applies the setting)."""
+    global _connect_slots
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"connection slots must be a positive integer, not {limit!r}")
+    _connect_slots = limit
+
+
+def connect_slots() -> int:
+    return _connect_slots
+
+
 # --- opening --------------------------------------------------------------------------------
 
 
 class _OpenAttempt:
     """One libvirt open in a helper thread, abandoned (and cleaned up) if it takes too long."""
 
-    def __init__(self, uri: str, readonly: bool) -> None:
+    def __init__(self, uri: str, readonly: bool, slots: Slots) -> None:
         self.uri = uri
+        self.slots = slots
         self.readonly = readonly
         self.done = threading.Event()
         self.conn: libvirt.virConnect | None = None
@@ -134,6 +214,13 @@ class _OpenAttempt:
         self._abandoned = False
 
     def run(self) -> None:
+        try:
+            self._open()
+        finally:
+            # Only now: until libvirt returned, this thread and its socket were alive.
+            self.slots.give_back()
+
+    def _open(self) -> None:
         conn = None
         try:
             flags = libvirt.VIR_CONNECT_RO if self.readonly else 0
@@ -165,24 +252,33 @@ class _OpenAttempt:
 
 
 def open_connection(
-    uri: str, *, timeout: float = DEFAULT_TIMEOUT, readonly: bool = False
+    uri: str, *, timeout: float = DEFAULT_TIMEOUT, readonly: bool = False, slots: int | None = None
 ) -> libvirt.virConnect:
     """Validate *uri* and open it, failing with :class:`HostUnreachable` after *timeout* s.
 
     The caller owns the connection and must ``close()`` it (or use :func:`connect`). Keepalive
     is switched on when the driver supports it (remote connections, including the local
     ``qemu:///system`` socket); the in-process test driver does not, which is fine.
+
+    *slots* (default :func:`connect_slots`): when that many earlier opens of this process are
+    still inside libvirt (hung on hosts that never answered), fail at once with
+    :class:`ConnectSlotsBusy` rather than start another helper thread.
     """
     uri = validate_uri(uri)
     if not timeout > 0:
         raise InvalidRequest(f"connect timeout must be positive, not {timeout!r}", None, uri)
     _ensure_process_setup()
 
-    attempt = _OpenAttempt(_batch_uri(uri), readonly)
+    OPEN_SLOTS.take(_connect_slots if slots is None else slots, uri)
+    attempt = _OpenAttempt(_batch_uri(uri), readonly, OPEN_SLOTS)
     thread = threading.Thread(target=attempt.run, name=f"libvirt-open {uri}", daemon=True)
-    thread.start()
-    # A hung open leaves its thread blocked inside libvirt; it is a daemon thread, it closes
-    # the connection itself if it ever completes, and it cannot be killed any other way.
+    try:
+        thread.start()
+    except BaseException:
+        OPEN_SLOTS.give_back()
+        raise
+    # A hung open leaves its thread blocked inside libvirt, holding its slot; it is a daemon
+    # thread, it closes the connection itself if it ever completes, and nothing can kill it.
     if not attempt.done.wait(timeout) and attempt.abandon():
         raise HostUnreachable(f"timed out after {timeout:g}s connecting to {uri}", None, uri)
     if attempt.error is not None:

@@ -1,6 +1,8 @@
 """Registering, syncing and removing a host through its pages: the add-host form refuses
-command URIs, unreachable hosts and duplicate names; a test-driver host appears after its
-first sync; "sync now" polls its status fragment; removal asks, then keeps the history."""
+command URIs and duplicate names; an unreachable host is saved, and its connection test (on
+a worker) shows libvirt's refusal on its page, with a retry and a removal that forgets it; a
+test-driver host appears after its test and first sync; "sync now" polls its status
+fragment; removal asks, then keeps the history."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from django.urls import reverse
 
 from hosts.models import Host
 from tests.web.diagram_xml import diagram_tree, threads
-from vms import sync
+from vms import tasks
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -54,17 +56,62 @@ def test_add_host_refuses_a_keyfile_outside_the_uri_file_dir(ops_client, setting
         assert not Host.objects.filter(name="keys").exists()
 
 
-def test_add_host_refuses_an_unreachable_host_with_libvirts_message(ops_client, settings):
+def test_add_host_saves_an_unreachable_host_and_its_test_shows_libvirts_refusal(
+    ops_client, settings, django_capture_on_commit_callbacks
+):
     settings.NUMAPORTAL_LIBVIRT_TIMEOUT = 5
-    response = ops_client.post(
-        reverse("hosts:add"), {"name": "far", "uri": "qemu+tcp://127.0.0.1:1/system"}
+    uri = "qemu+tcp://127.0.0.1:1/system"
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = ops_client.post(reverse("hosts:add"), {"name": "far", "uri": uri})
+    host = Host.objects.get(name="far")
+    assert response.status_code == 302 and response["Location"] == host.get_absolute_url()
+    assert host.sync_status == Host.SyncStatus.CHECKING
+    assert len(callbacks) == 1  # the connection test goes to a worker once committed
+
+    tasks.check_host(host.pk)  # what the worker runs
+    host.refresh_from_db()
+    assert host.sync_status == Host.SyncStatus.CHECK_FAILED
+    message = "unable to connect to server at '127.0.0.1:1': Connection refused"
+    assert host.last_error == message  # libvirt's own words
+    page = ops_client.get(host.get_absolute_url()).content.decode().replace("&#x27;", "'")
+    assert "connection test failed" in page and message in page
+    assert 'id="retry-check"' in page and 'id="forget-host"' in page
+    assert 'hx-trigger="every 2s"' not in page
+    listing = ops_client.get(reverse("hosts:list")).content.decode().replace("&#x27;", "'")
+    assert '<span class="badge status-check_failed">connection test failed</span>' in listing
+    assert message in listing
+
+
+def test_a_failed_registration_is_retried_or_forgotten(
+    ops_client, django_capture_on_commit_callbacks
+):
+    host = Host.objects.create(
+        name="far",
+        uri="qemu+tcp://127.0.0.1:1/system",
+        sync_status=Host.SyncStatus.CHECK_FAILED,
+        last_error="Connection refused",
     )
-    assert response.status_code == 200
-    [message] = response.context["form"].errors["uri"]
-    # libvirt's own words about the refused connection
-    assert "127.0.0.1" in message
-    assert message in response.content.decode().replace("&#x27;", "'")
+    # the retry (its own button, or "Sync now") tests the connection again: no in-process open
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        retried = ops_client.post(reverse("hosts:sync", args=[host.name]), HTTP_HX_REQUEST="true")
+    assert len(callbacks) == 1
+    host.refresh_from_db()
+    assert host.sync_status == Host.SyncStatus.CHECKING
+    assert "checking the connection…" in retried.content.decode()
+    assert 'hx-trigger="every 2s"' in retried.content.decode()
+
+    # removing a host that never connected forgets it: its name is free for a corrected URI
+    host.sync_status = Host.SyncStatus.CHECK_FAILED
+    host.save()
+    confirm = ops_client.get(reverse("hosts:remove", args=[host.name])).content.decode()
+    assert "never answered its connection test" in confirm and "forgets" in confirm
+    response = ops_client.post(reverse("hosts:remove", args=[host.name]))
+    assert response.status_code == 302
     assert not Host.objects.filter(name="far").exists()
+    with django_capture_on_commit_callbacks(execute=False):
+        again = ops_client.post(reverse("hosts:add"), {"name": "far", "uri": "test:///default"})
+    assert again.status_code == 302
+    assert Host.objects.get(name="far").sync_status == Host.SyncStatus.CHECKING
 
 
 def test_add_host_refuses_a_duplicate_name(ops_client, host_factory):
@@ -87,15 +134,15 @@ def test_add_test_driver_host_then_it_appears_after_its_first_sync(
     host = Host.objects.get(name="testdrv")
     assert response.status_code == 302
     assert response["Location"] == host.get_absolute_url()
-    assert host.sync_status == Host.SyncStatus.QUEUED
-    assert len(callbacks) == 1  # the first sync goes to Celery once the row is committed
+    assert host.sync_status == Host.SyncStatus.CHECKING
+    assert len(callbacks) == 1  # the connection test goes to Celery once the row is committed
 
-    # the host page follows the queued sync with htmx
+    # the host page follows the connection test with htmx
     page = ops_client.get(host.get_absolute_url()).content.decode()
     assert 'hx-trigger="every 2s"' in page
-    assert "sync queued" in page
+    assert "checking the connection…" in page
 
-    sync.sync_host(host.pk)  # what the worker runs
+    tasks.check_host(host.pk)  # what the worker runs: the test, then the first sync
     dashboard = ops_client.get(reverse("hosts:list"))
     row = {h.name: h for h in dashboard.context["hosts"]}["testdrv"]
     assert row.sync_status == Host.SyncStatus.OK
@@ -105,6 +152,7 @@ def test_add_test_driver_host_then_it_appears_after_its_first_sync(
     detail = ops_client.get(host.get_absolute_url())
     page = detail.content.decode()
     assert 'hx-trigger="every 2s"' not in page
+    assert "answered in" in page and "libvirt" in page  # the connection test's answer
     assert len(threads(diagram_tree(detail))) == 16
     assert ">test</a>" in page  # the test driver's domain in the VM table
 

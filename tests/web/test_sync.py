@@ -1,4 +1,5 @@
-"""Host registration and inventory sync end to end: services, database and a real worker.
+"""Inventory sync end to end: services, database and a real worker (registering a host:
+``test_registration``).
 
 Hosts here use libvirt's in-process test driver (test:///default: 2 cells x 8 CPUs, one
 running domain "test" with 2 vCPUs) and a port nothing listens on for an unreachable host.
@@ -12,14 +13,12 @@ import time
 import uuid
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from hosts import services
 from hosts.models import Cell, Host, PhysicalCpu
 from numaportal.virt.connection import open_connection
-from numaportal.virt.errors import HostUnreachable, InvalidURI
 from numaportal.virt.inventory import HostInventory, read_inventory
 from vms import requests, sync
 from vms import tasks as vm_tasks
@@ -285,55 +284,6 @@ def test_broker_failure_is_recorded_not_left_queued(
     assert "broker down" in host.last_error
 
 
-# --- registration --------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_register_refuses_hostile_uri():
-    with pytest.raises(InvalidURI, match="transport 'ext' is not allowed"):
-        requests.register_host(name="evil", uri="qemu+ext:///system?command=/bin/sh")
-    assert not Host.objects.exists()
-
-
-@pytest.mark.django_db
-def test_register_refuses_unreachable_host_with_libvirts_message():
-    with pytest.raises(HostUnreachable) as excinfo:
-        requests.register_host(name="far", uri=UNREACHABLE_URI)
-    assert "unable to connect to server at '127.0.0.1:1': Connection refused" in str(excinfo.value)
-    assert not Host.objects.exists()
-
-
-@pytest.mark.django_db
-def test_register_saves_a_good_host_and_queues_first_sync(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        host = requests.register_host(name="lab2", uri="TEST:///default")
-    assert host.uri == "test:///default"  # normalised
-    assert host.enabled and host.sync_status == Host.SyncStatus.QUEUED
-    assert len(callbacks) == 1
-
-
-@pytest.mark.django_db
-def test_register_refuses_duplicates_by_field():
-    requests.register_host(name="one", uri=TEST_URI, queue_first_sync=False)
-    with pytest.raises(ValidationError) as excinfo:
-        requests.register_host(name="one", uri=TEST_URI)
-    assert set(excinfo.value.message_dict) == {"name", "uri"}
-    assert "exists already" in excinfo.value.message_dict["name"][0]
-    assert "'one' already uses test:///default" in excinfo.value.message_dict["uri"][0]
-    with pytest.raises(ValidationError) as excinfo:
-        requests.register_host(name="not a slug!", uri=UNREACHABLE_URI)
-    assert set(excinfo.value.message_dict) == {"name"}
-
-
-@pytest.mark.django_db
-def test_removed_host_frees_its_uri_but_not_its_name():
-    host = requests.register_host(name="old", uri=TEST_URI, queue_first_sync=False)
-    services.remove_host(host)
-    with pytest.raises(ValidationError, match="removed host"):
-        requests.register_host(name="old", uri=TEST_URI)
-    assert requests.register_host(name="new", uri=TEST_URI, queue_first_sync=False).pk
-
-
 @pytest.mark.django_db
 def test_load_topology(test_inventory):
     host = make_host()
@@ -381,34 +331,6 @@ def test_sync_task_for_a_missing_host(worker_queue):
 
 
 # --- admin ---------------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_admin_add_refuses_hostile_and_unreachable_uris(admin_client):
-    for uri, words in [
-        ("qemu+ext:///system?command=/bin/sh", "transport &#x27;ext&#x27; is not allowed"),
-        (UNREACHABLE_URI, "Connection refused"),
-    ]:
-        response = admin_client.post(
-            "/admin/hosts/host/add/", {"name": "h1", "uri": uri, "enabled": "on"}
-        )
-        assert response.status_code == 200
-        assert words in response.content.decode()
-    assert not Host.objects.exists()
-
-
-@pytest.mark.django_db
-def test_admin_add_registers_and_queues_first_sync(
-    admin_client, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = admin_client.post(
-            "/admin/hosts/host/add/", {"name": "h1", "uri": "TEST:///default", "enabled": "on"}
-        )
-    assert response.status_code == 302
-    host = Host.objects.get(name="h1")
-    assert host.uri == TEST_URI and host.sync_status == Host.SyncStatus.QUEUED
-    assert len(callbacks) == 1
 
 
 @pytest.mark.django_db

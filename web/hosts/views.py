@@ -7,6 +7,7 @@ view permissions); registering, syncing and removing need add/change/delete_host
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -37,7 +38,12 @@ from web.htmx import is_htmx, refresh_when_finished
 from web.paging import paginate
 
 SYNC_POLL_STATUSES = frozenset(
-    {Host.SyncStatus.STARTING, Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING}
+    {
+        Host.SyncStatus.STARTING,
+        Host.SyncStatus.CHECKING,
+        Host.SyncStatus.QUEUED,
+        Host.SyncStatus.RUNNING,
+    }
 )
 #: Rows per page of the host page's VM table and of its VM memory per cell: a host with a
 #: thousand VMs would otherwise ship (and render) a thousand rows of each.
@@ -82,8 +88,13 @@ def host_add(request: HttpRequest) -> HttpResponse:
         except ValueError as exc:
             form.add_error(None, str(exc))
         else:
-            # register_host queues the first sync (on commit); the host page follows it.
-            messages.success(request, f"Host {host.name} registered; its first sync is queued.")
+            # register_host queued the connection test and first sync (on commit): nothing
+            # here waited for the host. The host page follows the test and shows its answer.
+            messages.success(
+                request,
+                f"Host {host.name} saved; a worker is testing the connection to {host.uri} "
+                "(libvirt's answer appears below), then syncs it.",
+            )
             return redirect(host)
     return render(request, "hosts/host_form.html", {"form": form})
 
@@ -255,18 +266,25 @@ def host_sync_status(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def _sync_context(host: Host) -> dict:
-    return {"host": host, "polling": host.sync_status in SYNC_POLL_STATUSES}
+    return {
+        "host": host,
+        "polling": host.sync_status in SYNC_POLL_STATUSES,
+        "check_timeout": settings.NUMAPORTAL_LIBVIRT_TIMEOUT,
+    }
 
 
 @require_POST
 @requires(roles.CHANGE_HOST)
 def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
-    requests.request_sync(host)
+    requests.request_sync(host)  # a host that never passed its connection test is tested again
     host.refresh_from_db()
     if is_htmx(request):
         return render(request, "hosts/_sync_status.html", _sync_context(host))
-    messages.info(request, f"Sync of {host.name} queued.")
+    if host.sync_status == Host.SyncStatus.CHECKING:
+        messages.info(request, f"Connection test of {host.name} queued.")
+    else:
+        messages.info(request, f"Sync of {host.name} queued.")
     return redirect(host)
 
 
@@ -275,10 +293,15 @@ def host_sync(request: HttpRequest, name: str) -> HttpResponse:
 def host_remove(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
     if request.method == "POST":
-        services.remove_host(host)
-        messages.success(
-            request, f"Host {host.name} removed from the portal; its VMs and history are kept."
-        )
+        if services.remove_host(host):
+            messages.success(
+                request,
+                f"Host {host.name} forgotten: it never connected; its name is free again.",
+            )
+        else:
+            messages.success(
+                request, f"Host {host.name} removed from the portal; its VMs and history are kept."
+            )
         return redirect("hosts:list")
     vm_count = host.vms.count()
     return render(request, "hosts/host_confirm_remove.html", {"host": host, "vm_count": vm_count})
