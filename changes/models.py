@@ -110,11 +110,14 @@ class Change(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        # A user who made changes cannot be deleted (deactivate the account instead): deleting
+        # would rewrite every record of theirs, and usernames are unique, so a deactivated
+        # account's name is never taken by someone else (changes.admin says so in the admin).
+        on_delete=models.PROTECT,
         related_name="changes",
         editable=False,
     )
-    #: Copied, so the record outlives the account; "scheduler" for automatic changes.
+    #: Copied at creation (the name as it was then); "scheduler" for automatic changes.
     actor_name = models.CharField(max_length=150, editable=False)
     host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="changes", editable=False)
     vm = models.ForeignKey(
