@@ -5,6 +5,7 @@ permissions, and goes through the same services, as the pages."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
@@ -87,3 +88,55 @@ def test_a_user_without_changes_is_deleted(root, bob, django_user_model):
     assert response.status_code == 302
     assert not django_user_model.objects.filter(pk=carol.pk).exists()
     assert len(records_of(bob)) == 12
+
+
+# --- the host admin asks what the host pages ask ---------------------------------------------
+
+
+@pytest.fixture
+def staff(django_user_model):
+    """Staff with hosts.view_host and hosts.change_host: may sync, may not remove."""
+    user = django_user_model.objects.create_user("staff", password="staff-pw-123", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="hosts", codename__in=["view_host", "change_host"]
+        )
+    )
+    client = Client()
+    client.force_login(user)
+    return user, client
+
+
+def remove_selected(client: Client, host) -> None:
+    client.post(
+        reverse("admin:hosts_host_changelist"),
+        {"action": "remove_selected_hosts", "_selected_action": [host.pk]},
+    )
+
+
+def test_removing_hosts_in_the_admin_needs_the_pages_permission(staff, host_factory):
+    _user, client = staff
+    host = host_factory("hv9")
+    # the page refuses this user (hosts.delete_host) ...
+    assert client.post(reverse("hosts:remove", args=[host.name])).status_code == 403
+    # ... and so does the admin's bulk action now (it asked for hosts.change_host)
+    changelist = client.get(reverse("admin:hosts_host_changelist")).content.decode()
+    assert "remove_selected_hosts" not in changelist
+    remove_selected(client, host)
+    host.refresh_from_db()
+    assert host.removed_at is None and host.enabled
+
+
+def test_with_the_permission_the_admin_removes_softly(staff, host_factory, vm_factory):
+    user, client = staff
+    user.user_permissions.add(Permission.objects.get(codename="delete_host"))
+    host = host_factory("hv9")
+    vm = vm_factory(host, "db09")
+    make_change(vm)
+    remove_selected(client, host)
+    host.refresh_from_db()
+    assert host.removed_at is not None and not host.enabled  # hosts.services.remove_host
+    assert Change.objects.filter(host=host).count() == 1
+    assert type(vm).objects.filter(pk=vm.pk).exists()
+    # never a hard delete, not even for this user
+    assert client.get(reverse("admin:hosts_host_delete", args=[host.pk])).status_code == 403
