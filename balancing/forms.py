@@ -40,6 +40,13 @@ class PolicyForm(forms.ModelForm):
         }
         widgets = {"mode": forms.RadioSelect, "strategy": forms.RadioSelect}
 
+    reason = forms.CharField(
+        label="Reason",
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Why change the policy (kept in the audit trail: a balancing_policy change).",
+        error_messages={"required": "say why: a reason is required for the audit trail"},
+    )
+
     def __init__(self, *args: Any, host: Host, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.host = host

@@ -8,10 +8,13 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 
 from balancing.access import can_edit_policy
 from balancing.compute import NO_TOPOLOGY
 from balancing.models import BalancingPlan, BalancingPolicy
+from changes.models import Change
+from changes.recording import reason_errors, record_portal_change
 from hosts.models import Host
 from hosts.selectors import safe_cpuset
 from hosts.services import load_topology
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 Status = BalancingPlan.Status
 
 
-__all__ = ["POLICY_FIELDS", "policy_errors", "update_policy"]
+__all__ = ["POLICY_FIELDS", "policy_errors", "policy_values", "update_policy"]
 
 POLICY_FIELDS = (
     "mode",
@@ -121,12 +124,21 @@ def policy_errors(host: Host, values: dict[str, Any]) -> dict[str, list[str]]:
     return errors
 
 
-def update_policy(*, host: Host, actor: Any, values: dict[str, Any]) -> BalancingPolicy:
-    """Create or change *host*'s balancing policy (superusers only); raises
-    :class:`ValidationError` keyed by field when *values* do not fit the host."""
+def policy_values(policy: BalancingPolicy) -> dict[str, Any]:
+    """The policy's fields as JSON values, for its change record."""
+    return {name: getattr(policy, name) for name in POLICY_FIELDS}
+
+
+def update_policy(
+    *, host: Host, actor: Any, values: dict[str, Any], reason: str = ""
+) -> BalancingPolicy:
+    """Create or change *host*'s balancing policy (superusers only) and record it (a
+    ``balancing_policy`` change record, in the same transaction; none when nothing changed);
+    raises :class:`ValidationError` keyed by field when *values* do not fit the host or
+    *reason* is blank."""
     if not can_edit_policy(actor):
         raise PermissionDenied("balancing policies are for admins (superuser) only")
-    errors = policy_errors(host, values)
+    errors = {**policy_errors(host, values), **reason_errors(reason)}
     if errors:
         raise ValidationError(errors)
     fields = {name: values[name] for name in POLICY_FIELDS if name in values}
@@ -134,6 +146,19 @@ def update_policy(*, host: Host, actor: Any, values: dict[str, Any]) -> Balancin
         if name in fields:
             cpus = safe_cpuset(fields[name])
             fields[name] = format_cpuset(cpus) if cpus else ""
-    policy, _ = BalancingPolicy.objects.update_or_create(host=host, defaults=fields)
+    with transaction.atomic():
+        current = BalancingPolicy.objects.select_for_update().filter(host=host).first()
+        before = policy_values(current or BalancingPolicy(host=host))  # a new one: the defaults
+        policy, _ = BalancingPolicy.objects.update_or_create(host=host, defaults=fields)
+        policy.refresh_from_db()
+        record_portal_change(
+            actor=actor,
+            kind=Change.Kind.BALANCING_POLICY,
+            host=host,
+            target_name=host.name,
+            before=before,
+            after=policy_values(policy),
+            reason=reason,
+        )
     log.info("balancing policy of %s set by %s: %s", host.name, actor.get_username(), fields)
     return policy

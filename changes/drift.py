@@ -51,6 +51,7 @@ def check_drift() -> int:
     """
     last_change = (
         Change.objects.filter(vm=OuterRef("pk"), finished_at__isnull=False, after__isnull=False)
+        .exclude(scope=Change.Scope.PORTAL)  # the portal's own settings: no tuning
         .order_by("-finished_at")
         .values("pk")[:1]
     )

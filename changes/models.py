@@ -84,6 +84,10 @@ class Change(models.Model):
         #: A running VM's memory moved to given cells, live (numatune restrictive or
         #: migratepages), verified against its numa_maps.
         MEMORY_MOVE = "memory_move", "memory moved live (memory_move)"
+        #: Portal-only (scope "portal", recorded finished when saved): a VM's balancing flags.
+        VM_FLAGS = "vm_flags", "balancing flags of a VM (vm_flags)"
+        #: Portal-only: a host's balancing policy, saved by balancing.policies.update_policy.
+        BALANCING_POLICY = "balancing_policy", "balancing policy of a host (balancing_policy)"
 
     class Scope(models.TextChoices):
         """libvirt's scopes (:class:`numaportal.virt.scope.Scope`), in the history's words."""
@@ -91,6 +95,8 @@ class Change(models.Model):
         LIVE = VirtScope.LIVE.value, "live (lost at next shutdown)"
         CONFIG = VirtScope.CONFIG.value, "config (from next boot)"
         BOTH = VirtScope.BOTH.value, "live and config"
+        #: Not libvirt's: a setting of the portal itself, nothing on the host (PortalKind).
+        PORTAL = "portal", "the portal only (nothing on the host)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -110,11 +116,14 @@ class Change(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        # A user who made changes cannot be deleted (deactivate the account instead): deleting
+        # would rewrite every record of theirs, and usernames are unique, so a deactivated
+        # account's name is never taken by someone else (changes.admin says so in the admin).
+        on_delete=models.PROTECT,
         related_name="changes",
         editable=False,
     )
-    #: Copied, so the record outlives the account; "scheduler" for automatic changes.
+    #: Copied at creation (the name as it was then); "scheduler" for automatic changes.
     actor_name = models.CharField(max_length=150, editable=False)
     host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="changes", editable=False)
     vm = models.ForeignKey(

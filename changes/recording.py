@@ -16,14 +16,17 @@ import logging
 import uuid as uuid_module
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from changes import tasks
+from changes.kinds import registry
+from changes.kinds.base import PortalKind
 from changes.models import Change
 from numaportal import queueing
 
-__all__ = ["SCHEDULER_ACTOR", "enqueue", "reason_errors", "record_change"]
+__all__ = ["SCHEDULER_ACTOR", "enqueue", "reason_errors", "record_change", "record_portal_change"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,64 @@ def record_change(
         change.id,
         kind,
         params,
+        target_name,
+        change.actor_name,
+    )
+    return change
+
+
+def record_portal_change(
+    *,
+    actor: Any,
+    kind: str,
+    host: Any,
+    vm: Any = None,
+    target_name: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str,
+) -> Change | None:
+    """Record a portal setting saved by the caller (a :class:`~changes.kinds.base.PortalKind`):
+    written finished (``succeeded``, scope ``portal``), *before* and *after* as given (JSON
+    values), params the fields that changed, the diff in words; None when nothing changed.
+
+    Call it inside the transaction that saves the setting, after checking the actor's role: a
+    blank *reason* raises :class:`ValidationError` (``{"reason": [...]}``) before anything is
+    written, so the caller's transaction saves neither.
+    """
+    portal_kind = registry.get(kind)
+    if not isinstance(portal_kind, PortalKind):
+        raise ValueError(f"{kind} is applied by a worker: record it with record_change")
+    errors = reason_errors(reason)
+    if errors:
+        raise ValidationError(errors)
+    changed = {key: value for key, value in after.items() if before.get(key) != value}
+    if not changed:
+        return None
+    now = timezone.now()
+    change = Change.objects.create(
+        actor=actor,
+        actor_name=actor.get_username() if actor is not None else SCHEDULER_ACTOR,
+        host=host,
+        vm=vm,
+        target_name=target_name,
+        kind=kind,
+        params=changed,
+        scope=Change.Scope.PORTAL,
+        reason=reason.strip(),
+        status=Change.Status.SUCCEEDED,
+        started_at=now,
+        finished_at=now,
+        before=before,
+        after=after,
+        diff=portal_kind.diff(before, after),
+        outcome=portal_kind.outcome(None, "", "", before, after),  # type: ignore[arg-type]
+    )
+    log.info(
+        "change %s recorded: %s %s on %s by %s",
+        change.id,
+        kind,
+        changed,
         target_name,
         change.actor_name,
     )

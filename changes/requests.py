@@ -16,22 +16,34 @@ import uuid as uuid_module
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 
-from changes.kinds import numa_balancing
+from changes.kinds import numa_balancing, vm_flags
 from changes.kinds.base import Requested
 from changes.kinds.facts import HostFacts
 from changes.kinds.fields import Errors
 from changes.kinds.validation import effective_scope, validate_change
 from changes.models import Change
-from changes.recording import SCHEDULER_ACTOR, reason_errors, record_change
+from changes.recording import SCHEDULER_ACTOR, reason_errors, record_change, record_portal_change
 from hosts.models import Host
 from numaportal.roles import ADD_CHANGE
 from numaportal.virt.scope import Scope
 from vms.models import VirtualMachine
 
-__all__ = ["SCHEDULER_ACTOR", "request_change", "request_numa_balancing"]
+__all__ = ["SCHEDULER_ACTOR", "request_change", "request_numa_balancing", "set_vm_flags"]
 
 log = logging.getLogger(__name__)
+
+
+def _require_operator(actor: Any) -> None:
+    """*actor* None is the scheduler; a user needs ``changes.add_change``."""
+    if actor is not None:
+        if not getattr(actor, "is_authenticated", False) or not actor.is_active:
+            raise PermissionDenied("log in to request changes")
+        if not actor.has_perm(ADD_CHANGE):
+            raise PermissionDenied(
+                f"{actor.get_username()} may not change VMs (operator role required)"
+            )
 
 
 def request_change(
@@ -53,13 +65,7 @@ def request_change(
     *group_id* ties together the changes of one request or one balancing plan (a new one when
     None).
     """
-    if actor is not None:
-        if not getattr(actor, "is_authenticated", False) or not actor.is_active:
-            raise PermissionDenied("log in to request changes")
-        if not actor.has_perm(ADD_CHANGE):
-            raise PermissionDenied(
-                f"{actor.get_username()} may not change VMs (operator role required)"
-            )
+    _require_operator(actor)
     if not isinstance(target, VirtualMachine):
         raise ValidationError(f"a change needs a VM as its target, not {target!r}")
     errors = reason_errors(reason)
@@ -119,3 +125,39 @@ def request_numa_balancing(host: Host, value: int, reason: str, actor: Any) -> C
         scope=scope,
         reason=reason,
     )
+
+
+def set_vm_flags(
+    *, actor: Any, vm: VirtualMachine, values: dict[str, Any], reason: str
+) -> Change | None:
+    """Save *vm*'s balancing flags (``balancing_locked``, ``dedicated``) and their ``vm_flags``
+    record, in one transaction; the record, or None when nothing changed (nothing saved).
+
+    Operators only (``changes.add_change``, :class:`PermissionDenied` otherwise); a blank
+    *reason* raises :class:`ValidationError` ``{"reason": [...]}`` and saves nothing.
+    """
+    _require_operator(actor)
+    with transaction.atomic():
+        # From the row, not *vm*: a bound ModelForm has already set the new values on it.
+        before = (
+            VirtualMachine.objects.select_for_update()
+            .filter(pk=vm.pk)
+            .values(*vm_flags.FIELDS)
+            .get()
+        )
+        after = {name: bool(values.get(name, before[name])) for name in vm_flags.FIELDS}
+        change = record_portal_change(
+            actor=actor,
+            kind=vm_flags.KIND.name,
+            host=vm.host,
+            vm=vm,
+            target_name=vm.name,
+            before=before,
+            after=after,
+            reason=reason,
+        )
+        if change is not None:
+            for name, value in after.items():
+                setattr(vm, name, value)
+            vm.save(update_fields=[name for name in vm_flags.FIELDS if before[name] != after[name]])
+    return change

@@ -19,3 +19,10 @@ class BalancingFlagsForm(forms.ModelForm):
             "balancing_locked": "Locked: never moved by a balancing plan",
             "dedicated": "Dedicated: whole cores of its own, no over-commit",
         }
+
+    reason = forms.CharField(
+        label="Reason (kept in the audit trail)",
+        max_length=1000,
+        widget=forms.TextInput(attrs={"size": 40, "placeholder": "why (for the audit trail)"}),
+        error_messages={"required": "say why: a reason is required for the audit trail"},
+    )

@@ -18,6 +18,7 @@ from django.utils.text import Truncator
 
 from hosts import services
 from hosts.models import FACT_FIELDS, Cell, Host
+from numaportal import roles
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.errors import VirtError
 from vms import requests
@@ -144,7 +145,11 @@ class HostAdmin(admin.ModelAdmin):
             requests.request_sync(host)
         self.message_user(request, f"Queued a sync of {len(hosts)} host(s).", messages.SUCCESS)
 
-    @admin.action(description="Remove selected hosts (keeps history)", permissions=["change"])
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        # The host page's "Remove" asks for the same (web.hosts.views.host_remove).
+        return request.user.has_perm(roles.DELETE_HOST)
+
+    @admin.action(description="Remove selected hosts (keeps history)", permissions=["remove"])
     def remove_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
         hosts = list(queryset.active())
         forgotten = sum(services.remove_host(host) for host in hosts)

@@ -29,6 +29,7 @@ from changes.diff import failure_outcome, make_diff
 from changes.kinds.facts import HostFacts, VmFacts
 from changes.kinds.fields import Errors
 from changes.kinds.hotadd import HostPins
+from changes.kinds.words import word
 from changes.models import Change
 from hosts.onhost import OnHostWorker
 from numaportal.virt import connection as virt_connection
@@ -39,6 +40,7 @@ __all__ = [
     "HOOKS",
     "ChangeKind",
     "HostKind",
+    "PortalKind",
     "Requested",
     "Snap",
     "Target",
@@ -209,3 +211,53 @@ class HostKind(ChangeKind):
 
     def session(self, change: Change) -> AbstractContextManager[Any]:
         return nullcontext(OnHostWorker(change.host.name, change.host.worker_queue))
+
+
+# --- portal kinds: the portal's own settings, nothing on the host ------------------------------
+
+
+class PortalKind(ChangeKind):
+    """A setting the portal keeps for itself (a VM's balancing flags, a host's balancing
+    policy): nothing on the host changes, so no worker runs it. The service that saves the
+    setting writes the record at once, finished (:func:`changes.recording.record_portal_change`,
+    in the same transaction), scope ``portal``, before and after being the setting's fields and
+    the diff those that differ in words. The worker's hooks refuse: such a record is never
+    queued."""
+
+    requestable = False
+    #: The record's outcome: what saving it did (and did not do).
+    effect: ClassVar[str]
+
+    def effective_scope(self, scope: str) -> str:
+        return Change.Scope.PORTAL
+
+    def validate(self, asked: Requested, errors: Errors) -> dict[str, Any]:
+        # The setting's own form and service validate it; the params are what changed.
+        return dict(asked.params)
+
+    def _not_a_worker_kind(self) -> RuntimeError:
+        return RuntimeError(f"{self.name} is recorded by the portal when saved, never queued")
+
+    def session(self, change: Change) -> AbstractContextManager[Any]:
+        raise self._not_a_worker_kind()
+
+    def snapshot(self, handle: Any) -> dict[str, Any]:
+        raise self._not_a_worker_kind()
+
+    def apply(self, handle: Any, change: Change, before: dict[str, Any]) -> tuple[str, str]:
+        raise self._not_a_worker_kind()
+
+    def verify(self, change: Change, after: dict[str, Any]) -> list[str]:
+        return []
+
+    def outcome(self, change: Change, error: str, outcome: str, before: Snap, after: Snap) -> str:
+        return self.effect
+
+    def diff(self, before: Snap, after: Snap) -> str:
+        """One line per field that differs: "dedicated: no -> yes"."""
+        before, after = before or {}, after or {}
+        return "\n".join(
+            f"{key}: {word(before.get(key))} -> {word(after.get(key))}"
+            for key in after
+            if before.get(key) != after.get(key)
+        )

@@ -9,6 +9,7 @@ that the two match exactly.
 from __future__ import annotations
 
 from changes.kinds import (
+    balancing_policy,
     emulatorpin,
     guest_vcpus,
     memory_move,
@@ -17,6 +18,7 @@ from changes.kinds import (
     plan_move,
     setvcpus,
     vcpupin,
+    vm_flags,
 )
 from changes.kinds.base import ChangeKind
 from changes.models import Change
@@ -32,6 +34,8 @@ _MODULES = (
     numa_balancing,
     plan_move,
     memory_move,
+    vm_flags,
+    balancing_policy,
 )
 _KINDS: dict[str, ChangeKind] = {
     kind.name: kind

@@ -299,6 +299,7 @@ def policy_data(**overrides) -> dict[str, str]:
         "whole_cores": "on",
         "memory_reserve_mib": "0",
         "locality_threshold": "0.9",
+        "reason": "seed: recommend plans for hv1",
     }
     return {**data, **overrides}
 
@@ -326,9 +327,48 @@ def test_superuser_sets_a_policy(ops_client, seed):
     assert policy.reserved == "1,13"
     assert policy.cpu_overcommit == 2.0
     # and edited again (one policy per host)
-    response = ops_client.post(url, policy_data(mode="off"))
+    response = ops_client.post(url, policy_data(mode="off", reason="pause balancing"))
     assert response.status_code == 302
     assert BalancingPolicy.objects.get(host=host).mode == "off"
+    # each save is a change record (there were none: the audit trail missed policy edits)
+    first, second = Change.objects.filter(kind="balancing_policy").order_by("created_at")
+    assert (first.host, first.vm, first.target_name) == (host, None, host.name)
+    assert (first.status, first.scope, first.actor_name) == ("succeeded", "portal", "ops")
+    assert first.reason == "seed: recommend plans for hv1"
+    assert first.before["mode"] == "off" and first.after["mode"] == "automatic"  # the defaults
+    assert "mode: off -> automatic" in first.diff.splitlines()
+    assert "housekeeping: none -> 0,12" in first.diff.splitlines()
+    assert second.params == {
+        "mode": "off",
+        "emulator": "cell",
+        "housekeeping": "",
+        "reserved": "",
+        "cpu_overcommit": 1.0,
+        "locality_threshold": 0.9,
+    }
+    assert second.reason == "pause balancing"
+    assert first.finished_at is not None and second.diff.startswith("mode: automatic -> off")
+    # the history shows them, before -> after in words
+    listed = ops_client.get(reverse("changes:list"), {"kind": "balancing_policy"})
+    assert list(listed.context["changes"]) == [second, first]
+    assert "mode: automatic -&gt; off" in listed.content.decode()
+    detail = ops_client.get(second.get_absolute_url()).content.decode()
+    assert 'data-diff="portal"' in detail and "pause balancing" in detail
+    # saving it unchanged writes no record
+    ops_client.post(url, policy_data(mode="off", reason="again"))
+    assert Change.objects.filter(kind="balancing_policy").count() == 2
+
+
+def test_a_policy_needs_a_reason(ops_client, seed):
+    host, _ = seed
+    response = ops_client.post(
+        reverse("balancing:policy", args=[host.name]), policy_data(reason=" ")
+    )
+    assert response.status_code == 200
+    assert "a reason is required for the audit trail" in " ".join(
+        response.context["form"].errors["reason"]
+    )
+    assert not BalancingPolicy.objects.exists() and not Change.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -376,6 +416,20 @@ def test_admin_lists_plans_read_only_and_checks_policies(ops_client, seed):
     response = ops_client.post(add, {**policy_data(reserved="99"), "host": host.pk})
     assert response.status_code == 200
     assert "do not exist on this host" in response.content.decode()
+    response = ops_client.post(add, {**policy_data(reason=""), "host": host.pk})
+    assert response.status_code == 200 and not BalancingPolicy.objects.exists()
     response = ops_client.post(add, {**policy_data(), "host": host.pk})
     assert response.status_code == 302
-    assert BalancingPolicy.objects.get(host=host).mode == "recommend"
+    # through the policy page's service: the same change record
+    record = Change.objects.get(kind="balancing_policy")
+    assert record.reason == "seed: recommend plans for hv1" and record.after["mode"] == "recommend"
+    policy = BalancingPolicy.objects.get(host=host)
+    change = reverse("admin:balancing_balancingpolicy_change", args=[policy.pk])
+    response = ops_client.post(change, {**policy_data(mode="off", reason="admin: pause")})
+    assert response.status_code == 302
+    assert BalancingPolicy.objects.get(host=host).mode == "off"
+    assert Change.objects.filter(kind="balancing_policy").count() == 2
+    # never deleted in the admin (it would leave no record)
+    delete = reverse("admin:balancing_balancingpolicy_delete", args=[policy.pk])
+    assert ops_client.post(delete, {"post": "yes"}).status_code == 403
+    assert BalancingPolicy.objects.get(host=host).mode == "off"

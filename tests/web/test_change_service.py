@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from changes import drift, executor, reconcile
@@ -212,10 +213,12 @@ def test_records_cannot_be_deleted(change) -> None:
     assert Change.objects.filter(pk=change.pk).exists()
 
 
-def test_deleting_the_user_keeps_the_record(change, operator) -> None:
-    operator.delete()
+def test_a_user_who_made_changes_cannot_be_deleted(change, operator) -> None:
+    # Deleting used to null the actor of every record (on_delete=SET_NULL): a rewrite.
+    with pytest.raises(ProtectedError):
+        operator.delete()
     change.refresh_from_db()
-    assert change.actor is None and change.actor_name == "ops"
+    assert change.actor == operator and change.actor_name == "ops"
 
 
 def test_admin_is_read_only(client, operator, change) -> None:

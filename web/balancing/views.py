@@ -160,7 +160,10 @@ def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             policy = plan_policies.update_policy(
-                host=host, actor=request.user, values=form.cleaned_data
+                host=host,
+                actor=request.user,
+                values=form.cleaned_data,
+                reason=form.cleaned_data["reason"],
             )
         except ValidationError as exc:
             add_service_errors(form, exc)

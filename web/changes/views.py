@@ -192,6 +192,9 @@ def diffs(change: Change) -> list[dict[str, str]]:
     before, after = change.before or {}, change.after or {}
     if not before or not after:
         return []
+    if change.scope == Change.Scope.PORTAL:  # a portal setting (vm_flags, balancing_policy)
+        what = "portal setting"
+        return [{"what": what, "diff": unified(before, after, what), "slug": "portal"}]
     if change.vm_id is None:  # a host setting (numa_balancing): no XML, no tuning
         what = "host setting"
         return [{"what": what, "diff": unified(before, after, what), "slug": "host"}]

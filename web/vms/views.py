@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from balancing import locality as locality_thresholds
 from changes import forms as change_forms
 from changes.models import Change
-from changes.requests import request_change
+from changes.requests import request_change, set_vm_flags
 from hosts import history as numastat_history
 from hosts import selectors
 from hosts.services import load_topology
@@ -230,12 +230,23 @@ def vm_balancing_flags(request: HttpRequest, host_name: str, uuid) -> HttpRespon
     vm = _load_vm(host_name, uuid)
     form = forms.BalancingFlagsForm(request.POST, instance=vm)
     if form.is_valid():
-        form.save()
-        messages.success(
-            request,
-            f"{vm.name}: balancing {'locked' if vm.balancing_locked else 'may move it'}, "
-            f"{'dedicated cores' if vm.dedicated else 'shared CPUs'}.",
-        )
-    else:
-        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        try:
+            # Saved with its vm_flags change record (form.save() would skip the record).
+            change = set_vm_flags(
+                actor=request.user,
+                vm=vm,
+                values=form.cleaned_data,
+                reason=form.cleaned_data["reason"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            vm.refresh_from_db()
+            state = (
+                f"{vm.name}: balancing {'locked' if vm.balancing_locked else 'may move it'}, "
+                f"{'dedicated cores' if vm.dedicated else 'shared CPUs'}"
+            )
+            messages.success(request, f"{state}." if change else f"{state} (unchanged).")
+            return redirect(vm.get_absolute_url())
+    messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
     return redirect(vm.get_absolute_url())
