@@ -3,12 +3,14 @@
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_safe
 
 from balancing import locality
 from numaportal import roles
 from web import status
 
 
+@require_safe
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     context: dict[str, object] = {"components": status.collect()}
@@ -19,6 +21,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html", context)
 
 
+@require_safe
 @login_required
 def status_fragment(request: HttpRequest) -> HttpResponse:
     """The status table alone; htmx on the home page swaps it in every few seconds."""

@@ -14,7 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from balancing import access as plan_access
 from balancing import change_list, selectors
@@ -33,7 +33,7 @@ from web.paging import paginate
 PAGE_SIZE = 50
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def plan_list(request: HttpRequest) -> HttpResponse:
     plan_filter = selectors.PlanFilter(request.GET, queryset=selectors.plans())
@@ -90,14 +90,14 @@ def _plan_context(request: HttpRequest, plan: BalancingPlan, form: ApproveForm |
     }
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def plan_detail(request: HttpRequest, pk) -> HttpResponse:
     plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
     return render(request, "balancing/plan_detail.html", _plan_context(request, plan, None))
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def plan_status(request: HttpRequest, pk) -> HttpResponse:
     """The status box (and, once approved, the change records) for htmx polling."""
@@ -149,7 +149,7 @@ def plan_approve(request: HttpRequest, pk) -> HttpResponse:
     return render(request, "balancing/plan_detail.html", context)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)

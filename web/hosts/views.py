@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from balancing import locality as locality_thresholds
 from changes.forms.numa_balancing import NumaBalancingForm
@@ -44,7 +44,7 @@ SYNC_POLL_STATUSES = frozenset(
 VM_PAGE_SIZE = 50
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = vm_selectors.dashboard_hosts()
@@ -61,7 +61,7 @@ def host_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @requires(roles.ADD_HOST)
 def host_add(request: HttpRequest) -> HttpResponse:
     form = HostRegisterForm(request.POST or None)
@@ -123,7 +123,7 @@ def _distance_context(topology, request: HttpRequest) -> dict:
     }
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
@@ -176,7 +176,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "hosts/host_detail.html", context)
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_cell(request: HttpRequest, name: str, cell_id: int) -> HttpResponse:
     """One cell's drawing, for htmx when a collapsed cell of the host page's diagram opens."""
@@ -188,7 +188,7 @@ def host_cell(request: HttpRequest, name: str, cell_id: int) -> HttpResponse:
     return HttpResponse(render_cell_svg(topology, vm_selectors.diagram_vms(host), cell_id))
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_distances(request: HttpRequest, name: str) -> HttpResponse:
     """The distance matrix alone, for htmx when the operator picks another cell."""
@@ -205,7 +205,7 @@ NUMASTAT_CHARTS: tuple[tuple[str, str], ...] = (
 FREE_MEMORY_EXPLANATION = "free memory of this cell as libvirt reports it (getCellsFreeMemory)."
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_numastat(request: HttpRequest, name: str) -> HttpResponse:
     """numastat history: rates per cell over a window, local ratio, free memory, latest values."""
@@ -244,7 +244,7 @@ def _duration_label(seconds: int) -> str:
     return f"{seconds} s"
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_sync_status(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
@@ -270,7 +270,7 @@ def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     return redirect(host)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @requires(roles.DELETE_HOST)
 def host_remove(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
@@ -284,7 +284,7 @@ def host_remove(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "hosts/host_confirm_remove.html", {"host": host, "vm_count": vm_count})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def host_numa_balancing(request: HttpRequest, name: str) -> HttpResponse:
     """Confirm and queue a switch of the host's numa_balancing (admins only; see

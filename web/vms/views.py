@@ -11,7 +11,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from balancing import locality as locality_thresholds
 from changes import forms as change_forms
@@ -34,7 +34,7 @@ from web.paging import paginate
 PAGE_SIZE = 100
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_VM)
 def vm_list(request: HttpRequest) -> HttpResponse:
     queryset = vm_selectors.host_vm_filter(VirtualMachine.objects.all())
@@ -47,7 +47,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_VM)
 def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
     vm = vm_selectors.vm_with_vcpus(host_name, uuid).first()
@@ -134,7 +134,7 @@ def _helper_pins(request: HttpRequest, form_class, vm, topology) -> dict[int, st
     return {}
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @requires(roles.ADD_CHANGE)
 def vm_change(request: HttpRequest, host_name: str, uuid, kind: str) -> HttpResponse:
     """One change form: fill in -> preview (before -> after) -> confirm -> change page."""
