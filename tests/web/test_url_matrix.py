@@ -115,10 +115,10 @@ ADMIN: Row = (LOGIN, DENIED, DENIED, DENIED, OK)
 
 # The classification: URL name -> {method -> outcome per role (ROLES order)}.
 MATRIX: dict[str, dict[str, Row]] = {
-    # Home and its status table: login only, no permission. A user without any role sees
-    # the services table (database, broker, workers, libvirt).
-    "home": page((LOGIN, OK, OK, OK, OK)),
-    "status-fragment": page((LOGIN, OK, OK, OK, OK)),
+    # Home and its status table: the viewer role (roles.VIEW_STATUS). It names the database,
+    # the broker, the workers and the libvirt host: nothing for a user without a role.
+    "home": page(READ),
+    "status-fragment": page(READ),
     # hosts.view_host or a bearer token; 401 rather than a login redirect (scrapers).
     "metrics": page((UNAUTHORIZED, UNAUTHORIZED, OK, OK, OK)),
     # Django's LoginView (FormView: get, post, put; options from View): open to everyone,

@@ -2,14 +2,14 @@
 
 Views stay thin: reads go through ``hosts.selectors``, writes through ``hosts.services``.
 Every page needs a login and the model's view permission (the "viewer" group has exactly the
-view permissions); registering, syncing and removing need add/change/delete_host.
+view permissions); registering, syncing and removing need add/change/delete_host, checked once
+the host was found (:mod:`web.access`: 404 for an unknown host, then 403).
 """
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -32,7 +32,7 @@ from numaportal.virt.errors import VirtError
 from vms import requests
 from vms import selectors as vm_selectors
 from vms.memory import memory_bars
-from web.access import requires
+from web.access import demand, deny_unless, requires
 from web.htmx import is_htmx, refresh_when_finished
 from web.paging import paginate
 
@@ -259,9 +259,10 @@ def _sync_context(host: Host) -> dict:
 
 
 @require_POST
-@requires(roles.CHANGE_HOST)
+@requires(roles.VIEW_HOST)
 def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
+    demand(request.user, roles.CHANGE_HOST)
     requests.request_sync(host)
     host.refresh_from_db()
     if is_htmx(request):
@@ -271,9 +272,10 @@ def host_sync(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-@requires(roles.DELETE_HOST)
+@requires(roles.VIEW_HOST)
 def host_remove(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
+    demand(request.user, roles.DELETE_HOST)
     if request.method == "POST":
         services.remove_host(host)
         messages.success(
@@ -285,13 +287,15 @@ def host_remove(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-@login_required
+@requires(roles.VIEW_HOST)
 def host_numa_balancing(request: HttpRequest, name: str) -> HttpResponse:
     """Confirm and queue a switch of the host's numa_balancing (admins only; see
     :mod:`changes.kinds.numa_balancing`). GET shows the current and the new value; POST acts."""
     host = get_object_or_404(Host, name=name)
-    if not numa_balancing.can_switch(request.user):
-        raise PermissionDenied("switching numa_balancing is for admins (superuser) only")
+    deny_unless(
+        numa_balancing.can_switch(request.user),
+        "switching numa_balancing is for admins (superuser) only",
+    )
     current = host.numa_balancing
     form = NumaBalancingForm(request.POST or None, initial={"value": 0 if current else 1})
     if request.method == "POST" and form.is_valid():
