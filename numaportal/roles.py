@@ -1,7 +1,7 @@
 """Roles of the portal, kept as Django groups.
 
-- "viewer": sees every page (the view_* permissions of hosts, vms and changes), changes
-  nothing.
+- "viewer": sees every page (the view_* permissions of hosts, vms and changes), the status
+  page included, changes nothing. A signed-in user without a role sees no page at all (403).
 - "operator": what a viewer sees, plus requesting changes to VMs (``changes.add_change``,
   checked by ``changes.requests.request_change`` itself, not only by the views).
 - admin: superusers (hosts, schedules, users).
@@ -22,6 +22,9 @@ CHANGE_HOST = "hosts.change_host"
 DELETE_HOST = "hosts.delete_host"
 VIEW_VM = "vms.view_virtualmachine"
 VIEW_CHANGE = "changes.view_change"
+#: The status page (home): database, broker URL, workers and their queues, libvirt URI and
+#: versions, the lab's VM names — infrastructure, so the viewer's host permission.
+VIEW_STATUS = VIEW_HOST
 #: The operator's permission: request changes of VMs, plan and approve balancing.
 ADD_CHANGE = "changes.add_change"
 

@@ -7,6 +7,7 @@ and sessions survive a restart.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_celery_beat",
     "django_filters",
     "numaportal",
@@ -88,6 +90,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "web.urls"
@@ -176,6 +180,30 @@ WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (django-axes): after NUMAPORTAL_LOGIN_FAILURE_LIMIT failed logins in a row
+# for one username from one address, that pair is locked out for NUMAPORTAL_LOGIN_LOCKOUT_MINUTES
+# (429 and the lockout message on the login page; the admin's login alike). The pair, not the
+# address alone, so a user mistyping behind a shared proxy does not lock out colleagues, and not
+# the username alone, so nobody can lock another user out from elsewhere. Attempts while locked
+# out are refused without extending the lock. A successful login clears the count. Admins unlock
+# sooner: Admin -> Axes -> Access attempts (delete the row), or
+# `manage.py axes_reset_username <name>`. The failures are rows in the database (AccessAttempt),
+# shared by every web process. The client address is REMOTE_ADDR (no proxy headers are trusted).
+# AxesStandaloneBackend needs the request: a caller of authenticate() without one (the test
+# client's login(): pass request=HttpRequest()) is refused loudly rather than left unthrottled.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("NUMAPORTAL_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(
+    minutes=float(os.environ.get("NUMAPORTAL_LOGIN_LOCKOUT_MINUTES", "15"))
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "web.views.login_locked_out"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
@@ -276,6 +304,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # A 403 is one line ("forbidden: user=... path=... reason=..."), not a traceback.
+    "filters": {"forbidden_one_line": {"()": "web.logfilters.ForbiddenInOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"django.request": {"filters": ["forbidden_one_line"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

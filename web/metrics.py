@@ -20,7 +20,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -200,7 +200,7 @@ def _bearer_token_ok(request: HttpRequest) -> bool:
 
 
 @login_not_required  # answers 401 itself: a scraper cannot follow a login redirect
-@require_GET
+@require_safe
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
     user = request.user

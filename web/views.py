@@ -1,25 +1,55 @@
-"""Project-level pages: the home page that says what is running (and the least-local VMs)."""
+"""Project-level pages: the home page that says what is running (and the least-local VMs), and
+what the login page says to a locked-out login."""
 
-from django.contrib.auth.decorators import login_required
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_safe
 
 from balancing import locality
 from numaportal import roles
 from web import status
+from web.access import requires
 
 
-@login_required
+@require_safe
+@requires(roles.VIEW_STATUS)
 def home(request: HttpRequest) -> HttpResponse:
     context: dict[str, object] = {"components": status.collect()}
-    # The status table is for everyone signed in; VM names only for those who may see VMs.
+    # The status table needs the viewer role (it names the database, broker, workers and the
+    # libvirt host); the least-local VMs need the VMs' view permission on top.
     if request.user.has_perm(roles.VIEW_VM):
         context["least_local"] = locality.least_local()
         context["locality_below_count"] = locality.below_threshold_count()
     return render(request, "home.html", context)
 
 
-@login_required
+@require_safe
+@requires(roles.VIEW_STATUS)
 def status_fragment(request: HttpRequest) -> HttpResponse:
     """The status table alone; htmx on the home page swaps it in every few seconds."""
     return render(request, "_status_table.html", {"components": status.collect()})
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def login_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials=None
+) -> HttpResponse:
+    """django-axes' lockout response (``AXES_LOCKOUT_CALLABLE``): the login page again, status
+    429, saying why and for how long. The form is unbound (a bound one would authenticate, and
+    fail, once more); the username typed is kept."""
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    cool_off = _minutes(settings.AXES_COOLOFF_TIME.total_seconds())
+    message = (
+        f"Too many failed logins for this username from your address: logging in is locked for "
+        f"{cool_off} (after {settings.AXES_FAILURE_LIMIT} failures in a row). "
+        "An admin can unlock it sooner."
+    )
+    form = AuthenticationForm(request, initial={"username": username})
+    context = {"form": form, "locked_out": message, "next": request.POST.get("next", "")}
+    return render(request, "registration/login.html", context, status=429)

@@ -5,11 +5,10 @@ login page, and no page edits a record.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from balancing.models import BalancingPlan
 from changes import forms
 from changes.models import Change
 from tests.web.changes_helpers import make_change
@@ -24,6 +23,11 @@ LIBVIRT_REFUSAL = (
 # --- roles ----------------------------------------------------------------------------------------
 
 
+def plan_of(host) -> BalancingPlan:
+    """A plan of the host to approve: an unknown one is 404, also for a viewer (web.access)."""
+    return BalancingPlan.objects.create(host=host, requested_by_name="ops")
+
+
 def mutating_urls(vm) -> list[str]:
     """Every URL that changes something: the change forms (all kinds) and the host actions."""
     return [reverse("vms:change", args=[vm.host.name, vm.uuid, slug]) for slug in forms.FORMS] + [
@@ -32,7 +36,7 @@ def mutating_urls(vm) -> list[str]:
         reverse("hosts:remove", args=[vm.host.name]),
         reverse("hosts:numa-balancing", args=[vm.host.name]),
         reverse("balancing:request", args=[vm.host.name]),
-        reverse("balancing:approve", args=[uuid.uuid4()]),
+        reverse("balancing:approve", args=[plan_of(vm.host).pk]),
         reverse("balancing:policy", args=[vm.host.name]),
     ]
 

@@ -15,6 +15,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
@@ -223,11 +224,25 @@ def test_dashboard_flags_by_each_hosts_threshold(
     assert 'data-locality-below-count="1"' in listed
 
 
-def test_a_user_without_a_role_sees_the_status_but_no_vm_names(
+def test_a_user_without_a_role_sees_neither_the_status_nor_vm_names(
     client, django_user_model, host, vm_factory, quick_status
 ):
     fleet(host, vm_factory, 2, "secret")
     client.force_login(django_user_model.objects.create_user("nobody", password="pw-123456"))
+    response = client.get(reverse("home"))
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert 'id="status"' not in page
+    assert "secret0" not in page and 'id="least-local"' not in page
+
+
+def test_the_status_without_the_vms_permission_names_no_vm(
+    client, django_user_model, host, vm_factory, quick_status
+):
+    fleet(host, vm_factory, 2, "secret")
+    user = django_user_model.objects.create_user("hosts-only", password="pw-123456")
+    user.user_permissions.add(Permission.objects.get(codename="view_host"))
+    client.force_login(user)
     page = client.get(reverse("home")).content.decode()
     assert 'id="status"' in page
     assert "secret0" not in page and 'id="least-local"' not in page

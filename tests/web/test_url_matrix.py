@@ -11,6 +11,8 @@ What a cell asserts:
 - ``LOGIN``: 302 to the login page with ``?next=<the URL>`` (the view did not run);
 - ``DENIED`` 403, ``UNAUTHORIZED`` 401 (/metrics: scrapers cannot follow a redirect),
   ``NOT_ALLOWED`` 405 (and the method is not in the ``Allow`` header);
+- HEAD answers what GET answers wherever GET is accepted (``require_safe``, never
+  ``require_GET``, which refuses HEAD);
 - ``OK`` 200: the view ran. A POST here carries an EMPTY body, so a form page answers 200
   with its errors; what a valid submission does is tested elsewhere;
 - ``to(name)``: 302 to a URL of that name (a POST that acted, e.g. sync -> the host page).
@@ -98,9 +100,10 @@ def only(**accepted: Row) -> dict[str, Row]:
     return {method: accepted.get(method, refused) for method in METHODS}
 
 
-def every_method(row: Row, **overrides: Row) -> dict[str, Row]:
-    """A view without any method restriction: every method runs it."""
-    return {method: overrides.get(method, row) for method in METHODS}
+def page(get: Row, **others: Row) -> dict[str, Row]:
+    """A page: HEAD is answered as GET is (``require_safe``, or HEAD listed next to GET), so
+    a monitor or a link checker sending HEAD is not refused; *others*: the other methods."""
+    return only(GET=get, HEAD=get, **others)
 
 
 #: Everyone signed in may read it (view permission of the app), nobody else.
@@ -111,15 +114,13 @@ OPERATE: Row = (LOGIN, DENIED, DENIED, OK, OK)
 ADMIN: Row = (LOGIN, DENIED, DENIED, DENIED, OK)
 
 # The classification: URL name -> {method -> outcome per role (ROLES order)}.
-# HEAD: Django's require_GET is require_http_methods(["GET"]), which refuses HEAD (405);
-# require_safe would allow it. That is the code today, written down as such.
 MATRIX: dict[str, dict[str, Row]] = {
-    # Home and its status table: login only, no permission and no method restriction. A
-    # user without any role sees the services table (database, broker, workers, libvirt).
-    "home": every_method((LOGIN, OK, OK, OK, OK)),
-    "status-fragment": every_method((LOGIN, OK, OK, OK, OK)),
+    # Home and its status table: the viewer role (roles.VIEW_STATUS). It names the database,
+    # the broker, the workers and the libvirt host: nothing for a user without a role.
+    "home": page(READ),
+    "status-fragment": page(READ),
     # hosts.view_host or a bearer token; 401 rather than a login redirect (scrapers).
-    "metrics": only(GET=(UNAUTHORIZED, UNAUTHORIZED, OK, OK, OK)),
+    "metrics": page((UNAUTHORIZED, UNAUTHORIZED, OK, OK, OK)),
     # Django's LoginView (FormView: get, post, put; options from View): open to everyone,
     # also to signed-in users (redirect_authenticated_user is off). An empty POST/PUT is
     # an invalid form: 200 with its errors.
@@ -127,40 +128,40 @@ MATRIX: dict[str, dict[str, Row]] = {
     # Django's LogoutView: POST (logs out, then LOGOUT_REDIRECT_URL) and OPTIONS only.
     "logout": only(POST=(to("login"),) * 5, OPTIONS=(OK,) * 5),
     # --- hosts ---------------------------------------------------------------------------
-    "hosts:list": only(GET=READ),
+    "hosts:list": page(READ),
     # hosts.add_host: the form for admins; an empty POST is the form with errors.
-    "hosts:add": only(GET=ADMIN, POST=ADMIN),
-    "hosts:detail": only(GET=READ),
+    "hosts:add": page(ADMIN, POST=ADMIN),
+    "hosts:detail": page(READ),
     # One cell's drawing, which the host page loads (htmx) when a collapsed cell opens.
-    "hosts:cell": only(GET=READ),
-    "hosts:distances": only(GET=READ),
-    "hosts:numastat": only(GET=READ),
+    "hosts:cell": page(READ),
+    "hosts:distances": page(READ),
+    "hosts:numastat": page(READ),
     # Superusers only, checked in the view (hosts.balancing.can_switch) after the host was
     # looked up: an unknown host is 404 before the 403 (not exercised here).
-    "hosts:numa-balancing": only(GET=ADMIN, POST=ADMIN),
+    "hosts:numa-balancing": page(ADMIN, POST=ADMIN),
     # hosts.change_host; queues a sync (on commit) and goes back to the host page.
     "hosts:sync": only(POST=(LOGIN, DENIED, DENIED, DENIED, to("hosts:detail"))),
-    "hosts:sync-status": only(GET=READ),
+    "hosts:sync-status": page(READ),
     # hosts.delete_host: GET is the confirmation page, POST removes and goes to the list.
-    "hosts:remove": only(GET=ADMIN, POST=(LOGIN, DENIED, DENIED, DENIED, to("hosts:list"))),
+    "hosts:remove": page(ADMIN, POST=(LOGIN, DENIED, DENIED, DENIED, to("hosts:list"))),
     # --- vms -----------------------------------------------------------------------------
-    "vms:list": only(GET=READ),
-    "vms:detail": only(GET=READ),
+    "vms:list": page(READ),
+    "vms:detail": page(READ),
     # changes.add_change also for GET (a viewer does not even see the forms); an empty POST
     # is the form with its errors.
-    "vms:change": only(GET=OPERATE, POST=OPERATE),
+    "vms:change": page(OPERATE, POST=OPERATE),
     # changes.add_change; an empty POST is valid (both flags off): saved, back to the VM.
     "vms:balancing-flags": only(POST=(LOGIN, DENIED, DENIED, to("vms:detail"), to("vms:detail"))),
     # --- changes (read-only by design: no edit or delete URL) -----------------------------
-    "changes:list": only(GET=READ),
-    "changes:export": only(GET=READ),
-    "changes:detail": only(GET=READ),
-    "changes:status": only(GET=READ),
+    "changes:list": page(READ),
+    "changes:export": page(READ),
+    "changes:detail": page(READ),
+    "changes:status": page(READ),
     # --- balancing -----------------------------------------------------------------------
     # changes.view_change sees plans (a plan is a set of proposed changes).
-    "balancing:list": only(GET=READ),
-    "balancing:plan": only(GET=READ),
-    "balancing:plan-status": only(GET=READ),
+    "balancing:list": page(READ),
+    "balancing:plan": page(READ),
+    "balancing:plan-status": page(READ),
     # changes.add_change; an empty POST (blank reason) re-renders the plan with the error.
     "balancing:approve": only(POST=OPERATE),
     # changes.add_change; a new plan is written (computed on commit) and its page follows.
@@ -169,7 +170,7 @@ MATRIX: dict[str, dict[str, Row]] = {
     ),
     # Superusers only, checked in the view after the (active) host was looked up; an empty
     # POST is the form with its errors.
-    "balancing:policy": only(GET=ADMIN, POST=ADMIN),
+    "balancing:policy": page(ADMIN, POST=ADMIN),
 }
 
 #: Namespaces whose URLs are not ours to classify.

@@ -4,17 +4,17 @@
 Views stay thin: writes go through :mod:`balancing.services` (which checks the role again),
 reads through :mod:`balancing.selectors`. Seeing plans needs ``changes.view_change`` (the
 "viewer" group: a plan is a set of proposed changes); planning and approving need
-``changes.add_change`` (the "operator" group); policies are for superusers.
+``changes.add_change`` (the "operator" group), checked once the host or plan was found (404
+first, see :mod:`web.access`); policies are for superusers.
 """
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from balancing import access as plan_access
 from balancing import change_list, selectors
@@ -26,14 +26,14 @@ from hosts.models import Host
 from hosts.services import load_topology
 from numaportal import roles
 from numaportal.forms import add_service_errors
-from web.access import requires
+from web.access import demand, deny_unless, requires
 from web.htmx import refresh_when_finished
 from web.paging import paginate
 
 PAGE_SIZE = 50
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def plan_list(request: HttpRequest) -> HttpResponse:
     plan_filter = selectors.PlanFilter(request.GET, queryset=selectors.plans())
@@ -90,14 +90,14 @@ def _plan_context(request: HttpRequest, plan: BalancingPlan, form: ApproveForm |
     }
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def plan_detail(request: HttpRequest, pk) -> HttpResponse:
     plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
     return render(request, "balancing/plan_detail.html", _plan_context(request, plan, None))
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def plan_status(request: HttpRequest, pk) -> HttpResponse:
     """The status box (and, once approved, the change records) for htmx polling."""
@@ -110,10 +110,11 @@ def plan_status(request: HttpRequest, pk) -> HttpResponse:
 
 
 @require_POST
-@requires(roles.ADD_CHANGE)
+@requires(roles.VIEW_CHANGE)
 def plan_request(request: HttpRequest, name: str) -> HttpResponse:
     """ "Plan balancing" on a host page: a new plan, computed by a worker; its page follows."""
     host = get_object_or_404(Host.objects.active(), name=name)
+    demand(request.user, roles.ADD_CHANGE)
     try:
         plan = plan_requests.request_plan(host=host, actor=request.user)
     except ValidationError as exc:
@@ -123,9 +124,10 @@ def plan_request(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@requires(roles.ADD_CHANGE)
+@requires(roles.VIEW_CHANGE)
 def plan_approve(request: HttpRequest, pk) -> HttpResponse:
     plan = get_object_or_404(BalancingPlan.objects.select_related("host"), pk=pk)
+    demand(request.user, roles.ADD_CHANGE)
     form = ApproveForm(request.POST)
     if form.is_valid():
         try:
@@ -149,12 +151,14 @@ def plan_approve(request: HttpRequest, pk) -> HttpResponse:
     return render(request, "balancing/plan_detail.html", context)
 
 
-@require_http_methods(["GET", "POST"])
-@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+@requires(roles.VIEW_CHANGE)
 def policy_edit(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
-    if not plan_access.can_edit_policy(request.user):
-        raise PermissionDenied("balancing policies are for admins (superuser) only")
+    deny_unless(
+        plan_access.can_edit_policy(request.user),
+        "balancing policies are for admins (superuser) only",
+    )
     instance = BalancingPolicy.objects.filter(host=host).first() or BalancingPolicy(host=host)
     form = PolicyForm(request.POST or None, instance=instance, host=host)
     if request.method == "POST" and form.is_valid():

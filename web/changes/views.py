@@ -15,7 +15,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from changes.filters import ChangeFilter
 from changes.models import Change
@@ -35,7 +35,7 @@ def _queryset():
     return Change.objects.select_related("host", "vm__host").order_by("-created_at", "-pk")
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def change_list(request: HttpRequest) -> HttpResponse:
     change_filter = ChangeFilter(request.GET, queryset=_queryset())
@@ -139,7 +139,7 @@ def _csv_lines(changes: Iterable[Change]) -> Iterator[str]:
         yield writer.writerow(csv_row(change))
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def change_export(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered list (same filters as the page, every page) as CSV."""
@@ -219,7 +219,7 @@ def _status_context(change: Change) -> dict[str, Any]:
     }
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def change_detail(request: HttpRequest, pk) -> HttpResponse:
     change = get_object_or_404(Change.objects.select_related("host", "vm__host", "actor"), pk=pk)
@@ -239,7 +239,7 @@ def change_detail(request: HttpRequest, pk) -> HttpResponse:
     return render(request, "changes/change_detail.html", context)
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_CHANGE)
 def change_status(request: HttpRequest, pk) -> HttpResponse:
     """The status box alone (with a running memory move's progress), for htmx polling; when the

@@ -2,20 +2,20 @@
 
 Views stay thin: reads go through ``hosts.selectors``, writes through ``hosts.services``.
 Every page needs a login and the model's view permission (the "viewer" group has exactly the
-view permissions); registering, syncing and removing need add/change/delete_host.
+view permissions); registering, syncing and removing need add/change/delete_host, checked once
+the host was found (:mod:`web.access`: 404 for an unknown host, then 403).
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from balancing import locality as locality_thresholds
 from changes.forms.numa_balancing import NumaBalancingForm
@@ -33,7 +33,7 @@ from numaportal.virt.errors import VirtError
 from vms import requests
 from vms import selectors as vm_selectors
 from vms.memory import memory_bars
-from web.access import requires
+from web.access import demand, deny_unless, requires
 from web.htmx import is_htmx, refresh_when_finished
 from web.paging import paginate
 
@@ -50,7 +50,7 @@ SYNC_POLL_STATUSES = frozenset(
 VM_PAGE_SIZE = 50
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = vm_selectors.dashboard_hosts()
@@ -67,7 +67,7 @@ def host_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @requires(roles.ADD_HOST)
 def host_add(request: HttpRequest) -> HttpResponse:
     form = HostRegisterForm(request.POST or None)
@@ -134,7 +134,7 @@ def _distance_context(topology, request: HttpRequest) -> dict:
     }
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
@@ -187,7 +187,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "hosts/host_detail.html", context)
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_cell(request: HttpRequest, name: str, cell_id: int) -> HttpResponse:
     """One cell's drawing, for htmx when a collapsed cell of the host page's diagram opens."""
@@ -199,7 +199,7 @@ def host_cell(request: HttpRequest, name: str, cell_id: int) -> HttpResponse:
     return HttpResponse(render_cell_svg(topology, vm_selectors.diagram_vms(host), cell_id))
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_distances(request: HttpRequest, name: str) -> HttpResponse:
     """The distance matrix alone, for htmx when the operator picks another cell."""
@@ -216,7 +216,7 @@ NUMASTAT_CHARTS: tuple[tuple[str, str], ...] = (
 FREE_MEMORY_EXPLANATION = "free memory of this cell as libvirt reports it (getCellsFreeMemory)."
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_numastat(request: HttpRequest, name: str) -> HttpResponse:
     """numastat history: rates per cell over a window, local ratio, free memory, latest values."""
@@ -255,7 +255,7 @@ def _duration_label(seconds: int) -> str:
     return f"{seconds} s"
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_HOST)
 def host_sync_status(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
@@ -274,9 +274,10 @@ def _sync_context(host: Host) -> dict:
 
 
 @require_POST
-@requires(roles.CHANGE_HOST)
+@requires(roles.VIEW_HOST)
 def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
+    demand(request.user, roles.CHANGE_HOST)
     requests.request_sync(host)  # a host that never passed its connection test is tested again
     host.refresh_from_db()
     if is_htmx(request):
@@ -288,10 +289,11 @@ def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     return redirect(host)
 
 
-@require_http_methods(["GET", "POST"])
-@requires(roles.DELETE_HOST)
+@require_http_methods(["GET", "HEAD", "POST"])
+@requires(roles.VIEW_HOST)
 def host_remove(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
+    demand(request.user, roles.DELETE_HOST)
     if request.method == "POST":
         if services.remove_host(host):
             messages.success(
@@ -307,14 +309,16 @@ def host_remove(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "hosts/host_confirm_remove.html", {"host": host, "vm_count": vm_count})
 
 
-@require_http_methods(["GET", "POST"])
-@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+@requires(roles.VIEW_HOST)
 def host_numa_balancing(request: HttpRequest, name: str) -> HttpResponse:
     """Confirm and queue a switch of the host's numa_balancing (admins only; see
     :mod:`changes.kinds.numa_balancing`). GET shows the current and the new value; POST acts."""
     host = get_object_or_404(Host, name=name)
-    if not numa_balancing.can_switch(request.user):
-        raise PermissionDenied("switching numa_balancing is for admins (superuser) only")
+    deny_unless(
+        numa_balancing.can_switch(request.user),
+        "switching numa_balancing is for admins (superuser) only",
+    )
     current = host.numa_balancing
     form = NumaBalancingForm(request.POST or None, initial={"value": 0 if current else 1})
     if request.method == "POST" and form.is_valid():

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from balancing import locality as locality_thresholds
 from changes import forms as change_forms
@@ -28,13 +28,13 @@ from vms import selectors as vm_selectors
 from vms.filters import VirtualMachineFilter
 from vms.memory import memory_bar
 from vms.models import VirtualMachine
-from web.access import requires
+from web.access import demand, requires
 from web.paging import paginate
 
 PAGE_SIZE = 100
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_VM)
 def vm_list(request: HttpRequest) -> HttpResponse:
     queryset = vm_selectors.host_vm_filter(VirtualMachine.objects.all())
@@ -47,7 +47,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 @requires(roles.VIEW_VM)
 def vm_detail(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
     vm = vm_selectors.vm_with_vcpus(host_name, uuid).first()
@@ -100,7 +100,8 @@ def recent_changes(vm: VirtualMachine) -> list[Change]:
 
 # --- change forms -----------------------------------------------------------------------------
 
-# Change forms need the operator's permission for GET too: a viewer does not even see them.
+# Change forms need the operator's permission for GET too: a viewer does not even see them
+# (403 once the VM was found; an unknown or gone VM is 404 first, see web.access).
 
 
 def _load_vm(host_name: str, uuid) -> VirtualMachine:
@@ -134,14 +135,15 @@ def _helper_pins(request: HttpRequest, form_class, vm, topology) -> dict[int, st
     return {}
 
 
-@require_http_methods(["GET", "POST"])
-@requires(roles.ADD_CHANGE)
+@require_http_methods(["GET", "HEAD", "POST"])
+@requires(roles.VIEW_VM)
 def vm_change(request: HttpRequest, host_name: str, uuid, kind: str) -> HttpResponse:
     """One change form: fill in -> preview (before -> after) -> confirm -> change page."""
     form_class = change_forms.FORMS.get(kind)
     if form_class is None:
         raise Http404("No such change form.")
     vm = _load_vm(host_name, uuid)
+    demand(request.user, roles.ADD_CHANGE)
     topology = load_topology(vm.host)
     if topology is None:
         raise Http404("The host has not been synced yet: its topology is unknown.")
@@ -221,13 +223,14 @@ def _request_changes(request: HttpRequest, form: change_forms.ChangeForm) -> str
 
 
 @require_POST
-@requires(roles.ADD_CHANGE)
+@requires(roles.VIEW_VM)
 def vm_balancing_flags(request: HttpRequest, host_name: str, uuid) -> HttpResponse:
     """Set the VM's balancing flags (locked: plans never move it; dedicated: whole cores).
 
     Portal metadata, not a libvirt change: nothing on the host changes until a plan is applied.
     """
     vm = _load_vm(host_name, uuid)
+    demand(request.user, roles.ADD_CHANGE)
     form = forms.BalancingFlagsForm(request.POST, instance=vm)
     if form.is_valid():
         try:
