@@ -321,6 +321,10 @@ def _free_cpu(
         for cpu in sorted(mine):
             if host.cell_of.get(cpu) != c:
                 continue
+            # A core with a reserved (or another dedicated VM's) thread is not a whole core of
+            # its own, even when its own vCPU sits on it (pinned before the policy said so).
+            if host.siblings[cpu] & (policy.blocked | frozenset(host.held)):
+                continue
             idle = sorted(host.siblings[cpu] - taken)
             if idle:
                 core = format_cpuset(host.siblings[cpu])
