@@ -1,5 +1,6 @@
 """numaportal.bounds: ASCII digits within 64 bits, finite decimals, dates a time zone cannot
-push out of range. Pure: form fields without a database."""
+push out of range; and the change kinds' ``int_field``, which reads text the same way.
+Pure: form fields without a database."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.core.exceptions import ValidationError
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from changes.kinds.fields import Errors, int_field
 from numaportal.bounds import (
     DATE_MAX,
     DATE_MIN,
@@ -60,6 +62,9 @@ def test_only_ascii_digits_are_numbers(text):
         return
     assert parse_whole(text) is None
     assert "invalid" in refused(WholeNumberField(), text)
+    errors = Errors()
+    assert int_field(text, "count", errors) is None  # was int("\u00b2"): ValueError
+    assert "count" in errors
 
 
 @pytest.mark.parametrize("text", [str(MAX_ID + 1), str(-MAX_ID - 2), "9" * 32])
@@ -88,6 +93,17 @@ def test_bounds_of_the_fields():
     assert "min_value" in refused(IdField(), "0")
     assert IdField().clean(str(MAX_ID)) == MAX_ID
     assert WholeNumberField(required=False).clean("") is None
+
+
+def test_int_field_takes_ints_and_ascii_text():
+    errors = Errors()
+    assert int_field("3", "count", errors, minimum=1) == 3
+    assert int_field(3, "count", errors, minimum=1) == 3
+    assert int_field(" 12 ", "vcpu", errors) == 12
+    assert not errors.errors
+    for bad in ("-1", "1234567", "\uff13", True, 1.5):
+        assert int_field(bad, "count", errors) is None
+    assert len(errors.errors["count"]) == 5
 
 
 # --- decimals ----------------------------------------------------------------------------------
