@@ -6,10 +6,12 @@ refuses them), one test each. The fields themselves are tested in
 from __future__ import annotations
 
 import pytest
+from django.http import StreamingHttpResponse
 from django.urls import reverse
 
 from balancing.forms import PolicyForm
 from balancing.models import BalancingPolicy
+from tests.web.changes_helpers import make_change
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -17,6 +19,84 @@ BEYOND_64_BITS = str(2**63)  # 9223372036854775808: SQLite raised OverflowError
 #: Digits ``int()`` and ``float()`` take but the cpuset fields refuse: Arabic-Indic and
 #: fullwidth three.
 UNICODE_THREES = ("\u0663", "\uff13")
+
+
+def names(response) -> list[str]:
+    return [c.reason for c in response.context["changes"]]
+
+
+# --- /changes/?vm= and its CSV export ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [BEYOND_64_BITS, "-9223372036854775809", "9" * 40, "0", "-1"])
+def test_change_list_vm_out_of_range_is_a_form_error_and_no_rows(viewer_client, inventory, value):
+    """Was: OverflowError (Python int too large to convert to SQLite INTEGER), a 500."""
+    make_change(inventory["db01"], reason="a pin")
+    response = viewer_client.get(reverse("changes:list"), {"vm": value})
+    assert response.status_code == 200
+    assert names(response) == []  # not every change, as an ignored filter would list
+    assert response.context["filter"].errors["vm"]
+    # the vm field is hidden: its error is still on the page
+    assert 'id="filter-errors"' in response.content.decode()
+
+
+def test_change_list_vm_at_the_64_bit_limit_is_just_no_such_vm(viewer_client, inventory):
+    make_change(inventory["db01"], reason="a pin")
+    response = viewer_client.get(reverse("changes:list"), {"vm": str(2**63 - 1)})
+    assert response.status_code == 200
+    assert names(response) == []
+    assert not response.context["filter"].errors
+
+
+@pytest.mark.parametrize("value", [BEYOND_64_BITS, "x", "\u0663"])
+def test_change_export_refuses_a_bad_filter_before_it_streams(viewer_client, inventory, value):
+    """Was: headers sent (200, text/csv, attachment), then the stream cut by the OverflowError."""
+    make_change(inventory["db01"], reason="a pin")
+    response = viewer_client.get(reverse("changes:export"), {"vm": value})
+    assert response.status_code == 400
+    assert not isinstance(response, StreamingHttpResponse)
+    assert response["Content-Type"].startswith("text/plain")
+    assert "Content-Disposition" not in response
+    assert response.content.decode().startswith("vm: ")
+
+
+def test_change_export_with_a_good_vm_filter_still_streams(viewer_client, inventory):
+    make_change(inventory["db01"], reason="a pin")
+    make_change(inventory["web01"], reason="another")
+    response = viewer_client.get(reverse("changes:export"), {"vm": inventory["db01"].pk})
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content).decode()
+    assert "a pin" in body and "another" not in body
+
+
+def test_change_filter_text_of_a_thousand_words_is_a_form_error(viewer_client, inventory):
+    """Was: one LIKE per word, and SQLite's "Expression tree is too large" (a 500)."""
+    response = viewer_client.get(reverse("changes:list"), {"q": "a " * 1500})
+    assert response.status_code == 200
+    assert response.context["filter"].errors["q"]
+    export = viewer_client.get(reverse("changes:export"), {"q": "a " * 1500})
+    assert export.status_code == 400
+
+
+@pytest.mark.parametrize("zone", ["Etc/GMT+12", "Pacific/Kiritimati"])
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("created_before", "9999-12-31"),
+        ("created_after", "0001-01-01"),
+        ("created_after", "\u0662\u0660\u0662\u0664-01-01"),
+    ],
+)
+def test_change_filter_dates_out_of_range_are_form_errors(
+    viewer_client, inventory, settings, zone, param, value
+):
+    """Was (TIME_ZONE west of UTC): the end of 9999-12-31 is past datetime.max in UTC, and
+    SQLite's adapter raised OverflowError "date value out of range"."""
+    settings.TIME_ZONE = zone
+    response = viewer_client.get(reverse("changes:list"), {param: value})
+    assert response.status_code == 200
+    assert response.context["filter"].errors
+    assert viewer_client.get(reverse("changes:export"), {param: value}).status_code == 400
 
 
 # --- count fields take ASCII digits only (as the cpuset fields do) ------------------------------
