@@ -71,13 +71,15 @@ _BLANKS = " \t\r\n\f\v"
 
 
 def parse_whole(value: Any, *, minimum: int = 0, maximum: int = MAX_ID) -> int | None:
-    """*value* (text of ASCII digits, optionally "-"; or an int) as an int within
-    ``minimum..maximum``, else None. ``bool`` is not a number here."""
+    """*value* (text of ASCII digits, a "-" first when *minimum* is negative; or an int) as an
+    int within ``minimum..maximum``, else None. ``bool`` is not a number here."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and _WHOLE.fullmatch(text := value.strip(_BLANKS)):
+        if text.startswith("-") and minimum >= 0:
+            return None  # "-0" is not how a count or an id is written
         number = int(text)
     else:
         return None

@@ -86,6 +86,7 @@ def test_what_is_not_a_whole_number(text):
 def test_bounds_of_the_fields():
     assert parse_whole("5", minimum=6) is None
     assert parse_whole("-5", minimum=-10) == -5
+    assert parse_whole("-0") is None
     assert parse_whole(True) is None
     assert parse_whole(7) == 7
     assert WholeNumberField(min_value=1, max_value=4).clean("4") == 4

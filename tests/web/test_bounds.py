@@ -162,3 +162,46 @@ def test_policy_numbers_take_ascii_finite_numbers_only(inventory, field, value):
     form = PolicyForm({**POLICY, field: value}, instance=BalancingPolicy(host=host), host=host)
     assert not form.is_valid()
     assert form.errors[field]
+
+
+# --- the other lists: VMs, plans, paging, the pin helper's ?cell= ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("vms:list", {"host": "no-such-host"}),
+        ("vms:list", {"state": "exploded"}),
+        ("vms:list", {"name": "x" * 256}),
+        ("balancing:list", {"status": "exploded"}),
+    ],
+)
+def test_a_bad_list_filter_lists_nothing_and_says_why(viewer_client, inventory, name, params):
+    """Was: the bad value ignored and every row listed, as if unfiltered."""
+    response = viewer_client.get(reverse(name), params)
+    assert response.status_code == 200
+    assert response.context["page"].paginator.count == 0
+    assert response.context["filter"].errors
+    assert 'id="filter-errors"' in response.content.decode()
+
+
+@pytest.mark.parametrize("page", ["\u0663", "\uff13", "3.0", BEYOND_64_BITS, "-1", "\x00"])
+def test_a_page_number_is_ascii_digits_or_the_first_page(viewer_client, inventory, page):
+    for i in range(120):
+        make_change(inventory["db01"], reason=f"change {i:03}")
+    response = viewer_client.get(reverse("changes:list"), {"page": page})
+    assert response.status_code == 200
+    assert response.context["page"].number == 1
+    assert viewer_client.get(reverse("changes:list"), {"page": "3"}).context["page"].number == 3
+
+
+@pytest.mark.parametrize("cell", ["\u0661", BEYOND_64_BITS, "-0", "1.0"])
+def test_the_pin_helper_cell_is_ascii_digits(op_client, inventory, cell):
+    """``?fill=cell&cell=`` pins into that cell; int() took "\u0661" as cell 1."""
+    vm = inventory["db01"]
+    url = change_url(vm, "vcpupin")
+    pinned = op_client.get(url, {"fill": "cell", "cell": "1"}).context["form"]
+    assert pinned["vcpu_0"].value() == "6-11,18-23"
+    response = op_client.get(url, {"fill": "cell", "cell": cell})
+    assert response.status_code == 200
+    assert response.context["form"]["vcpu_0"].value() != "6-11,18-23"
