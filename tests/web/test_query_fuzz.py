@@ -309,13 +309,13 @@ def server_error(client: Client, url: str, query: dict) -> str | None:
         if isinstance(response, StreamingHttpResponse):
             b"".join(response.streaming_content)  # an error mid-stream is an error too
     except Exception as exc:  # the report names it
-        return f"{_short(query)}: {type(exc).__name__}: {exc}"
+        return f"{shortened(query)}: {type(exc).__name__}: {exc}"
     if response.status_code >= 500:
-        return f"{_short(query)}: {response.status_code}"
+        return f"{shortened(query)}: {response.status_code}"
     return None
 
 
-def _short(query: dict) -> str:
+def shortened(query: dict) -> str:
     """*query* for a message: long values cut (a 5000-character value says nothing more)."""
 
     def cut(value: str) -> str:
