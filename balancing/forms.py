@@ -9,6 +9,7 @@ from django import forms
 from balancing import policies as plan_policies
 from balancing.models import BalancingPolicy
 from hosts.models import Host
+from numaportal.bounds import DecimalNumberField, WholeNumberField
 
 
 class ApproveForm(forms.Form):
@@ -21,7 +22,8 @@ class ApproveForm(forms.Form):
 
 class PolicyForm(forms.ModelForm):
     """The policy fields; values are checked against the host (cpusets parse and exist,
-    over-commit at least 1, ...) by :func:`balancing.services.policy_errors`."""
+    over-commit at least 1, ...) by :func:`balancing.services.policy_errors`. Numbers are ASCII
+    digits and finite (:mod:`numaportal.bounds`), not whatever ``int()`` / ``float()`` take."""
 
     class Meta:
         model = BalancingPolicy
@@ -39,6 +41,13 @@ class PolicyForm(forms.ModelForm):
             "locality_threshold": "Locality threshold (0..1)",
         }
         widgets = {"mode": forms.RadioSelect, "strategy": forms.RadioSelect}
+        field_classes = {
+            "min_improvement_pct": DecimalNumberField,
+            "max_moves": WholeNumberField,
+            "cpu_overcommit": DecimalNumberField,
+            "memory_reserve_mib": WholeNumberField,
+            "locality_threshold": DecimalNumberField,
+        }
 
     reason = forms.CharField(
         label="Reason",

@@ -1,7 +1,9 @@
 """Filters of the change history (django-filter), shared by the list page and its CSV export.
 
 The kind and status choices are the single definitions: the kinds' registry
-(:mod:`changes.kinds.registry`, in ``Change.Kind`` order) and ``Change.Status``.
+(:mod:`changes.kinds.registry`, in ``Change.Kind`` order) and ``Change.Status``. Ids, dates,
+the group's UUID and the texts are bounded (:mod:`numaportal.bounds`): a value out of range is
+a form error, never a query the database refuses.
 """
 
 from __future__ import annotations
@@ -13,28 +15,40 @@ from django.db.models import Q, QuerySet
 from changes.kinds import registry
 from changes.models import Change
 from hosts.models import Host
+from numaportal.bounds import (
+    AsciiUUIDFilter,
+    BoundedDateFromToRangeFilter,
+    IdFilter,
+    SearchTextFilter,
+)
+
+#: Longest text of the name filters (a VM's name and an actor's are shorter).
+NAME_MAX = 255
 
 
 class ChangeFilter(django_filters.FilterSet):
     host = django_filters.ModelChoiceFilter(
         queryset=Host.objects.all(), to_field_name="name", empty_label="all hosts"
     )
-    vm = django_filters.NumberFilter(field_name="vm_id", widget=forms.HiddenInput)
+    vm = IdFilter(field_name="vm_id", widget=forms.HiddenInput, label="VM")
     target = django_filters.CharFilter(
-        field_name="target_name", lookup_expr="icontains", label="VM name contains"
+        field_name="target_name",
+        lookup_expr="icontains",
+        label="VM name contains",
+        max_length=NAME_MAX,
     )
     actor = django_filters.CharFilter(
-        field_name="actor_name", lookup_expr="icontains", label="Actor"
+        field_name="actor_name", lookup_expr="icontains", label="Actor", max_length=NAME_MAX
     )
     kind = django_filters.ChoiceFilter(choices=registry.choices(), empty_label="any kind")
     status = django_filters.ChoiceFilter(choices=Change.Status.choices, empty_label="any status")
-    created = django_filters.DateFromToRangeFilter(
+    created = BoundedDateFromToRangeFilter(
         field_name="created_at",
         label="Requested between",
         widget=django_filters.widgets.DateRangeWidget(attrs={"type": "date"}),
     )
-    q = django_filters.CharFilter(method="filter_text", label="Reason contains")
-    group = django_filters.UUIDFilter(field_name="group_id", widget=forms.HiddenInput)
+    q = SearchTextFilter(method="filter_text", label="Reason contains")
+    group = AsciiUUIDFilter(field_name="group_id", widget=forms.HiddenInput, label="Group")
 
     class Meta:
         model = Change

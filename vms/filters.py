@@ -20,6 +20,9 @@ STATES = [
     ("pmsuspended", "pmsuspended"),
 ]
 
+#: Longest text of the name filter (VirtualMachine.name's length).
+NAME_MAX = 255
+
 YES_NO = [("", "any"), ("true", "yes"), ("false", "no")]
 
 
@@ -54,7 +57,9 @@ class VirtualMachineFilter(django_filters.FilterSet):
         method="filter_include_gone",
         widget=forms.CheckboxInput,
     )
-    name = django_filters.CharFilter(lookup_expr="icontains", label="Name contains")
+    name = django_filters.CharFilter(
+        lookup_expr="icontains", label="Name contains", max_length=NAME_MAX
+    )
 
     class Meta:
         model = VirtualMachine

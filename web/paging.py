@@ -7,6 +7,8 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest
 
+from numaportal.bounds import parse_whole
+
 __all__ = ["paginate"]
 
 
@@ -16,8 +18,10 @@ def paginate(
     """The requested page of *items* and the request's query string without *param*, for
     ``templates/_pager.html``. A page with two lists pages each by a parameter of its own
     (the host page: ``page`` for its VMs, ``memory_page`` for their memory), so each pager
-    keeps the other's place."""
-    page = Paginator(items, per_page).get_page(request.GET.get(param))
+    keeps the other's place. The page number is ASCII digits (``int()`` takes any Unicode
+    digit); anything else, or beyond 64 bits, is the first page, a number past the end the
+    last."""
+    page = Paginator(items, per_page).get_page(parse_whole(request.GET.get(param), minimum=1))
     query = request.GET.copy()
     query.pop(param, None)
     return page, query.urlencode()

@@ -10,6 +10,7 @@ from changes.forms.base import ChangeForm, Preview, scope_has
 from changes.kinds.setvcpus import MAX_VCPUS, pinned_words, placement_groups
 from changes.kinds.words import cpus_text, scope_words
 from changes.models import Change
+from numaportal.bounds import WholeNumberField
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.scope import Scope
 from vms.models import VirtualMachine
@@ -59,7 +60,7 @@ class _VcpusForm(ChangeForm):
 class _CountForm(_VcpusForm):
     """Hot-add and hot-remove: the vCPU count after the change (``self.current`` now)."""
 
-    count = forms.IntegerField(label="vCPUs after the change", min_value=1)
+    count = WholeNumberField(label="vCPUs after the change", min_value=1, max_value=MAX_VCPUS)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -154,7 +155,7 @@ class MaximumForm(_VcpusForm):
     explain_template = "changes/forms/_explain_maximum.html"
     scopes = [(Scope.CONFIG.value, "config only (the maximum takes effect at the next boot)")]
 
-    maximum = forms.IntegerField(label="Maximum vCPUs", min_value=1, max_value=MAX_VCPUS)
+    maximum = WholeNumberField(label="Maximum vCPUs", min_value=1, max_value=MAX_VCPUS)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from numaportal.bounds import parse_whole
 from numaportal.virt.cpuset import (
     CpusetError,
     format_cpuset,
@@ -43,17 +44,25 @@ class Errors:
             raise ValidationError(self.errors)
 
 
+#: Longest whole number of a parameter given as text (vCPU numbers and counts are small).
+INT_TEXT_MAX = 999_999
+
+
 def int_field(value: Any, field: str, errors: Errors, *, minimum: int = 0) -> int | None:
-    """A whole number (an int, or digits as text) of at least *minimum*; bool is refused."""
+    """A whole number (an int, or ASCII digits as text) of at least *minimum*; bool is refused.
+
+    Text is ``[0-9]`` only, as the cpuset fields read it: ``str.isdigit()`` is also true for
+    Arabic-Indic or fullwidth digits (which ``int()`` takes) and for "\u00b2" (which it
+    refuses with a ValueError)."""
     if isinstance(value, bool):
         errors.add(field, f"expected a whole number, not {value!r}")
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if not text.isdigit() or len(text) > 6:
+        parsed = parse_whole(value, maximum=INT_TEXT_MAX)
+        if parsed is None:
             errors.add(field, f"expected a whole number, not {value!r}")
             return None
-        value = int(text)
+        value = parsed
     if not isinstance(value, int):
         errors.add(field, f"expected a whole number, not {value!r}")
         return None

@@ -25,6 +25,7 @@ from balancing.models import BalancingPlan, BalancingPolicy
 from hosts.models import Host
 from hosts.services import load_topology
 from numaportal import roles
+from numaportal.bounds import filter_results
 from numaportal.forms import add_service_errors
 from web.access import demand, deny_unless, requires
 from web.htmx import refresh_when_finished
@@ -37,7 +38,7 @@ PAGE_SIZE = 50
 @requires(roles.VIEW_CHANGE)
 def plan_list(request: HttpRequest) -> HttpResponse:
     plan_filter = selectors.PlanFilter(request.GET, queryset=selectors.plans())
-    page, query = paginate(request, plan_filter.qs, PAGE_SIZE)
+    page, query = paginate(request, filter_results(plan_filter), PAGE_SIZE)
     host = None
     if plan_filter.is_valid():
         host = plan_filter.form.cleaned_data.get("host")

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -21,6 +21,7 @@ from changes.filters import ChangeFilter
 from changes.models import Change
 from changes.progress import running_move
 from numaportal import roles
+from numaportal.bounds import filter_results
 from numaportal.formatting import params_text
 from vms.models import VirtualMachine
 from web.access import requires
@@ -39,7 +40,8 @@ def _queryset():
 @requires(roles.VIEW_CHANGE)
 def change_list(request: HttpRequest) -> HttpResponse:
     change_filter = ChangeFilter(request.GET, queryset=_queryset())
-    page, query = paginate(request, change_filter.qs, PAGE_SIZE)
+    # a bad value lists nothing and says why (next to its field, or above the form)
+    page, query = paginate(request, filter_results(change_filter), PAGE_SIZE)
     changes = list(page.object_list)
     return render(
         request,
@@ -139,11 +141,28 @@ def _csv_lines(changes: Iterable[Change]) -> Iterator[str]:
         yield writer.writerow(csv_row(change))
 
 
+def filter_errors_text(change_filter: ChangeFilter) -> str:
+    """The filter's errors as text, one ``field: message`` line each (the export's 400)."""
+    return "".join(
+        f"{name}: {message}\n"
+        for name, messages in change_filter.errors.items()
+        for message in messages
+    )
+
+
 @require_safe
 @requires(roles.VIEW_CHANGE)
-def change_export(request: HttpRequest) -> StreamingHttpResponse:
-    """The filtered list (same filters as the page, every page) as CSV."""
+def change_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """The filtered list (same filters as the page, every page) as CSV.
+
+    The filters are validated before the response starts: once the headers (200, an
+    attachment) are out, a refused query could only cut the stream. A bad value is a 400 with
+    the reasons as text."""
     change_filter = ChangeFilter(request.GET, queryset=_queryset())
+    if not change_filter.is_valid():
+        return HttpResponseBadRequest(
+            filter_errors_text(change_filter), content_type="text/plain; charset=utf-8"
+        )
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response = StreamingHttpResponse(
         _csv_lines(change_filter.qs.iterator(chunk_size=500)), content_type="text/csv"

@@ -21,6 +21,7 @@ from hosts import history as numastat_history
 from hosts import selectors
 from hosts.services import load_topology
 from numaportal import roles
+from numaportal.bounds import filter_results, parse_whole
 from numaportal.forms import add_service_errors
 from numaportal.virt.cpuset import format_cpuset
 from vms import forms, locality_history
@@ -39,7 +40,7 @@ PAGE_SIZE = 100
 def vm_list(request: HttpRequest) -> HttpResponse:
     queryset = vm_selectors.host_vm_filter(VirtualMachine.objects.all())
     vm_filter = VirtualMachineFilter(request.GET, queryset=queryset)
-    page, query = paginate(request, vm_filter.qs, PAGE_SIZE)
+    page, query = paginate(request, filter_results(vm_filter), PAGE_SIZE)
     return render(
         request,
         "vms/vm_list.html",
@@ -119,10 +120,7 @@ def _helper_pins(request: HttpRequest, form_class, vm, topology) -> dict[int, st
     if form_class is not change_forms.VcpuPinForm or fill not in ("cell", "cores"):
         return {}
     count = max(vm.vcpu_max_config, vm.vcpu_max_live or 0)
-    try:
-        cell = int(request.GET["cell"]) if request.GET.get("cell", "") != "" else None
-    except ValueError:
-        cell = None
+    cell = parse_whole(request.GET.get("cell", ""))  # ASCII digits; anything else: no cell
     if cell is not None and cell not in topology.cell_ids:
         cell = None
     try:
