@@ -147,6 +147,7 @@ POLICY = {
     "reserved": "",
     "memory_reserve_mib": "0",
     "locality_threshold": "0.9",
+    "reason": "bounds test",
 }
 
 

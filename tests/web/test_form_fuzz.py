@@ -1,7 +1,7 @@
 """No form value produces a 5xx: every field of every form page, with each hostile kind of value
 (issue 14; the query strings are ``test_query_fuzz.py``).
 
-Which forms: every named URL that takes GET and POST only (``MATRIX`` of
+Which forms: every named URL that takes GET, HEAD and POST only (``MATRIX`` of
 ``test_url_matrix.py``: ``require_http_methods(["GET", "POST"])``, a form page), both opened by
 the same role: the change forms (one per kind of ``changes.forms.FORMS``), the policy,
 numa_balancing and host registration forms; the GET's ``form`` gives the fields. Django's own
@@ -56,7 +56,7 @@ def form_pages() -> list[tuple[str, str, str]]:
         if hasattr(callback, "view_class"):
             continue
         methods = MATRIX[name]
-        if any(methods[m][-1] != NOT_ALLOWED for m in methods if m not in ("GET", "POST")):
+        if any(methods[m][-1] != NOT_ALLOWED for m in methods if m not in ("GET", "HEAD", "POST")):
             continue  # not a GET-and-POST-only view (the home page takes every method)
         role = next(
             (
