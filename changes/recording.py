@@ -16,9 +16,11 @@ import logging
 import uuid as uuid_module
 from typing import Any
 
+import redis
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from changes import tasks
 from changes.kinds import registry
@@ -26,12 +28,22 @@ from changes.kinds.base import PortalKind
 from changes.models import Change
 from numaportal import queueing
 
-__all__ = ["SCHEDULER_ACTOR", "enqueue", "reason_errors", "record_change", "record_portal_change"]
+__all__ = [
+    "QUEUE_DOWN",
+    "SCHEDULER_ACTOR",
+    "enqueue",
+    "queue_refusal",
+    "reason_errors",
+    "record_change",
+    "record_portal_change",
+]
 
 log = logging.getLogger(__name__)
 
 #: ``actor_name`` of changes made by the portal itself (balancing, scheduled plans).
 SCHEDULER_ACTOR = "scheduler"
+#: What a change request that could not be queued says (the broker is down or not answering).
+QUEUE_DOWN = "the task queue (Redis) is not answering: nothing was queued"
 REASON_REQUIRED = "say why: a reason is required for the audit trail"
 
 
@@ -42,6 +54,13 @@ def reason_errors(reason: Any) -> dict[str, list[str]]:
     return {}
 
 
+def queue_refusal(exc: Exception) -> str:
+    """The broker's refusal in words: a connection failure says that Redis is not answering."""
+    if isinstance(exc, (OSError, KombuOperationalError, redis.RedisError)):
+        return f"{QUEUE_DOWN} ({exc})"
+    return str(exc)
+
+
 def enqueue(change_id: str) -> None:
     """Queue ``apply_change(change_id)`` with the change id as task id; a broker that refuses
     ends the record ``failed`` instead of leaving it ``queued`` forever."""
@@ -50,7 +69,7 @@ def enqueue(change_id: str) -> None:
         Change.objects.filter(pk=change_id, status=Change.Status.QUEUED).update(
             status=Change.Status.FAILED,
             finished_at=timezone.now(),
-            error=f"could not queue the change: {exc}",
+            error=f"could not queue the change: {queue_refusal(exc)}",
             outcome="nothing was changed: the task never reached a worker",
         )
 

@@ -12,7 +12,10 @@ from celery import shared_task
 from changes import drift, executor, reconcile
 
 
-@shared_task(name="changes.tasks.apply_change")
+# ignore_result: the record in the database is the result. Without it, publishing also
+# subscribes to the result in Redis, and with Redis down that retries for about 20 s before
+# "Retry limit exceeded ... must be restarted"; the request must fail at once instead.
+@shared_task(name="changes.tasks.apply_change", ignore_result=True)
 def apply_change(change_id: str) -> dict[str, str]:
     change = executor.apply_change(change_id)
     return {"change": str(change.id), "status": change.status, "error": change.error}

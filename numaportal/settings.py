@@ -225,6 +225,17 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A request publishes its task on commit: with Redis stopped or not answering, the publish
+# fails within about two seconds (connect timeout, two quick retries) and the record says so
+# (numaportal.queueing), instead of the request hanging while Celery retries.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic tasks live in django-celery-beat's tables. The defaults (numaportal.schedules) are
@@ -239,6 +250,9 @@ CACHES = {
         "LOCATION": os.environ.get("CACHE_URL", "redis://127.0.0.1:6379/1"),
         "KEY_PREFIX": "numaportal",
         "TIMEOUT": 300,
+        # Redis stopped or hung: a page's cache read fails in seconds (the status rows say
+        # "cache unavailable"), never waits for ever.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
     }
 }
 

@@ -91,7 +91,10 @@ def test_broker_down_fails_the_record(vm, operator, django_capture_on_commit_cal
         )
     change.refresh_from_db()
     assert change.status == Change.Status.FAILED
-    assert "could not queue the change: connection refused" in change.error
+    assert change.error == (
+        "could not queue the change: the task queue (Redis) is not answering: nothing was "
+        "queued (connection refused)"
+    )
 
 
 def test_scheduler_changes_and_group_id(vm, enqueued) -> None:

@@ -1,0 +1,155 @@
+"""The failure drills (:mod:`web.drills`, ``scripts/drill``) against a Redis of this test's own
+(a ``redis-server`` on a free loopback port, stopped and started by the drill; the shared Redis
+is never touched), real Celery workers (threads) and libvirt's ``test:///default``.
+"""
+
+from __future__ import annotations
+
+import gc
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+import redis
+from django.conf import settings
+
+from changes import locks
+from hosts.models import Host
+from numaportal.celery import app
+from tests.conftest import embedded_worker, new_queue
+from vms import sync
+from vms.models import VirtualMachine
+from web import drills
+
+pytestmark = [pytest.mark.web, pytest.mark.django_db(transaction=True)]
+
+URI = "test:///default"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OwnRedis:
+    """A redis-server of this test's own: ``stop()`` kills it, ``start()`` starts it again
+    on the same port (what ``scripts/drill`` does to `make run`'s Redis)."""
+
+    def __init__(self, port: int, directory: Path) -> None:
+        self.port = port
+        self.directory = directory
+        self.process: subprocess.Popen | None = None
+        self.url = f"redis://127.0.0.1:{port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError(f"redis-server on {self.port} did not answer")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+def _point_at(broker: str, cache_location: str, settings) -> None:
+    settings.CELERY_BROKER_URL = broker
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": cache_location}}
+    app.conf.broker_url = app.conf.broker_read_url = app.conf.broker_write_url = broker
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    locks._redis_clients.clear()
+
+
+@pytest.fixture
+def own_redis(settings, tmp_path) -> Iterator[OwnRedis]:
+    """Broker and cache on a redis-server of this test's own."""
+    server = OwnRedis(_free_port(), tmp_path)
+    server.start()
+    old_broker, old_cache = app.conf.broker_url, settings.CACHES["default"]["LOCATION"]
+    _point_at(f"{server.url}/0", f"{server.url}/1", settings)
+    assert app.connection_for_write().as_uri().endswith(f":{server.port}/0")
+    assert app.connection_for_read().as_uri().endswith(f":{server.port}/0")
+    try:
+        yield server
+    finally:
+        server.stop()
+        _point_at(old_broker, old_cache, settings)
+
+
+@pytest.fixture
+def test_driver_vm() -> Iterator[VirtualMachine]:
+    """The test driver's domain "test" on a synced host; one connection held open keeps the
+    driver's state (its pins) between the workers' connections."""
+    gc.collect()
+    conn = libvirt.open(URI)
+    host = Host.objects.create(name="td", uri=URI)
+    sync.sync_host(host.pk)
+    yield VirtualMachine.objects.select_related("host").get(host=host, name="test")
+    conn.close()
+    gc.collect()
+
+
+@pytest.fixture
+def workers(settings, own_redis) -> Iterator[str]:
+    """A real worker (thread) on a queue of its own, over this test's Redis. (Two embedded
+    workers in one process never consumed a task here: all 100 stayed queued.)"""
+    queue = new_queue()
+    settings.NUMAPORTAL_CENTRAL_QUEUE = queue
+    with embedded_worker(queue):
+        yield queue
+
+
+def _fetcher(client, vm):
+    def fetch():
+        pages = []
+        for path in drills.pages_of(vm):
+            started = time.monotonic()
+            response = client.get(path)
+            pages.append((path, response.status_code, time.monotonic() - started))
+        return pages
+
+    return fetch
+
+
+def test_redis_down_pages_render_requests_fail_at_once_and_recover(
+    own_redis, workers, test_driver_vm, client, operator
+) -> None:
+    client.force_login(operator)
+    result = drills.redis_down(
+        test_driver_vm, operator, own_redis, _fetcher(client, test_driver_vm)
+    )
+    print(result.report())
+    assert result.ok, result.report()
+    assert own_redis.process is not None  # started again
+
+
+@pytest.mark.skipif(
+    "sqlite" in settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite's in-memory test database refuses concurrent writers of several threads "
+    "('database table is locked'); CI runs this on PostgreSQL",
+)
+def test_a_hundred_conflicting_changes_are_serialised_and_none_is_lost(
+    workers, test_driver_vm, operator
+) -> None:
+    result = drills.concurrent_changes(test_driver_vm, operator, count=100, timeout=240)
+    print(result.report())
+    assert result.ok, result.report()
