@@ -18,7 +18,6 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from celery.result import AsyncResult
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import OperationalError, close_old_connections, connection
@@ -30,10 +29,10 @@ from changes.kinds.hotadd import FLOATS
 from changes.models import AppendOnlyError, Change
 from changes.requests import request_change
 from hosts.models import Host
-from numaportal.celery import app
 from numaportal.roles import VIEWER_GROUP
 from numaportal.virt.cpuset import parse_cpuset
 from numaportal.virt.domains import Domain
+from tests.change_wait import wait_for_change
 from tests.virsh_cli import virsh, virsh_vcpupin
 from vms import sync as host_sync
 from vms.models import VirtualMachine
@@ -83,8 +82,8 @@ def vm_row(host: Host, dom: libvirt.virDomain) -> VirtualMachine:
 
 
 def wait(change: Change) -> Change:
-    """Until the worker's task (id = the record's id) returned, then the record."""
-    AsyncResult(str(change.id), app=app).get(timeout=TASK_WAIT, propagate=True)
+    """Until the worker has ended the record (succeeded or failed), then the record."""
+    wait_for_change(change, TASK_WAIT)
     change.refresh_from_db()
     assert change.is_finished, change.status
     return change

@@ -16,12 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery.result import AsyncResult
 
 from changes.models import Change
 from changes.requests import request_numa_balancing
 from hosts.models import Host
-from numaportal.celery import app
+from tests.change_wait import wait_for_change
 from tests.conftest import new_queue
 from tests.onhost_worker import on_host_worker
 
@@ -71,7 +70,7 @@ def admin(django_user_model):
 
 
 def wait(change: Change) -> Change:
-    AsyncResult(str(change.id), app=app).get(timeout=TASK_WAIT, propagate=True)
+    wait_for_change(change, TASK_WAIT)
     change.refresh_from_db()
     assert change.is_finished, change.status
     return change

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import libvirt
 import pytest
-from celery.result import AsyncResult
 
 from changes.models import Change
 from changes.requests import request_change
-from numaportal.celery import app
+from tests.change_wait import wait_for_change
 from tests.numalab import lab
 from tests.numalab.conftest import TASK_WAIT
 from vms import sync as host_sync
@@ -30,8 +29,8 @@ MEMORY_MIB = 96
 
 
 def finished(change: Change) -> Change:
-    """Until the worker's task (id = the record's id) returned, then the record."""
-    AsyncResult(str(change.id), app=app).get(timeout=TASK_WAIT, propagate=True)
+    """Until the worker has ended the record (succeeded or failed), then the record."""
+    wait_for_change(change, TASK_WAIT)
     change.refresh_from_db()
     assert change.is_finished, change.status
     return change

@@ -13,12 +13,11 @@ import time
 
 import libvirt
 import pytest
-from celery.result import AsyncResult
 from django.core.exceptions import ValidationError
 
 from changes.models import Change
 from changes.requests import request_change
-from numaportal.celery import app
+from tests.change_wait import wait_for_change
 from tests.numalab import lab
 from tests.numalab.conftest import TASK_WAIT
 from vms import sync as host_sync
@@ -62,7 +61,7 @@ def move(vm, operator, cells: str = "1") -> tuple[Change, float]:
         scope="live",
         reason=REASON,
     )
-    AsyncResult(str(change.id), app=app).get(timeout=TASK_WAIT, propagate=True)
+    wait_for_change(change, TASK_WAIT)
     change.refresh_from_db()
     return change, time.monotonic() - started
 
@@ -116,15 +115,15 @@ def move_watching_progress(vm, operator, cells: str = "1") -> tuple[Change, floa
         scope="live",
         reason=REASON,
     )
-    result = AsyncResult(str(change.id), app=app)
     seen: list[dict] = []
-    while not result.ready():
-        figure = Change.objects.values_list("progress", flat=True).get(pk=change.pk)
+    while True:
+        status, figure = Change.objects.values_list("status", "progress").get(pk=change.pk)
         if figure is not None and figure not in seen:
             seen.append(figure)
-        assert time.monotonic() - started < TASK_WAIT, f"still running; progress {seen}"
+        if status in Change.FINISHED_STATUSES:
+            break
+        assert time.monotonic() - started < TASK_WAIT, f"still {status}; progress {seen}"
         time.sleep(0.1)
-    result.get(timeout=TASK_WAIT, propagate=True)
     change.refresh_from_db()
     if change.progress is not None and change.progress not in seen:
         seen.append(change.progress)

@@ -14,7 +14,6 @@ from unittest import mock
 
 import pytest
 import redis
-from celery.result import AsyncResult
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
 from django.urls import reverse
@@ -24,8 +23,8 @@ from changes import drift, executor, reconcile
 from changes.models import Change
 from changes.requests import request_numa_balancing
 from hosts.models import Host
-from numaportal.celery import app
 from numaportal.virt import hostprobe
+from tests.change_wait import wait_for_change
 from tests.conftest import new_queue
 from tests.onhost_worker import on_host_worker
 
@@ -347,7 +346,7 @@ def worker_host(host_factory, worker_queue, settings) -> Host:
 
 
 def wait(change: Change) -> Change:
-    AsyncResult(str(change.id), app=app).get(timeout=TASK_WAIT, propagate=True)
+    wait_for_change(change, TASK_WAIT)
     change.refresh_from_db()
     assert change.is_finished, change.status
     return change
