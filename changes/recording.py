@@ -40,6 +40,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
+def actor_name(actor: Any) -> str:
+    """The name a record keeps of who asked: the user's, or the scheduler's for None."""
+    return actor.get_username() if actor is not None else SCHEDULER_ACTOR
+
+
 #: ``actor_name`` of changes made by the portal itself (balancing, scheduled plans).
 SCHEDULER_ACTOR = "scheduler"
 #: What a change request that could not be queued says (the broker is down or not answering).
@@ -99,7 +105,7 @@ def record_change(
         change = Change.objects.create(
             group_id=uuid_module.UUID(str(group_id)) if group_id else uuid_module.uuid4(),
             actor=actor,
-            actor_name=actor.get_username() if actor is not None else SCHEDULER_ACTOR,
+            actor_name=actor_name(actor),
             host=host,
             vm=vm,
             target_name=target_name,
@@ -153,7 +159,7 @@ def record_portal_change(
     now = timezone.now()
     change = Change.objects.create(
         actor=actor,
-        actor_name=actor.get_username() if actor is not None else SCHEDULER_ACTOR,
+        actor_name=actor_name(actor),
         host=host,
         vm=vm,
         target_name=target_name,

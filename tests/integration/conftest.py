@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 import libvirt
 import pytest
 
+from hosts.models import Host
 from numaportal.virt.connection import VirtError, open_connection
 from tests.domains import remove_domain
+from vms import sync as host_sync
 
 QEMU_URI = "qemu:///system"
 THROWAWAY_PREFIX = "numatest-"
@@ -91,3 +93,13 @@ def running_domain(define_throwaway: Callable[[], libvirt.virDomain]) -> libvirt
     dom = define_throwaway()
     dom.create()
     return dom
+
+
+@pytest.fixture
+def lab_host(worker_queue: str) -> Host:
+    """The lab registered as host "lab" whose changes go to the test's own worker, synced once
+    (modules that need another shape of lab host define their own)."""
+    host = Host.objects.create(name="lab", uri="qemu:///system", worker_queue=worker_queue)
+    synced = host_sync.sync_host(host.pk)
+    assert synced.sync_status == Host.SyncStatus.OK, synced.last_error
+    return synced

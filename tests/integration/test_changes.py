@@ -63,15 +63,6 @@ def virsh_guest_online(name: str) -> frozenset[int]:
 
 
 @pytest.fixture
-def lab_host(worker_queue: str) -> Host:
-    """The lab registered as a host whose changes go to the test's own worker."""
-    host = Host.objects.create(name="lab", uri=URI, worker_queue=worker_queue)
-    synced = host_sync.sync_host(host.pk)
-    assert synced.sync_status == Host.SyncStatus.OK, synced.last_error
-    return synced
-
-
-@pytest.fixture
 def actor(django_user_model):
     return django_user_model.objects.create_superuser("ops-int", "", "ops-int-password-123")
 

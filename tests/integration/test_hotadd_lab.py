@@ -19,26 +19,13 @@ from django.core.exceptions import ValidationError
 
 from balancing.models import BalancingPolicy
 from changes.models import Change
-from hosts.models import Host
 from numaportal.virt.cpuset import parse_cpuset
 from numaportal.virt.numatune import NUMATUNE_MODES
 from tests.integration.test_changes import change, virsh_vcpucount, vm_row, wait
 from tests.virsh_cli import virsh, virsh_vcpupin
-from vms import sync as host_sync
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-URI = "qemu:///system"
-
-
-@pytest.fixture
-def lab_host(worker_queue: str) -> Host:
-    """The lab registered as a host whose changes go to the test's own worker."""
-    host = Host.objects.create(name="lab", uri=URI, worker_queue=worker_queue)
-    synced = host_sync.sync_host(host.pk)
-    assert synced.sync_status == Host.SyncStatus.OK, synced.last_error
-    return synced
 
 
 @pytest.fixture
