@@ -1,11 +1,13 @@
-"""Failure drills: what the portal does when Redis stops and when many changes to one VM race.
+"""Failure drills: what the portal does when Redis stops, when many changes to one VM race, and
+when a worker holding a change is killed.
 Each drill acts through the same services as the pages (:func:`changes.requests.request_change`)
 and returns a :class:`DrillResult`: what it did, what it saw, pass or fail, and its figures.
 
-``tests/web/test_drills.py`` runs them against a Redis of the test's own and libvirt's
-``test:///default``. They take the Redis to stop and the page fetcher as arguments so that a
-command can drive them against a running portal; that command (``scripts/drill``) and the
-libvirtd-stopped drill are not written yet (issue 14).
+``tests/web/test_drills.py`` runs them against a Redis of the test's own (a worker process of
+its own for :func:`worker_killed`) and libvirt's ``test:///default``. They take the Redis to
+stop, the worker to kill and the page fetcher as arguments so that ``manage.py drill``
+(``scripts/drill``) drives redis-down and concurrent-changes against a running portal. The
+libvirtd-stopped drill is not written yet (issue 14).
 """
 
 from __future__ import annotations
