@@ -311,7 +311,9 @@ def worker_killed(
     pin in milliseconds, too fast to kill a change while it is ``running``. The record is then
     ``queued`` with its task gone with the worker; :func:`reconcile_stale_changes`, with
     *queued_older_than_s* as its queued threshold (``NUMAPORTAL_CHANGE_QUEUED_TIMEOUT``), ends
-    it. *worker* must be the only worker of the drill's queue."""
+    it. *worker* must be the only worker of the drill's queue. The reconciliation ends every
+    change queued longer than *queued_older_than_s*, not only the drill's: a drill for a test's
+    database, not for a running portal's."""
     result = DrillResult("worker-killed")
     cpuset = str(_host_cpus(vm)[1])
     holder = change_lock(Change(host=vm.host, vm=vm))

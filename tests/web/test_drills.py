@@ -1,6 +1,7 @@
 """The failure drills (:mod:`web.drills`, ``scripts/drill``) against a Redis of this test's own
 (a ``redis-server`` on a free loopback port, stopped and started by the drill; the shared Redis
-is never touched), real Celery workers (threads) and libvirt's ``test:///default``.
+is never touched), real Celery workers (a thread; a process of its own for the worker-killed
+drill, which kills it) and libvirt's ``test:///default``.
 """
 
 from __future__ import annotations
