@@ -1,11 +1,13 @@
-"""Failure drills: what the portal does when Redis stops and when many changes to one VM race.
+"""Failure drills: what the portal does when Redis stops, when many changes to one VM race, and
+when a worker holding a change is killed.
 Each drill acts through the same services as the pages (:func:`changes.requests.request_change`)
 and returns a :class:`DrillResult`: what it did, what it saw, pass or fail, and its figures.
 
-``tests/web/test_drills.py`` runs them against a Redis of the test's own and libvirt's
-``test:///default``. They take the Redis to stop and the page fetcher as arguments so that a
-command can drive them against a running portal; that command (``scripts/drill``) and the
-worker-killed and libvirtd-stopped drills are not written yet (issue 14).
+``tests/web/test_drills.py`` runs them against a Redis of the test's own (a worker process of
+its own for :func:`worker_killed`) and libvirt's ``test:///default``. They take the Redis to
+stop, the worker to kill and the page fetcher as arguments so that ``manage.py drill``
+(``scripts/drill``) drives redis-down and concurrent-changes against a running portal. The
+libvirtd-stopped drill is not written yet (issue 14).
 """
 
 from __future__ import annotations
@@ -23,19 +25,24 @@ from typing import Any, Protocol
 from django.db import connection
 
 from changes.kinds.base import snapshot_dict, vm_domain
+from changes.locks import change_lock
 from changes.models import Change
+from changes.reconcile import LOST, reconcile_stale_changes
 from changes.recording import QUEUE_DOWN
 from changes.requests import request_change
 from hosts.models import PhysicalCpu
+from numaportal.celery import app
 from vms.models import VirtualMachine
 
 __all__ = [
     "DrillResult",
     "PageFetcher",
     "RedisControl",
+    "WorkerControl",
     "concurrent_changes",
     "redis_down",
     "wait_ended",
+    "worker_killed",
 ]
 
 Status = Change.Status
@@ -72,6 +79,12 @@ class RedisControl(Protocol):
     def stop(self) -> None: ...
 
     def start(self) -> None: ...
+
+
+class WorkerControl(Protocol):
+    """The one worker consuming the drill's changes, which the drill kills with SIGKILL."""
+
+    def kill(self) -> None: ...
 
 
 #: ``fetch()`` -> ``[(path, HTTP status, seconds), ...]`` for the pages a user reads.
@@ -266,5 +279,93 @@ def concurrent_changes(
     result.figures[f"{count} changes"] = (
         f"{counts.get(Status.SUCCEEDED, 0)} succeeded, {counts.get(Status.FAILED, 0)} failed, "
         f"all ended in {elapsed:.1f} s"
+    )
+    return result
+
+
+#: The token of the VM's lock while the worker-killed drill holds it.
+HOLDER = "drill-worker-killed"
+
+
+def _delivered(change: Change) -> bool:
+    """True once a worker has taken the change's task from the broker and not acked it
+    (acks_late: the message sits in kombu's ``unacked`` hash until the task returns)."""
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        return any(str(change.pk) in v.decode() for v in channel.client.hvals(channel.unacked_key))
+
+
+def worker_killed(
+    vm: VirtualMachine,
+    actor: Any,
+    worker: WorkerControl,
+    *,
+    queued_older_than_s: float,
+    timeout: float = 60.0,
+) -> DrillResult:
+    """Kill -9 the worker that holds a change's task, then reconcile: the record ends (never
+    stays queued or running), says it was reconciled, and keeps the host's state read back.
+
+    The worker is killed while the task is delivered and unacked and the change waits for the
+    VM's lock, held by the drill as another running change would hold it: libvirt applies a
+    pin in milliseconds, too fast to kill a change while it is ``running``. The record is then
+    ``queued`` with its task gone with the worker; :func:`reconcile_stale_changes`, with
+    *queued_older_than_s* as its queued threshold (``NUMAPORTAL_CHANGE_QUEUED_TIMEOUT``), ends
+    it. *worker* must be the only worker of the drill's queue. The reconciliation ends every
+    change queued longer than *queued_older_than_s*, not only the drill's: a drill for a test's
+    database, not for a running portal's."""
+    result = DrillResult("worker-killed")
+    cpuset = str(_host_cpus(vm)[1])
+    holder = change_lock(Change(host=vm.host, vm=vm))
+    if not holder.acquire(blocking=False, token=HOLDER):
+        result.check(False, f"the lock of {vm.name} is held: another change is running")
+        return result
+    try:
+        result.did(f"took the lock of {vm.name} as a running change would")
+        change = _pin_request(vm, actor, cpuset, "drill: worker killed", uuid_module.uuid4())
+        result.did(f"requested emulatorpin {cpuset} (live) of {vm.name}: record {change.pk}")
+        deadline = time.monotonic() + timeout
+        while not _delivered(change) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        change.refresh_from_db()
+        if not result.check(
+            _delivered(change) and change.status == Status.QUEUED,
+            f"the worker took the task and waits for the lock (record {change.status})",
+        ):
+            return result
+        worker.kill()
+        killed = time.monotonic()
+        result.did("killed the worker with SIGKILL")
+    finally:
+        holder.release()
+    change.refresh_from_db()
+    result.saw(f"record {change.status} after the kill (the task died unacked with the worker)")
+
+    while True:
+        reconcile_stale_changes(queued_older_than_s=queued_older_than_s)
+        change.refresh_from_db()
+        if change.status in ENDED or time.monotonic() > killed + timeout:
+            break
+        time.sleep(0.2)
+    took = time.monotonic() - killed
+    result.saw(f"record {change.status} {took:.1f} s after the kill: {change.error!r}")
+    result.check(
+        change.status == Status.FAILED and change.error == LOST,
+        "the record ended failed, saying it was reconciled with the host's state read back",
+    )
+    result.check(
+        took <= queued_older_than_s + 5,
+        f"within the queued threshold ({queued_older_than_s:g} s) and 5 s",
+    )
+    with vm_domain(change, readonly=True) as dom:
+        pin = snapshot_dict(dom)["emulatorpin_live"]
+    kept = (change.after or {}).get("emulatorpin_live")
+    result.saw(f"host's emulator pin {pin!r}; the record's state after {kept!r}")
+    result.check(
+        kept == pin and pin != cpuset,
+        "the record's state after is the host's, which the killed change never touched",
+    )
+    result.figures["kill to ended record"] = (
+        f"{took:.1f} s (queued threshold {queued_older_than_s:g} s)"
     )
     return result
