@@ -22,6 +22,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from kombu import pools as kombu_pools
 
 from changes import locks
 from hosts.models import Host
@@ -78,8 +79,10 @@ def _point_at(broker: str, cache_location: str, settings) -> None:
     settings.CELERY_BROKER_URL = broker
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": cache_location}}
     app.conf.broker_url = app.conf.broker_read_url = app.conf.broker_write_url = broker
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # kombu keeps one connection pool per broker URL in a process-wide registry, and app.pool
+    # hands it out again: closing the pool alone would leave later tests a closed pool
+    # ("Acquire on closed pool"). reset() closes them all and empties the registry.
+    kombu_pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
     locks._redis_clients.clear()
