@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid as uuid_module
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -64,15 +65,24 @@ def register_host(
 # --- queueing -------------------------------------------------------------------------------
 
 
-def _enqueue_check(host_id: int, task_id: str) -> None:
-    def refused(exc: Exception) -> None:  # say so on the host instead of "checking" forever
+def _enqueue_for_host(task: Any, host_id: int, task_id: str, failed: str, what: str) -> None:
+    """Queue *task* for the host; a broker that refuses it leaves the host in status *failed*
+    with "could not queue the <what>" instead of "checking"/"queued" forever."""
+
+    def refused(exc: Exception) -> None:
         Host.objects.filter(pk=host_id, sync_task_id=task_id).update(
-            sync_status=Host.SyncStatus.CHECK_FAILED,
-            last_error=f"could not queue the connection test: {exc}",
+            sync_status=failed,
+            last_error=f"could not queue the {what}: {exc}",
             last_sync_at=timezone.now(),
         )
 
-    enqueue(tasks.check_host, [host_id], task_id=task_id, refused=refused)
+    enqueue(task, [host_id], task_id=task_id, refused=refused)
+
+
+def _enqueue_check(host_id: int, task_id: str) -> None:
+    _enqueue_for_host(
+        tasks.check_host, host_id, task_id, Host.SyncStatus.CHECK_FAILED, "connection test"
+    )
 
 
 def request_check(host: Host) -> None:
@@ -87,14 +97,7 @@ def request_check(host: Host) -> None:
 
 
 def _enqueue_sync(host_id: int, task_id: str) -> None:
-    def refused(exc: Exception) -> None:  # say so on the host instead of "queued" forever
-        Host.objects.filter(pk=host_id, sync_task_id=task_id).update(
-            sync_status=Host.SyncStatus.ERROR,
-            last_error=f"could not queue the sync: {exc}",
-            last_sync_at=timezone.now(),
-        )
-
-    enqueue(tasks.sync_host, [host_id], task_id=task_id, refused=refused)
+    _enqueue_for_host(tasks.sync_host, host_id, task_id, Host.SyncStatus.ERROR, "sync")
 
 
 def request_sync(host: Host) -> None:
