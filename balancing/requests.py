@@ -92,7 +92,7 @@ def _enqueue_compute(plan_id: str) -> None:
         BalancingPlan.objects.filter(pk=plan_id, status=Status.COMPUTING).update(
             status=Status.ERROR,
             computed_at=timezone.now(),
-            error=f"could not queue the planning: {exc}",
+            error=f"could not queue the planning: {queueing.queue_refusal(exc)}",
         )
 
     queueing.enqueue(tasks.compute_plan, [plan_id], task_id=plan_id, refused=refused)
@@ -215,6 +215,8 @@ def start_apply(plan: BalancingPlan, actor: Any, reason: str) -> list[Change]:
 
 def _enqueue_apply(plan_id: str) -> None:
     def refused(exc: Exception) -> None:  # say so on the plan and its records
-        stop(plan_id, f"could not queue the plan: {exc}", failed_change=None)
+        stop(
+            plan_id, f"could not queue the plan: {queueing.queue_refusal(exc)}", failed_change=None
+        )
 
     queueing.enqueue(tasks.apply_plan, [plan_id], refused=refused)

@@ -16,17 +16,16 @@ import logging
 import uuid as uuid_module
 from typing import Any
 
-import redis
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
 
 from changes import tasks
 from changes.kinds import registry
 from changes.kinds.base import PortalKind
 from changes.models import Change
 from numaportal import queueing
+from numaportal.queueing import QUEUE_DOWN, queue_refusal
 
 __all__ = [
     "QUEUE_DOWN",
@@ -48,8 +47,6 @@ def actor_name(actor: Any) -> str:
 
 #: ``actor_name`` of changes made by the portal itself (balancing, scheduled plans).
 SCHEDULER_ACTOR = "scheduler"
-#: What a change request that could not be queued says (the broker is down or not answering).
-QUEUE_DOWN = "the task queue (Redis) is not answering: nothing was queued"
 REASON_REQUIRED = "say why: a reason is required for the audit trail"
 
 
@@ -58,13 +55,6 @@ def reason_errors(reason: Any) -> dict[str, list[str]]:
     if not isinstance(reason, str) or not reason.strip():
         return {"reason": [REASON_REQUIRED]}
     return {}
-
-
-def queue_refusal(exc: Exception) -> str:
-    """The broker's refusal in words: a connection failure says that Redis is not answering."""
-    if isinstance(exc, (OSError, KombuOperationalError, redis.RedisError)):
-        return f"{QUEUE_DOWN} ({exc})"
-    return str(exc)
 
 
 def enqueue(change_id: str) -> None:

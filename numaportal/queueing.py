@@ -11,11 +11,23 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import redis
 from django.conf import settings
+from kombu.exceptions import OperationalError as KombuOperationalError
 
-__all__ = ["central_queue", "enqueue"]
+__all__ = ["QUEUE_DOWN", "central_queue", "enqueue", "queue_refusal"]
 
 log = logging.getLogger(__name__)
+
+#: What a request that could not be queued says (the broker is down or not answering).
+QUEUE_DOWN = "the task queue (Redis) is not answering: nothing was queued"
+
+
+def queue_refusal(exc: Exception) -> str:
+    """The broker's refusal in words: a connection failure says that Redis is not answering."""
+    if isinstance(exc, (OSError, KombuOperationalError, redis.RedisError)):
+        return f"{QUEUE_DOWN} ({exc})"
+    return str(exc)
 
 
 def central_queue() -> str:

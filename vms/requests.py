@@ -20,7 +20,7 @@ from django.utils import timezone
 from hosts import tasks as host_tasks
 from hosts.models import Host
 from hosts.services import add_host
-from numaportal.queueing import central_queue, enqueue
+from numaportal.queueing import central_queue, enqueue, queue_refusal
 from vms import tasks
 
 __all__ = [
@@ -72,7 +72,7 @@ def _enqueue_for_host(task: Any, host_id: int, task_id: str, failed: str, what: 
     def refused(exc: Exception) -> None:
         Host.objects.filter(pk=host_id, sync_task_id=task_id).update(
             sync_status=failed,
-            last_error=f"could not queue the {what}: {exc}",
+            last_error=f"could not queue the {what}: {queue_refusal(exc)}",
             last_sync_at=timezone.now(),
         )
 

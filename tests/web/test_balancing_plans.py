@@ -193,7 +193,10 @@ def test_a_broker_that_refuses_ends_the_plan_in_error(
         plan = plan_requests.request_plan(host=host, actor=operator_user)
     plan.refresh_from_db()
     assert plan.status == Status.ERROR
-    assert plan.error == "could not queue the planning: connection refused"
+    assert plan.error == (
+        "could not queue the planning: the task queue (Redis) is not answering: nothing was "
+        "queued (connection refused)"
+    )
 
 
 def test_viewer_may_not_plan_or_approve_in_the_service_either(seed, viewer):

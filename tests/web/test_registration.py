@@ -120,7 +120,10 @@ def test_a_refused_broker_fails_the_connection_test_instead_of_checking_forever(
         host = requests.register_host(name="lab2", uri=TEST_URI)
     host.refresh_from_db()
     assert host.sync_status == Host.SyncStatus.CHECK_FAILED
-    assert host.last_error == "could not queue the connection test: broker down"
+    assert host.last_error == (
+        "could not queue the connection test: the task queue (Redis) is not answering: nothing "
+        "was queued (broker down)"
+    )
 
 
 @pytest.mark.django_db
