@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -92,26 +93,35 @@ def _reconcile(change: Change, message: str) -> bool:
 
 
 def reconcile_stale_changes(
-    older_than_s: float | None = None, queued_older_than_s: float | None = None
+    older_than_s: float | None = None,
+    queued_older_than_s: float | None = None,
+    only: Collection[Any] | None = None,
 ) -> int:
     """End changes left ``running`` past the task's hard time limit (its worker was killed) and
     changes ``queued`` for longer than ``NUMAPORTAL_CHANGE_QUEUED_TIMEOUT`` (their task was
     lost): each is read back from its host and marked ``failed``. Returns how many were ended.
+
+    *only*: these change ids and no others (a drill's, with thresholds of seconds, on a portal
+    whose other changes are not the drill's to end).
     """
     if older_than_s is None:
         older_than_s = float(settings.CELERY_TASK_TIME_LIMIT) + LOCK_MARGIN_S
     if queued_older_than_s is None:
         queued_older_than_s = settings.NUMAPORTAL_CHANGE_QUEUED_TIMEOUT
     now = timezone.now()
+    changes = Change.objects.select_related("host", "vm")
+    if only is not None:
+        changes = changes.filter(pk__in=list(only))
     stale = [
         (change, INTERRUPTED)
-        for change in Change.objects.select_related("host", "vm").filter(
+        for change in changes.filter(
             status=Status.RUNNING, started_at__lt=now - timedelta(seconds=older_than_s)
         )
     ] + [
         (change, LOST)
-        for change in Change.objects.select_related("host", "vm")
-        .filter(status=Status.QUEUED, created_at__lt=now - timedelta(seconds=queued_older_than_s))
+        for change in changes.filter(
+            status=Status.QUEUED, created_at__lt=now - timedelta(seconds=queued_older_than_s)
+        )
         # A balancing plan runs its changes one after another: a queued one whose group is
         # still progressing (another of its changes started recently) is waiting its turn.
         .exclude(

@@ -363,3 +363,27 @@ def test_a_lost_queued_change_is_reconciled(test_driver_vm, operator, enqueued) 
     assert change.started_at is None and change.finished_at is not None
     # A late delivery of its task does nothing.
     assert executor.apply_change(str(change.id)).status == Change.Status.FAILED
+
+
+def test_reconciling_only_some_changes_leaves_the_others_queued(
+    test_driver_vm, operator, enqueued
+) -> None:
+    """A drill against a portal in use reconciles its own change with a threshold of seconds:
+    other changes queued as long are not its to end."""
+
+    def queued(reason: str) -> Change:
+        return request_change(
+            actor=operator,
+            target=test_driver_vm,
+            kind="emulatorpin",
+            params={"cpuset": "0"},
+            scope="live",
+            reason=reason,
+        )
+
+    drill, other = queued("the drill's"), queued("someone else's")
+    assert reconcile.reconcile_stale_changes(queued_older_than_s=0, only=[drill.pk]) == 1
+    drill.refresh_from_db()
+    other.refresh_from_db()
+    assert (drill.status, drill.error) == (Change.Status.FAILED, reconcile.LOST)
+    assert other.status == Change.Status.QUEUED
