@@ -1,13 +1,14 @@
-"""Failure drills: what the portal does when Redis stops, when many changes to one VM race, and
-when a worker holding a change is killed.
+"""Failure drills: what the portal does when Redis stops, when many changes to one VM race, when
+a worker holding a change is killed, and when a host's libvirtd stops in the middle of a sync.
 Each drill acts through the same services as the pages (:func:`changes.requests.request_change`)
 and returns a :class:`DrillResult`: what it did, what it saw, pass or fail, and its figures.
 
 ``tests/web/test_drills.py`` runs them against a Redis of the test's own (a worker process of
-its own for :func:`worker_killed`) and libvirt's ``test:///default``. They take the Redis to
-stop, the worker to kill and the page fetcher as arguments so that ``manage.py drill``
-(``scripts/drill``) drives redis-down and concurrent-changes against a running portal. The
-libvirtd-stopped drill is not written yet (issue 14).
+its own for :func:`worker_killed`) and libvirt's ``test:///default``;
+``tests/integration/test_drills_libvirtd.py`` runs :func:`libvirtd_stopped` and the worker
+killed while its change is ``running`` against a real libvirtd of the test's own. They take the
+Redis to stop, the worker to kill, the libvirtd to pause and stop and the page fetcher as
+arguments so that ``manage.py drill`` (``scripts/drill``) drives them against a running portal.
 """
 
 from __future__ import annotations
@@ -23,23 +24,29 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.db import connection
+from django.utils.html import escape
 
 from changes.kinds.base import snapshot_dict, vm_domain
 from changes.locks import change_lock
 from changes.models import Change
-from changes.reconcile import LOST, reconcile_stale_changes
-from changes.recording import QUEUE_DOWN
+from changes.reconcile import INTERRUPTED, LOST, reconcile_stale_changes
 from changes.requests import request_change
-from hosts.models import PhysicalCpu
+from hosts.models import Host, PhysicalCpu
 from numaportal.celery import app
+from numaportal.queueing import QUEUE_DOWN
 from vms.models import VirtualMachine
+from vms.requests import request_sync
 
 __all__ = [
+    "DaemonControl",
     "DrillResult",
+    "Page",
     "PageFetcher",
     "RedisControl",
     "WorkerControl",
+    "client_fetcher",
     "concurrent_changes",
+    "libvirtd_stopped",
     "redis_down",
     "wait_ended",
     "worker_killed",
@@ -87,8 +94,30 @@ class WorkerControl(Protocol):
     def kill(self) -> None: ...
 
 
-#: ``fetch()`` -> ``[(path, HTTP status, seconds), ...]`` for the pages a user reads.
-PageFetcher = Callable[[], list[tuple[str, int, float]]]
+class DaemonControl(Protocol):
+    """The libvirtd of one host. ``pause()`` (SIGSTOP) makes it a daemon that accepts
+    connections and answers nothing, as a hung one does; ``resume()`` (SIGCONT) undoes that;
+    ``stop()`` shuts it down (paused or not); ``start()`` starts it again."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Page:
+    path: str
+    status: int
+    seconds: float
+    text: str
+
+
+#: ``fetch()`` -> the pages a user reads, each with its HTTP status, time and text.
+PageFetcher = Callable[[], list[Page]]
 
 
 def pages_of(vm: VirtualMachine) -> list[str]:
@@ -101,6 +130,43 @@ def pages_of(vm: VirtualMachine) -> list[str]:
         f"/vms/{vm.host.name}/{vm.uuid}/",
         "/changes/",
     ]
+
+
+def host_pages(hosts: list[Host]) -> list[str]:
+    """Home, the host list and each host's page."""
+    return ["/", "/hosts/", *(f"/hosts/{host.name}/" for host in hosts)]
+
+
+def client_fetcher(client: Any, paths: list[str]) -> PageFetcher:
+    """*paths* fetched through *client* (a logged-in ``django.test.Client``), in this process."""
+
+    def fetch() -> list[Page]:
+        pages = []
+        for path in paths:
+            started = time.monotonic()
+            response = client.get(path)
+            pages.append(
+                Page(
+                    path,
+                    response.status_code,
+                    time.monotonic() - started,
+                    response.content.decode(errors="replace"),
+                )
+            )
+        return pages
+
+    return fetch
+
+
+def _pages_render(result: DrillResult, fetch: PageFetcher, when: str) -> list[Page]:
+    """Fetch the pages; check they all answer 200; the worst time as a figure."""
+    pages = fetch()
+    bad = [f"{p.path} {p.status}" for p in pages if p.status != 200]
+    result.saw(", ".join(f"{p.path} {p.status} in {_ms(p.seconds)}" for p in pages))
+    result.check(not bad, f"{len(pages)} pages render {when}" + (f": {bad}" if bad else ""))
+    worst = max((p.seconds for p in pages), default=0.0)
+    result.figures[f"pages {when}"] = f"200 in at most {_ms(worst)}"
+    return pages
 
 
 def wait_ended(ids: list[Any], timeout: float) -> dict[str, int]:
@@ -120,15 +186,18 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _pin_request(vm: VirtualMachine, actor: Any, cpuset: str, reason: str, group: Any) -> Change:
-    """A live emulatorpin (live only: the VM's config is left as it was; libvirt's test driver
-    pins vCPUs only with flags no scope sends, but takes a live emulator pin)."""
+def _pin_request(
+    vm: VirtualMachine, actor: Any, cpuset: str, reason: str, group: Any, scope: str = "live"
+) -> Change:
+    """An emulatorpin, live by default (live only: the VM's config is left as it was;
+    libvirt's test driver pins vCPUs only with flags no scope sends, but takes a live emulator
+    pin)."""
     return request_change(
         actor=actor,
         target=vm,
         kind="emulatorpin",
         params={"cpuset": cpuset},
-        scope="live",
+        scope=scope,
         reason=reason,
         group_id=group,
     )
@@ -155,14 +224,7 @@ def redis_down(
     redis.stop()
     result.did("stopped Redis (broker and cache)")
     try:
-        pages = fetch()
-        worst = max((s for _, _, s in pages), default=0.0)
-        bad = [f"{p} {code}" for p, code, _ in pages if code != 200]
-        result.saw(", ".join(f"{p} {code} in {_ms(s)}" for p, code, s in pages))
-        result.check(
-            not bad, f"{len(pages)} pages render without Redis" + (f": {bad}" if bad else "")
-        )
-        result.figures["pages without Redis"] = f"200 in at most {_ms(worst)}"
+        _pages_render(result, fetch, "without Redis")
 
         started = time.monotonic()
         change = _pin_request(vm, actor, cpuset, "drill: redis down", group)
@@ -175,6 +237,19 @@ def redis_down(
             "the request failed at once with a clear message and left a failed record",
         )
         result.figures["change request failed in"] = f"{took:.2f} s"
+
+        started = time.monotonic()
+        request_sync(vm.host)
+        took = time.monotonic() - started
+        host = Host.objects.get(pk=vm.host_id)
+        result.did(f"asked for a sync of {host.name} (Sync now)")
+        result.saw(f"host {host.sync_status} after {took:.2f} s: {host.last_error!r}")
+        result.check(
+            host.sync_status == Host.SyncStatus.ERROR
+            and f"could not queue the sync: {QUEUE_DOWN}" in host.last_error
+            and took < 10,
+            "the sync request failed at once and the host says why",
+        )
     finally:
         restarted = time.monotonic()
         redis.start()
@@ -197,8 +272,110 @@ def redis_down(
         change.status == Status.SUCCEEDED, f"a change succeeded {recovered:.1f} s after the restart"
     )
     result.figures["recovered in"] = f"{recovered:.1f} s after the restart"
+    host = _sync_and_wait(vm.host, max(deadline - time.monotonic(), 10))
+    result.check(
+        host.sync_status == Host.SyncStatus.OK, f"a sync of {host.name} went through: {host}"
+    )
     pages = fetch()
-    result.check(all(code == 200 for _, code, _ in pages), "the pages render with Redis back")
+    result.check(all(p.status == 200 for p in pages), "the pages render with Redis back")
+    return result
+
+
+_SYNC_PENDING = (Host.SyncStatus.QUEUED, Host.SyncStatus.RUNNING)
+
+
+def _wait_sync(host: Host, timeout: float, pending: tuple[str, ...] = _SYNC_PENDING) -> Host:
+    """The host once its sync status left *pending* (or after *timeout*)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        host = Host.objects.get(pk=host.pk)
+        if host.sync_status not in pending or time.monotonic() > deadline:
+            return host
+        time.sleep(0.1)
+
+
+def _sync_and_wait(host: Host, timeout: float) -> Host:
+    request_sync(host)
+    return _wait_sync(host, timeout)
+
+
+def _sync_words(host: Host) -> str:
+    return f"{host.get_sync_status_display()}" + (f": {host.last_error}" if host.last_error else "")
+
+
+def libvirtd_stopped(
+    host: Host,
+    others: list[Host],
+    daemon: DaemonControl,
+    fetch: PageFetcher,
+    *,
+    timeout: float = 60.0,
+) -> DrillResult:
+    """The libvirtd of *host* stops while a sync of it is in flight: the sync ends with
+    libvirt's words on the host, the pages render, *others* sync as before; once the daemon is
+    started again the next sync of *host* succeeds. The daemon is paused first so that the sync
+    is really in flight (connected, waiting for an answer) when it stops; it is started again
+    whatever happens."""
+    result = DrillResult("libvirtd-stopped")
+    daemon.pause()
+    result.did(f"paused the libvirtd of {host.name} (SIGSTOP: connections hang)")
+    try:
+        request_sync(host)
+        host = _wait_sync(host, timeout, pending=(Host.SyncStatus.QUEUED,))
+        result.did(f"asked for a sync of {host.name}: {host.get_sync_status_display()}")
+        if not result.check(
+            host.sync_status == Host.SyncStatus.RUNNING, "the sync is in flight, waiting"
+        ):
+            return result
+        stopped = time.monotonic()
+        daemon.stop()
+        result.did(f"stopped the libvirtd of {host.name} with the sync in flight")
+        host = _wait_sync(host, timeout)
+        took = time.monotonic() - stopped
+        result.saw(f"{host.name}: {_sync_words(host)} ({took:.1f} s after the stop)")
+        result.check(
+            host.sync_status == Host.SyncStatus.ERROR and bool(host.last_error),
+            f"{host.name} shows the sync failed, in libvirt's words",
+        )
+        result.figures["stop to error shown"] = f"{took:.1f} s"
+
+        started = time.monotonic()
+        host = _sync_and_wait(host, timeout)
+        took = time.monotonic() - started
+        result.did(f"asked for another sync of {host.name} with its libvirtd down")
+        result.saw(f"{host.name}: {_sync_words(host)} ({took:.1f} s)")
+        result.check(
+            host.sync_status == Host.SyncStatus.ERROR and bool(host.last_error),
+            "it fails with libvirt's words, not a hang",
+        )
+        result.figures["sync with libvirtd down failed in"] = f"{took:.1f} s"
+
+        for other in others:
+            other = _sync_and_wait(other, timeout)
+            result.saw(f"{other.name}: {_sync_words(other)}")
+            result.check(other.sync_status == Host.SyncStatus.OK, f"{other.name} syncs as before")
+        if not others:
+            result.saw("no other host in the portal to compare with")
+        pages = _pages_render(result, fetch, f"with {host.name} down")
+        host_page = next((p for p in pages if p.path == f"/hosts/{host.name}/"), None)
+        result.check(
+            host_page is not None and escape(host.last_error) in host_page.text,
+            f"the page of {host.name} shows libvirt's words",
+        )
+    finally:
+        restarted = time.monotonic()
+        daemon.start()
+        result.did(f"started the libvirtd of {host.name} again")
+    deadline = restarted + timeout
+    while True:
+        host = _sync_and_wait(host, max(deadline - time.monotonic(), 5))
+        if host.sync_status == Host.SyncStatus.OK or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    took = time.monotonic() - restarted
+    result.saw(f"{host.name}: {_sync_words(host)}")
+    result.check(host.sync_status == Host.SyncStatus.OK, f"{host.name} recovered on the next sync")
+    result.figures["recovered in"] = f"{took:.1f} s after the start"
     return result
 
 
@@ -301,28 +478,91 @@ def worker_killed(
     worker: WorkerControl,
     *,
     queued_older_than_s: float,
+    daemon: DaemonControl | None = None,
+    running_older_than_s: float | None = None,
     timeout: float = 60.0,
 ) -> DrillResult:
     """Kill -9 the worker that holds a change's task, then reconcile: the record ends (never
-    stays queued or running), says it was reconciled, and keeps the host's state read back.
+    stays queued or running), says so, and keeps the host's state read back.
 
-    The worker is killed while the task is delivered and unacked and the change waits for the
-    VM's lock, held by the drill as another running change would hold it: libvirt applies a
-    pin in milliseconds, too fast to kill a change while it is ``running``. The record is then
-    ``queued`` with its task gone with the worker; :func:`reconcile_stale_changes`, with
-    *queued_older_than_s* as its queued threshold (``NUMAPORTAL_CHANGE_QUEUED_TIMEOUT``), ends
-    it. *worker* must be the only worker of the drill's queue. The reconciliation ends every
-    change queued longer than *queued_older_than_s*, not only the drill's: a drill for a test's
-    database, not for a running portal's."""
-    result = DrillResult("worker-killed")
+    Without *daemon*, the worker is killed while the task is delivered and unacked and the
+    change waits for the VM's lock, held by the drill as another running change would hold it
+    (libvirt applies a pin in milliseconds, too fast to kill a change while it is ``running``):
+    the record is ``queued`` with its task gone, and :func:`reconcile_stale_changes` ends it
+    once it is older than *queued_older_than_s* (``NUMAPORTAL_CHANGE_QUEUED_TIMEOUT``).
+
+    With *daemon* (the VM's libvirtd), the daemon is paused first, so the change is
+    ``running`` (connecting to the host, waiting for an answer) when the worker dies; the
+    daemon is resumed and the reconciliation ends the change once it has been running longer
+    than *running_older_than_s* (the task's hard time limit and a margin). The change is
+    config-only when the VM is shut off.
+
+    *worker* must be the only worker of the drill's queue. The reconciliation ends the drill's
+    change only, so the drill may run against a portal in use."""
+    result = DrillResult("worker-killed" if daemon is None else "worker-killed-running")
     cpuset = str(_host_cpus(vm)[1])
+    scope = "live" if vm.is_running else "config"
+    group = uuid_module.uuid4()
+    if daemon is None:
+        change = _killed_waiting_for_the_lock(result, vm, actor, worker, cpuset, group, timeout)
+        expected, waited = LOST, queued_older_than_s
+    else:
+        assert running_older_than_s is not None, "a running change's threshold is needed"
+        change = _killed_running(result, vm, actor, worker, daemon, cpuset, group, scope, timeout)
+        expected, waited = INTERRUPTED, running_older_than_s
+    if change is None:
+        return result
+    killed = time.monotonic()
+    change.refresh_from_db()
+    result.saw(f"record {change.status} after the kill (the task died unacked with the worker)")
+
+    while True:
+        reconcile_stale_changes(
+            older_than_s=running_older_than_s,
+            queued_older_than_s=queued_older_than_s,
+            only=[change.pk],
+        )
+        change.refresh_from_db()
+        if change.status in ENDED or time.monotonic() > killed + waited + timeout:
+            break
+        time.sleep(0.2)
+    took = time.monotonic() - killed
+    result.saw(f"record {change.status} {took:.1f} s after the kill: {change.error!r}")
+    result.check(
+        change.status == Status.FAILED and change.error == expected,
+        "the record ended failed, saying what happened, with the host's state read back",
+    )
+    result.check(took <= waited + 5, f"within the stated threshold ({waited:g} s) and 5 s")
+    key = f"emulatorpin_{scope}"
+    with vm_domain(change, readonly=True) as dom:
+        pin = snapshot_dict(dom)[key]
+    kept = (change.after or {}).get(key)
+    result.saw(f"host's {key} {pin!r}; the record's state after {kept!r}")
+    result.check(
+        kept == pin and pin != cpuset,
+        "the record's state after is the host's, which the killed change never touched",
+    )
+    result.figures["kill to ended record"] = f"{took:.1f} s (threshold {waited:g} s)"
+    return result
+
+
+def _killed_waiting_for_the_lock(
+    result: DrillResult,
+    vm: VirtualMachine,
+    actor: Any,
+    worker: WorkerControl,
+    cpuset: str,
+    group: Any,
+    timeout: float,
+) -> Change | None:
+    """Hold the VM's lock, request a live pin, kill the worker once it waits for the lock."""
     holder = change_lock(Change(host=vm.host, vm=vm))
     if not holder.acquire(blocking=False, token=HOLDER):
         result.check(False, f"the lock of {vm.name} is held: another change is running")
-        return result
+        return None
     try:
         result.did(f"took the lock of {vm.name} as a running change would")
-        change = _pin_request(vm, actor, cpuset, "drill: worker killed", uuid_module.uuid4())
+        change = _pin_request(vm, actor, cpuset, "drill: worker killed", group)
         result.did(f"requested emulatorpin {cpuset} (live) of {vm.name}: record {change.pk}")
         deadline = time.monotonic() + timeout
         while not _delivered(change) and time.monotonic() < deadline:
@@ -332,40 +572,43 @@ def worker_killed(
             _delivered(change) and change.status == Status.QUEUED,
             f"the worker took the task and waits for the lock (record {change.status})",
         ):
-            return result
+            return None
         worker.kill()
-        killed = time.monotonic()
         result.did("killed the worker with SIGKILL")
+        return change
     finally:
         holder.release()
-    change.refresh_from_db()
-    result.saw(f"record {change.status} after the kill (the task died unacked with the worker)")
 
-    while True:
-        reconcile_stale_changes(queued_older_than_s=queued_older_than_s)
-        change.refresh_from_db()
-        if change.status in ENDED or time.monotonic() > killed + timeout:
-            break
-        time.sleep(0.2)
-    took = time.monotonic() - killed
-    result.saw(f"record {change.status} {took:.1f} s after the kill: {change.error!r}")
-    result.check(
-        change.status == Status.FAILED and change.error == LOST,
-        "the record ended failed, saying it was reconciled with the host's state read back",
-    )
-    result.check(
-        took <= queued_older_than_s + 5,
-        f"within the queued threshold ({queued_older_than_s:g} s) and 5 s",
-    )
-    with vm_domain(change, readonly=True) as dom:
-        pin = snapshot_dict(dom)["emulatorpin_live"]
-    kept = (change.after or {}).get("emulatorpin_live")
-    result.saw(f"host's emulator pin {pin!r}; the record's state after {kept!r}")
-    result.check(
-        kept == pin and pin != cpuset,
-        "the record's state after is the host's, which the killed change never touched",
-    )
-    result.figures["kill to ended record"] = (
-        f"{took:.1f} s (queued threshold {queued_older_than_s:g} s)"
-    )
-    return result
+
+def _killed_running(
+    result: DrillResult,
+    vm: VirtualMachine,
+    actor: Any,
+    worker: WorkerControl,
+    daemon: DaemonControl,
+    cpuset: str,
+    group: Any,
+    scope: str,
+    timeout: float,
+) -> Change | None:
+    """Pause the VM's libvirtd, request a pin, kill the worker once the change is running."""
+    daemon.pause()
+    result.did(f"paused the libvirtd of {vm.host.name} (SIGSTOP: connections hang)")
+    try:
+        change = _pin_request(vm, actor, cpuset, "drill: worker killed", group, scope)
+        result.did(f"requested emulatorpin {cpuset} ({scope}) of {vm.name}: record {change.pk}")
+        deadline = time.monotonic() + timeout
+        while change.status == Status.QUEUED and time.monotonic() < deadline:
+            time.sleep(0.05)
+            change.refresh_from_db()
+        if not result.check(
+            change.status == Status.RUNNING,
+            f"the change is running, waiting for libvirtd (record {change.status})",
+        ):
+            return None
+        worker.kill()
+        result.did("killed the worker with SIGKILL")
+        return change
+    finally:
+        daemon.resume()
+        result.did(f"resumed the libvirtd of {vm.host.name}")

@@ -7,13 +7,10 @@ drill, which kills it) and libvirt's ``test:///default``.
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +18,13 @@ import libvirt
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 from kombu import pools as kombu_pools
 
 from changes import locks
 from hosts.models import Host
 from numaportal.celery import app
 from tests.conftest import embedded_worker, new_queue
+from tests.worker_process import WorkerProcess
 from vms import sync
 from vms.models import VirtualMachine
 from web import drills
@@ -127,24 +124,15 @@ def workers(settings, own_redis) -> Iterator[str]:
         yield queue
 
 
-def _fetcher(client, vm):
-    def fetch():
-        pages = []
-        for path in drills.pages_of(vm):
-            started = time.monotonic()
-            response = client.get(path)
-            pages.append((path, response.status_code, time.monotonic() - started))
-        return pages
-
-    return fetch
-
-
 def test_redis_down_pages_render_requests_fail_at_once_and_recover(
     own_redis, workers, test_driver_vm, client, operator
 ) -> None:
     client.force_login(operator)
     result = drills.redis_down(
-        test_driver_vm, operator, own_redis, _fetcher(client, test_driver_vm)
+        test_driver_vm,
+        operator,
+        own_redis,
+        drills.client_fetcher(client, drills.pages_of(test_driver_vm)),
     )
     print(result.report())
     assert result.ok, result.report()
@@ -164,57 +152,6 @@ def test_a_hundred_conflicting_changes_are_serialised_and_none_is_lost(
     assert result.ok, result.report()
 
 
-class WorkerProcess:
-    """``celery worker`` in a process of its own on *queue*, over this test's database and
-    broker: a process, not a thread, so that the drill can kill it with SIGKILL."""
-
-    def __init__(self, queue: str, log: Path) -> None:
-        db = connection.settings_dict
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "numaportal.settings",
-            "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}",
-            "CELERY_BROKER_URL": app.conf.broker_url,
-            "CACHE_URL": settings.CACHES["default"]["LOCATION"],
-            # It must still be waiting for the VM's lock when the drill kills it.
-            "NUMAPORTAL_CHANGE_LOCK_WAIT": "120",
-        }
-        self.hostname = f"drill-{uuid.uuid4().hex[:8]}@test"
-        self.log = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "numaportal", "worker", "--queues", queue,
-             "--pool", "solo", "--hostname", self.hostname, "--loglevel", "WARNING",
-             "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=settings.BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not app.control.ping(destination=[self.hostname], timeout=0.5):
-            assert self.process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.kill()
-        self.log.close()
-
-
-def _drop_unacked(queue: str) -> None:
-    """The killed worker's unacked message (kombu would restore it to *queue*, which nobody
-    consumes, after the visibility timeout)."""
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        client = channel.client
-        for tag, value in client.hgetall(channel.unacked_key).items():
-            if queue in value.decode():
-                client.hdel(channel.unacked_key, tag)
-                client.zrem(channel.unacked_index_key, tag)
-
-
 @pytest.mark.skipif(
     "postgresql" not in settings.DATABASES["default"]["ENGINE"],
     reason="the worker process must reach this test's database: SQLite's test database is "
@@ -225,12 +162,12 @@ def test_a_change_whose_worker_is_killed_ends_reconciled(
 ) -> None:
     queue = new_queue()
     settings.NUMAPORTAL_CENTRAL_QUEUE = queue
-    worker = WorkerProcess(queue, tmp_path / "worker.log")
+    # It must still be waiting for the VM's lock when the drill kills it.
+    worker = WorkerProcess(queue, tmp_path / "worker.log", NUMAPORTAL_CHANGE_LOCK_WAIT="120")
     try:
         result = drills.worker_killed(test_driver_vm, operator, worker, queued_older_than_s=3)
     finally:
         worker.close()
-        _drop_unacked(queue)
     print(result.report())
     assert result.ok, result.report() + "\n" + (tmp_path / "worker.log").read_text()
     assert worker.process.returncode == -signal.SIGKILL

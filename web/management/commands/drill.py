@@ -4,17 +4,22 @@ running portal, `make run`'s settings, database, broker and workers.
 ``--list`` names them; ``--only NAME`` runs one; a drill that stops a daemon runs only with
 ``--yes``. redis-down stops only the Redis that ``scripts/ensure-redis`` started (the pid in
 ``.run/redis.pid`` is the one answering on the broker URL) and starts it again with
-``scripts/ensure-redis``. The drills act on lab VM numalab-small1 of host "lab". The exit
-status is non-zero if any drill failed.
+``scripts/ensure-redis``. libvirtd-stopped and worker-killed-running stop or pause only the
+lab's libvirtd (``scripts/libvirt-lab``, serving host "lab" as qemu:///system) and start it
+again with ``scripts/libvirt-lab start``. The worker-killed drills kill a worker of their own
+(never one of make run's) and reconcile only their own change. The drills act on lab VM
+numalab-small1 of host "lab". The exit status is non-zero if any drill failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +32,36 @@ from django.test import Client
 from changes.kinds.base import snapshot_dict, vm_domain
 from changes.models import Change
 from changes.requests import request_change
+from hosts.models import Host
 from vms.models import VirtualMachine
 from web import drills
+from web.drill_worker import DrillWorker
 
 #: Where scripts/ensure-redis keeps the pid file of the Redis it started.
 RUN_DIR = Path(settings.BASE_DIR) / ".run"
 LAB_HOST = "lab"
 LAB_VM = "numalab-small1"
 
-#: name -> (what it does, whether it stops a daemon)
+#: name -> (what it does, whether it stops or pauses a daemon: those need --yes)
 DRILLS = {
     "redis-down": (
-        "stop make run's Redis; pages render, a change fails at once; start it; changes go "
-        "through again",
+        "stop make run's Redis; pages render, a change and a sync fail at once; start it; "
+        "changes go through again",
+        True,
+    ),
+    "libvirtd-stopped": (
+        f"stop the libvirtd of host {LAB_HOST!r} while a sync of it is in flight; it shows "
+        "libvirt's error, the other hosts sync as before; start it; the next sync succeeds",
+        True,
+    ),
+    "worker-killed": (
+        f"a worker of the drill's own is SIGKILLed while its change of {LAB_VM} waits for the "
+        "VM's lock; the record ends reconciled against the host",
+        False,
+    ),
+    "worker-killed-running": (
+        f"the same while the change is running (the libvirtd of host {LAB_HOST!r} paused for "
+        "a few seconds)",
         True,
     ),
     "concurrent-changes": (
@@ -48,6 +70,9 @@ DRILLS = {
         False,
     ),
 }
+#: The thresholds the worker-killed drills reconcile their own change with (the portal's are
+#: NUMAPORTAL_CHANGE_QUEUED_TIMEOUT and the task's hard time limit, minutes).
+DRILL_THRESHOLD_S = 3.0
 
 
 class MakeRunRedis:
@@ -84,20 +109,78 @@ class MakeRunRedis:
         )
 
 
-def _fetcher(vm: VirtualMachine, user: Any) -> drills.PageFetcher:
-    """The pages rendered in this process with make run's settings, as *user*."""
+class LabLibvirtd:
+    """The lab's system libvirtd (``scripts/libvirt-lab``: pid file /run/libvirtd.pid) serving
+    host "lab"; refused if host "lab" is not on it or the pid file names another process."""
+
+    PID_FILE = Path("/run/libvirtd.pid")
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def pid(self) -> int:
+        refuse = CommandError(
+            f"host {self.host.name!r} is not served by the lab's libvirtd "
+            f"(scripts/libvirt-lab, {self.PID_FILE}): not stopping it"
+        )
+        try:
+            pid = int(self.PID_FILE.read_text().strip())
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ValueError) as exc:
+            raise refuse from exc
+        if comm != "libvirtd" or self.host.uri != "qemu:///system":
+            raise refuse
+        return pid
+
+    def pause(self) -> None:
+        os.kill(self.pid(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid(), signal.SIGCONT)
+
+    def stop(self) -> None:
+        pid = self.pid()
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a paused daemon acts on SIGTERM once continued
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def start(self) -> None:
+        log = RUN_DIR / "drill-libvirt-lab.log"
+        RUN_DIR.mkdir(exist_ok=True)
+        with log.open("w") as out:
+            subprocess.run(
+                [str(Path(settings.BASE_DIR) / "scripts" / "libvirt-lab"), "start"],
+                check=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+
+@contextlib.contextmanager
+def _own_worker(options: dict[str, str]) -> Iterator[DrillWorker]:
+    """A worker process of the drill's own, on a queue of its own that this process's
+    requests go to; killed (if the drill did not) and forgotten afterwards."""
+    queue = f"drill-{uuid.uuid4().hex[:8]}"
+    old_queue = settings.NUMAPORTAL_CENTRAL_QUEUE
+    RUN_DIR.mkdir(exist_ok=True)
+    worker = DrillWorker(
+        queue, RUN_DIR / "drill-worker.log", {"NUMAPORTAL_CENTRAL_QUEUE": queue, **options}
+    )
+    settings.NUMAPORTAL_CENTRAL_QUEUE = queue
+    try:
+        yield worker
+    finally:
+        settings.NUMAPORTAL_CENTRAL_QUEUE = old_queue
+        worker.close()
+
+
+def _client(user: Any) -> Client:
+    """Pages rendered in this process with make run's settings, as *user*."""
     client = Client(SERVER_NAME="127.0.0.1")
     client.force_login(user)
-
-    def fetch() -> list[tuple[str, int, float]]:
-        pages = []
-        for path in drills.pages_of(vm):
-            started = time.monotonic()
-            response = client.get(path)
-            pages.append((path, response.status_code, time.monotonic() - started))
-        return pages
-
-    return fetch
+    return client
 
 
 def _lab_vm() -> VirtualMachine:
@@ -141,29 +224,68 @@ class Command(BaseCommand):
         if "redis-down" in names:
             redis_control.pid()  # refused before anything is done
         vm = _lab_vm()
+        libvirtd = LabLibvirtd(vm.host)
+        if {"libvirtd-stopped", "worker-killed-running"} & set(names):
+            libvirtd.pid()
         users = get_user_model().objects.filter(is_superuser=True, is_active=True)
         user = users.filter(username=options["user"]).first() if options["user"] else users.first()
         if user is None:
             raise CommandError("no such active superuser: pass --user")
-        failed = []
-        for name in names:
-            if name == "redis-down":
-                result = self._restoring(
-                    vm, user, lambda: drills.redis_down(vm, user, redis_control, _fetcher(vm, user))
-                )
-            else:
-                result = self._restoring(
+        runs: dict[str, Callable[[], drills.DrillResult]] = {
+            "redis-down": lambda: self._restoring(
+                vm,
+                user,
+                lambda: drills.redis_down(
                     vm,
                     user,
-                    lambda: drills.concurrent_changes(
-                        vm, user, count=options["count"], submitters=min(10, options["count"])
-                    ),
-                )
+                    redis_control,
+                    drills.client_fetcher(_client(user), drills.pages_of(vm)),
+                ),
+            ),
+            "libvirtd-stopped": lambda: self._libvirtd_stopped(vm.host, libvirtd, user),
+            "worker-killed": lambda: self._worker_killed(vm, user),
+            "worker-killed-running": lambda: self._worker_killed(vm, user, libvirtd),
+            "concurrent-changes": lambda: self._restoring(
+                vm,
+                user,
+                lambda: drills.concurrent_changes(
+                    vm, user, count=options["count"], submitters=min(10, options["count"])
+                ),
+            ),
+        }
+        failed = []
+        for name in names:
+            started = time.monotonic()
+            result = runs[name]()
             self.stdout.write(result.report())
+            self.stdout.write(f"({name} took {time.monotonic() - started:.1f} s)")
             if not result.ok:
                 failed.append(name)
         if failed:
             raise CommandError(f"failed: {', '.join(failed)}")
+
+    def _libvirtd_stopped(self, host: Host, libvirtd: LabLibvirtd, user: Any) -> drills.DrillResult:
+        others = list(
+            Host.objects.active()
+            .filter(enabled=True, sync_status=Host.SyncStatus.OK)
+            .exclude(pk=host.pk)
+        )
+        fetch = drills.client_fetcher(_client(user), drills.host_pages([host, *others]))
+        return drills.libvirtd_stopped(host, others, libvirtd, fetch, timeout=120)
+
+    def _worker_killed(
+        self, vm: VirtualMachine, user: Any, libvirtd: LabLibvirtd | None = None
+    ) -> drills.DrillResult:
+        # Waiting for the VM's lock longer than the drill takes to kill it.
+        with _own_worker({"NUMAPORTAL_CHANGE_LOCK_WAIT": "120"}) as worker:
+            return drills.worker_killed(
+                vm,
+                user,
+                worker,
+                queued_older_than_s=DRILL_THRESHOLD_S,
+                daemon=libvirtd,
+                running_older_than_s=DRILL_THRESHOLD_S,
+            )
 
     def _restoring(
         self, vm: VirtualMachine, user: Any, run: Callable[[], drills.DrillResult]
