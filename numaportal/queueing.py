@@ -50,6 +50,10 @@ def enqueue(
     if task_id is not None:
         options["task_id"] = task_id
     options["queue"] = queue or central_queue()
+    # The record is the result, and nobody reads the task's. A kept result also makes the
+    # publish subscribe to it in the result backend (Redis): with Redis stopped, that retried
+    # for ~19 s before failing, and "Sync now" hung that long.
+    options.setdefault("ignore_result", True)
     try:
         task.apply_async(args=list(args), **options)
     except Exception as exc:  # broker down or unreachable: the record says so

@@ -72,10 +72,15 @@ class OwnRedis:
             self.process = None
 
 
-def _point_at(broker: str, cache_location: str, settings) -> None:
+def _point_at(broker: str, cache_location: str, settings, backend: str | None = None) -> None:
     settings.CELERY_BROKER_URL = broker
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": cache_location}}
     app.conf.broker_url = app.conf.broker_read_url = app.conf.broker_write_url = broker
+    # The result backend too, as in make run (it defaults to the broker's Redis): a publish
+    # that keeps a result subscribes to it, and that waited ~19 s for a stopped Redis.
+    app.conf.result_backend = backend or broker
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)
     # kombu keeps one connection pool per broker URL in a process-wide registry, and app.pool
     # hands it out again: closing the pool alone would leave later tests a closed pool
     # ("Acquire on closed pool"). reset() closes them all and empties the registry.
@@ -91,6 +96,7 @@ def own_redis(settings, tmp_path) -> Iterator[OwnRedis]:
     server = OwnRedis(_free_port(), tmp_path)
     server.start()
     old_broker, old_cache = app.conf.broker_url, settings.CACHES["default"]["LOCATION"]
+    old_backend = app.conf.result_backend
     _point_at(f"{server.url}/0", f"{server.url}/1", settings)
     assert app.connection_for_write().as_uri().endswith(f":{server.port}/0")
     assert app.connection_for_read().as_uri().endswith(f":{server.port}/0")
@@ -98,7 +104,7 @@ def own_redis(settings, tmp_path) -> Iterator[OwnRedis]:
         yield server
     finally:
         server.stop()
-        _point_at(old_broker, old_cache, settings)
+        _point_at(old_broker, old_cache, settings, old_backend)
 
 
 @pytest.fixture
