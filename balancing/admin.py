@@ -1,6 +1,7 @@
 """Admin for balancing: policies are edited here or on the policy page (superusers, with a
 reason, through the same service and its change record); plans are read-only (they are
-computed, approved and applied through the portal only)."""
+computed, approved and applied through the portal only), and a user who requested or approved
+one is not deleted by the user admin (``changes.admin``, which says why: deactivate instead)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.http import HttpRequest
 from balancing.access import can_edit_policy
 from balancing.models import BalancingPlan, BalancingPolicy
 from balancing.policies import POLICY_FIELDS, policy_errors, update_policy
+from changes.admin import register_user_records
 from numaportal.admin import ReadOnlyMixin
 
 
@@ -78,6 +80,11 @@ class BalancingPolicyAdmin(admin.ModelAdmin):
             reason=form.cleaned_data["reason"],
         )
         obj.pk, obj._state.adding = policy.pk, False
+
+
+# Plans are audit records too (who asked, who approved): their users are PROTECT.
+register_user_records(BalancingPlan, "requested_by", "requested", "balancing plan")
+register_user_records(BalancingPlan, "approved_by", "approved", "balancing plan")
 
 
 @admin.register(BalancingPlan)

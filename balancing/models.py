@@ -107,11 +107,14 @@ class BalancingPlan(models.Model):
     host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="balancing_plans")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPUTING)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    #: None: the scheduler (requested_by_name "scheduler"). PROTECT, like ``Change.actor``: a
+    #: plan is an audit record (who asked, who approved), so deleting its user is refused
+    #: (deactivate the account instead) rather than rewriting the plan.
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.PROTECT,
         related_name="+",
     )
     requested_by_name = models.CharField(max_length=150)
@@ -140,7 +143,7 @@ class BalancingPlan(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.PROTECT,
         related_name="+",
     )
     approved_by_name = models.CharField(max_length=150, blank=True)

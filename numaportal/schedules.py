@@ -89,6 +89,13 @@ def default_schedules() -> tuple[DefaultSchedule, ...]:
             # A run that could not start within its interval is superseded by the next one.
             expires_s=900,
         ),
+        DefaultSchedule(
+            "prune-login-logs",
+            "numaportal.tasks.prune_login_logs",
+            24 * 3600,
+            "Deletes the login logs (django-axes access logs) older than "
+            "NUMAPORTAL_LOGIN_LOG_DAYS days.",
+        ),
     )
 
 

@@ -204,6 +204,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "web.views.login_locked_out"
+# Every successful login is also an axes AccessLog row (username, address, user agent, login and
+# logout times), which axes never deletes by itself: personal data about every user, and a table
+# that grows with each login for ever. The beat entry "prune-login-logs" (numaportal.tasks) keeps
+# NUMAPORTAL_LOGIN_LOG_DAYS of them, long enough to look into a suspicious login, through axes'
+# own reset_logs (what `manage.py axes_reset_logs --age N` does by hand). The failures that count
+# towards a lockout (AccessAttempt) are not touched: axes clears those after the cool-off.
+NUMAPORTAL_LOGIN_LOG_DAYS = int(os.environ.get("NUMAPORTAL_LOGIN_LOG_DAYS", "30"))
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)

@@ -1,17 +1,21 @@
 """Login throttling (django-axes, numaportal.settings): 5 failures in a row for one username
-from one address lock that pair out for 15 minutes; admins unlock it sooner."""
+from one address lock that pair out for 15 minutes; admins unlock it sooner. The login logs
+axes keeps are pruned after NUMAPORTAL_LOGIN_LOG_DAYS (numaportal.tasks)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
-from axes.models import AccessAttempt
+from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
 from django.core.management import call_command
 from django.http import HttpRequest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
+
+from numaportal.tasks import prune_login_logs
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -30,6 +34,7 @@ def test_the_defaults():
     assert settings.AXES_FAILURE_LIMIT == 5
     assert settings.AXES_COOLOFF_TIME.total_seconds() == 15 * 60
     assert settings.AXES_LOCKOUT_PARAMETERS == [["username", "ip_address"]]
+    assert settings.NUMAPORTAL_LOGIN_LOG_DAYS == 30
 
 
 def test_five_wrong_passwords_lock_the_login(client, operator, admin_password):
@@ -123,3 +128,52 @@ def test_the_test_clients_logins_still_work(client, operator, admin_password):
     assert client.get(reverse("hosts:list")).status_code == 200
     with pytest.raises(ValueError, match="requires a request"):
         Client().login(username="ops", password=admin_password)
+
+
+# --- login logs -------------------------------------------------------------------------------
+
+
+def logged_in_from(addresses: dict[str, float], password: str) -> None:
+    """ "ops" logs in once from each address, that many days ago (axes writes the log row now:
+    its time is moved back afterwards)."""
+    for address, days_ago in addresses.items():
+        assert signed_in(log_in(Client(), password, REMOTE_ADDR=address))
+        AccessLog.objects.filter(ip_address=address).update(
+            attempt_time=timezone.now() - timedelta(days=days_ago)
+        )
+
+
+def logged_addresses() -> set[str]:
+    return set(AccessLog.objects.filter(username="ops").values_list("ip_address", flat=True))
+
+
+def test_old_login_logs_are_pruned_and_recent_ones_kept(
+    operator, admin_password, django_user_model
+):
+    logged_in_from({"10.0.0.1": 45, "10.0.0.2": 31, "10.0.0.3": 29, "10.0.0.4": 0}, admin_password)
+    assert logged_addresses() == {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}
+    assert prune_login_logs() == 2
+    assert logged_addresses() == {"10.0.0.3", "10.0.0.4"}
+    # what an admin sees under Admin -> Axes -> Access logs
+    admin = Client()
+    admin.force_login(django_user_model.objects.create_superuser("root", "", "root-pw-123456"))
+    listing = admin.get(reverse("admin:axes_accesslog_changelist")).content.decode()
+    assert "10.0.0.3" in listing and "10.0.0.4" in listing
+    assert "10.0.0.1" not in listing and "10.0.0.2" not in listing
+    # a second run has nothing left to do
+    assert prune_login_logs() == 0
+
+
+def test_the_days_kept_are_the_setting(operator, admin_password, settings):
+    settings.NUMAPORTAL_LOGIN_LOG_DAYS = 7
+    logged_in_from({"10.0.0.1": 8, "10.0.0.2": 6}, admin_password)
+    assert prune_login_logs() == 1
+    assert logged_addresses() == {"10.0.0.2"}
+
+
+def test_pruning_the_logs_leaves_a_lockout_in_place(client, operator, admin_password):
+    for _ in range(5):
+        log_in(client, WRONG)
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=1))
+    prune_login_logs()
+    assert log_in(client, admin_password).status_code == 429

@@ -4,7 +4,8 @@ import pytest
 from django.conf import settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from numaportal.schedules import ensure_default_schedules
+from numaportal.celery import app as celery_app
+from numaportal.schedules import default_schedules, ensure_default_schedules
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
@@ -19,6 +20,14 @@ def test_migrate_created_every_default_schedule() -> None:
     assert rows["reconcile-stale-changes"].interval.every == 120
     assert rows["check-drift"].task == "changes.tasks.check_drift"
     assert rows["sync-all-hosts"].interval.every == 300
+    assert rows["prune-login-logs"].task == "numaportal.tasks.prune_login_logs"
+    assert rows["prune-login-logs"].interval.every == 24 * 3600
+
+
+def test_every_default_names_a_task_the_workers_load() -> None:
+    """A beat row whose task no worker registered is an "unregistered task" error each run."""
+    celery_app.loader.import_default_modules()  # what a worker does at start (autodiscovery)
+    assert {entry.task for entry in default_schedules()} - set(celery_app.tasks) == set()
 
 
 def test_an_admins_edit_survives_the_next_migrate() -> None:
