@@ -151,6 +151,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # Tests on SQLite use a file too, not Django's default in-memory database: the tests'
+    # embedded workers (threads) share that through SQLite's shared cache, whose table locks
+    # fail at once ("database table is locked") where the file's busy timeout waits. A
+    # change's worker then died while a test's page read the table. A file behaves like the
+    # portal's own database. (tests/conftest.py creates .run/.)
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get(
+            "DATABASE_SQLITE_TEST_NAME", str(BASE_DIR / ".run" / "test-db.sqlite3")
+        )
+    }
 if os.environ.get("NUMAPORTAL_ON_HOST"):
     # An on-host worker has no database, whatever DATABASE_URL says: it reads its host and
     # answers through the broker; the central workers store (hosts.probing, hosts.onhost).

@@ -5,10 +5,15 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 
 from numaportal.celery import app
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# The SQLite test database is a file under .run/ (numaportal/settings.py says why).
+if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
+    Path(settings.DATABASES["default"]["TEST"]["NAME"]).parent.mkdir(exist_ok=True)
 
 
 @pytest.fixture

@@ -15,18 +15,24 @@ __all__ = ["WorkerProcess"]
 
 
 class WorkerProcess(DrillWorker):
-    """A worker process on *queue* over this test's database (PostgreSQL: SQLite's test
-    database lives in this process's memory), broker and cache."""
+    """A worker process on *queue* over this test's database (PostgreSQL, or SQLite's test
+    database file), broker and cache."""
 
     def __init__(self, queue: str, log: Path, **env: str) -> None:
         db = connection.settings_dict
+        if "sqlite" in db["ENGINE"]:
+            url = f"sqlite:///{db['NAME']}"  # the test database's file (settings: TEST NAME)
+        else:
+            url = (
+                f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:"
+                f"{db['PORT'] or 5432}/{db['NAME']}"
+            )
         super().__init__(
             queue,
             log,
             {
                 "DJANGO_SETTINGS_MODULE": "numaportal.settings",
-                "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:"
-                f"{db['PORT'] or 5432}/{db['NAME']}",
+                "DATABASE_URL": url,
                 "CELERY_BROKER_URL": app.conf.broker_url,
                 "CACHE_URL": settings.CACHES["default"]["LOCATION"],
                 **env,

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from hosts.models import Host
 from tests.conftest import new_queue
@@ -68,11 +67,6 @@ def test_libvirtd_stopped_during_a_sync_shows_the_error_and_recovers(
     assert daemon.process is not None  # started again
 
 
-@pytest.mark.skipif(
-    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
-    reason="the worker process must reach this test's database: SQLite's test database is "
-    "in this process's memory; CI runs this on PostgreSQL",
-)
 def test_a_change_whose_worker_is_killed_while_running_ends_reconciled(
     settings, daemon, operator, tmp_path
 ) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 import libvirt
 import pytest
 import redis
-from django.conf import settings
 from kombu import pools as kombu_pools
 
 from changes import locks
@@ -145,11 +144,6 @@ def test_redis_down_pages_render_requests_fail_at_once_and_recover(
     assert own_redis.process is not None  # started again
 
 
-@pytest.mark.skipif(
-    "sqlite" in settings.DATABASES["default"]["ENGINE"],
-    reason="SQLite's in-memory test database refuses concurrent writers of several threads "
-    "('database table is locked'); CI runs this on PostgreSQL",
-)
 def test_a_hundred_conflicting_changes_are_serialised_and_none_is_lost(
     workers, test_driver_vm, operator
 ) -> None:
@@ -158,11 +152,6 @@ def test_a_hundred_conflicting_changes_are_serialised_and_none_is_lost(
     assert result.ok, result.report()
 
 
-@pytest.mark.skipif(
-    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
-    reason="the worker process must reach this test's database: SQLite's test database is "
-    "in this process's memory; CI runs this on PostgreSQL",
-)
 def test_a_change_whose_worker_is_killed_ends_reconciled(
     settings, test_driver_vm, operator, tmp_path
 ) -> None:

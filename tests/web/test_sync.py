@@ -247,7 +247,9 @@ def test_request_sync_queues_on_commit_with_own_task_id(
         assert sent == []  # nothing leaves before commit
     assert len(callbacks) == 1
     # A sync writes the database: central workers, not the host's own (host.t1, no database).
-    assert sent == [{"args": [host.pk], "task_id": host.sync_task_id, "queue": "celery"}]
+    assert sent == [
+        {"args": [host.pk], "task_id": host.sync_task_id, "queue": "celery", "ignore_result": True}
+    ]
     uuid.UUID(host.sync_task_id)
 
 
