@@ -63,11 +63,16 @@ INSTALLED_APPS = [
     "axes",
     "django_celery_beat",
     "django_filters",
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "numaportal",
     "hosts",
     "vms",
     "changes",
     "balancing",
+    "api",
     "web",
 ]
 
@@ -156,9 +161,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # fail at once ("database table is locked") where the file's busy timeout waits. A
     # change's worker then died while a test's page read the table. A file behaves like the
     # portal's own database. (tests/conftest.py creates .run/.)
+    # One file per test process: two test runs of one checkout must not share (or delete)
+    # each other's database.
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get(
-            "DATABASE_SQLITE_TEST_NAME", str(BASE_DIR / ".run" / "test-db.sqlite3")
+            "DATABASE_SQLITE_TEST_NAME", str(BASE_DIR / ".run" / f"test-db-{os.getpid()}.sqlite3")
         )
     }
 if os.environ.get("NUMAPORTAL_ON_HOST"):
@@ -330,6 +337,45 @@ NUMAPORTAL_ROLLUP_DAYS = float(os.environ.get("NUMAPORTAL_ROLLUP_DAYS", "90"))
 # /metrics (Prometheus): scrapers send `Authorization: Bearer <token>`; empty: only logged-in
 # users with hosts.view_host may read it. Set it in the environment, never in git.
 NUMAPORTAL_METRICS_TOKEN = os.environ.get("NUMAPORTAL_METRICS_TOKEN", "").strip()
+
+# The REST API (api/): session login for the browser (CSRF kept), knox tokens for scripts
+# ("Authorization: Token <key>"; stored hashed, revocable, expiring). The roles are the pages'
+# (api.permissions); errors are JSON in the forms' words (api.errors).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.Roles"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+}
+# A token lives NUMAPORTAL_API_TOKEN_DAYS (a script's token should not outlive its purpose by
+# years); its user revokes it sooner from their tokens page, an admin from the admin.
+NUMAPORTAL_API_TOKEN_DAYS = float(os.environ.get("NUMAPORTAL_API_TOKEN_DAYS", "90"))
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=NUMAPORTAL_API_TOKEN_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NUMA Portal API",
+    "DESCRIPTION": "Hosts, VMs, numastat, changes and balancing: the pages' services, as JSON.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's files from the drf-spectacular-sidecar package, served as static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,7 @@ urlpatterns = [
     path("vms/", include("web.vms.urls", namespace="vms")),
     path("changes/", include("web.changes.urls", namespace="changes")),
     path("balancing/", include("web.balancing.urls", namespace="balancing")),
+    path("api/", include("api.urls", namespace="api")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

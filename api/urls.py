@@ -1,0 +1,21 @@
+"""``/api/``: the v1 resources, token login/logout, the OpenAPI schema and its docs page."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from api.views.hosts import HostViewSet
+from api.views.tokens import LoginView, LogoutView
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("hosts", HostViewSet, basename="host")
+
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("v1/auth/login/", LoginView.as_view(), name="login"),
+    path("v1/auth/logout/", LogoutView.as_view(), name="logout"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]
