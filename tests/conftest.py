@@ -1,5 +1,6 @@
 """Shared fixtures for every tier."""
 
+import socket
 import uuid
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def admin_password() -> str:
 def operator(django_user_model, admin_password):
     """A logged-in-able superuser, like the one `make run` creates."""
     return django_user_model.objects.create_superuser("ops", "", admin_password)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a daemon a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def new_queue() -> str:

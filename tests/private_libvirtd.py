@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,16 +21,11 @@ import libvirt
 
 from numaportal.virt.connection import open_connection
 from numaportal.virt.errors import VirtError
+from tests.conftest import free_port
 
 __all__ = ["PrivateLibvirtd"]
 
 USER = "nobody"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrivateLibvirtd:
@@ -42,7 +36,7 @@ class PrivateLibvirtd:
         """*directory*: short (QEMU's probe puts a UNIX socket of at most 108 bytes under
         it) and reachable by user nobody (e.g. ``tempfile.mkdtemp()``)."""
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.uri = f"qemu+tcp://127.0.0.1:{self.port}/session"
         self.process: subprocess.Popen | None = None
         self.log_path = directory / "libvirtd.log"

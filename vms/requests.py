@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import uuid as uuid_module
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,9 +22,11 @@ from hosts import tasks as host_tasks
 from hosts.models import Host
 from hosts.services import add_host
 from numaportal.queueing import central_queue, enqueue, queue_refusal
+from numaportal.virt.errors import VirtError
 from vms import tasks
 
 __all__ = [
+    "register_from_form",
     "register_host",
     "request_check",
     "request_sync",
@@ -60,6 +63,23 @@ def register_host(
     if queue_first_sync:
         request_check(host)
     return host
+
+
+def register_from_form(data: Mapping[str, Any]) -> Host:
+    """:func:`register_host` with the cleaned data of :class:`hosts.forms.HostRegisterForm` (the
+    page's and the API's), every refusal a ValidationError: the URI validator's words under
+    "uri", as the form shows them next to that field."""
+    try:
+        return register_host(
+            name=data["name"],
+            uri=data["uri"],
+            enabled=data["enabled"],
+            worker_queue=data["worker_queue"],
+        )
+    except VirtError as exc:
+        raise ValidationError({"uri": [str(exc)]}) from None
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 # --- queueing -------------------------------------------------------------------------------

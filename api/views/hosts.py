@@ -19,7 +19,6 @@ from hosts import services
 from hosts.forms import HostRegisterForm
 from hosts.models import Cell, Host
 from numaportal import roles
-from numaportal.virt.errors import VirtError
 from vms import requests
 
 __all__ = ["HostViewSet"]
@@ -60,19 +59,7 @@ class HostViewSet(
         form = HostRegisterForm(request.data)
         if not form.is_valid():
             raise validation_error(ValidationError(form.errors.as_data()))
-        data = form.cleaned_data
-        try:
-            host = requests.register_host(
-                name=data["name"],
-                uri=data["uri"],
-                enabled=data["enabled"],
-                worker_queue=data["worker_queue"],
-            )
-        except VirtError as exc:
-            # The URI validator's words, on the field they are about (as the form shows them).
-            raise validation_error(ValidationError({"uri": [str(exc)]})) from None
-        except ValueError as exc:
-            raise validation_error(ValidationError(str(exc))) from None
+        host = requests.register_from_form(form.cleaned_data)  # ValidationError: 400, fields
         host = self.get_queryset().get(pk=host.pk)
         return Response(
             HostDetailSerializer(host, context=self.get_serializer_context()).data,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from kombu import pools as kombu_pools
 from changes import locks
 from hosts.models import Host
 from numaportal.celery import app
-from tests.conftest import embedded_worker, new_queue
+from tests.conftest import embedded_worker, free_port, new_queue
 from tests.worker_process import WorkerProcess
 from vms import sync
 from vms.models import VirtualMachine
@@ -31,12 +30,6 @@ from web import drills
 pytestmark = [pytest.mark.web, pytest.mark.django_db(transaction=True)]
 
 URI = "test:///default"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class OwnRedis:
@@ -92,7 +85,7 @@ def _point_at(broker: str, cache_location: str, settings, backend: str | None = 
 @pytest.fixture
 def own_redis(settings, tmp_path) -> Iterator[OwnRedis]:
     """Broker and cache on a redis-server of this test's own."""
-    server = OwnRedis(_free_port(), tmp_path)
+    server = OwnRedis(free_port(), tmp_path)
     server.start()
     old_broker, old_cache = app.conf.broker_url, settings.CACHES["default"]["LOCATION"]
     old_backend = app.conf.result_backend

@@ -29,7 +29,6 @@ from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
 from numaportal import roles
 from numaportal.forms import add_service_errors
-from numaportal.virt.errors import VirtError
 from vms import requests
 from vms import selectors as vm_selectors
 from vms.memory import memory_bars
@@ -72,21 +71,11 @@ def host_list(request: HttpRequest) -> HttpResponse:
 def host_add(request: HttpRequest) -> HttpResponse:
     form = HostRegisterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            host = requests.register_host(
-                name=data["name"],
-                uri=data["uri"],
-                enabled=data["enabled"],
-                worker_queue=data["worker_queue"],
-            )
-        except VirtError as exc:
-            # libvirt's own words (or the URI validator's), next to the field they are about.
-            form.add_error("uri", str(exc))
+            host = requests.register_from_form(form.cleaned_data)
         except ValidationError as exc:
+            # The validator's own words, next to the field they are about.
             form.add_error(None, exc)
-        except ValueError as exc:
-            form.add_error(None, str(exc))
         else:
             # register_host queued the connection test and first sync (on commit): nothing
             # here waited for the host. The host page follows the test and shows its answer.
