@@ -35,6 +35,7 @@ def libvirtd_stopped(
     result = DrillResult("libvirtd-stopped")
     daemon.pause()
     result.did(f"paused the libvirtd of {host.name} (SIGSTOP: connections hang)")
+    stopped_it = False
     try:
         request_sync(host)
         host = wait_sync(host, timeout, pending=(Host.SyncStatus.QUEUED,))
@@ -42,9 +43,10 @@ def libvirtd_stopped(
         if not result.check(
             host.sync_status == Host.SyncStatus.RUNNING, "the sync is in flight, waiting"
         ):
-            return result
+            return result  # (resumed below)
         stopped = time.monotonic()
         daemon.stop()
+        stopped_it = True
         result.did(f"stopped the libvirtd of {host.name} with the sync in flight")
         host = wait_sync(host, timeout)
         took = time.monotonic() - stopped
@@ -80,8 +82,12 @@ def libvirtd_stopped(
         )
     finally:
         restarted = time.monotonic()
-        daemon.start()
-        result.did(f"started the libvirtd of {host.name} again")
+        if stopped_it:
+            daemon.start()
+            result.did(f"started the libvirtd of {host.name} again")
+        else:  # the sync never got going: the daemon is only paused
+            daemon.resume()
+            result.did(f"resumed the libvirtd of {host.name}")
     deadline = restarted + timeout
     while True:
         host = sync_and_wait(host, max(deadline - time.monotonic(), 5))
