@@ -4,6 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from api.views.balancing import NumaBalancingView, PlanViewSet, PolicyViewSet
+from api.views.changes import ChangeViewSet
 from api.views.hosts import HostViewSet
 from api.views.tokens import LoginView, LogoutView
 
@@ -11,9 +13,17 @@ app_name = "api"
 
 router = DefaultRouter()
 router.register("hosts", HostViewSet, basename="host")
+router.register("changes", ChangeViewSet, basename="change")
+router.register("plans", PlanViewSet, basename="plan")
+router.register("policies", PolicyViewSet, basename="policy")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
+    path(
+        "v1/hosts/<slug:name>/numa-balancing/",
+        NumaBalancingView.as_view(),
+        name="host-numa-balancing",
+    ),
     path("v1/auth/login/", LoginView.as_view(), name="login"),
     path("v1/auth/logout/", LogoutView.as_view(), name="logout"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
