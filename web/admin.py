@@ -22,6 +22,7 @@ from numaportal import roles
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.errors import VirtError
 from vms import requests
+from web.tokens import admin as _tokens_admin  # noqa: F401 (API tokens: superusers only)
 
 
 class HostAdminForm(forms.ModelForm):

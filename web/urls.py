@@ -13,6 +13,7 @@ urlpatterns = [
     path("changes/", include("web.changes.urls", namespace="changes")),
     path("balancing/", include("web.balancing.urls", namespace="balancing")),
     path("api/", include("api.urls", namespace="api")),
+    path("account/tokens/", include("web.tokens.urls", namespace="tokens")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

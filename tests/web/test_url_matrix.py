@@ -112,6 +112,8 @@ READ: Row = (LOGIN, DENIED, OK, OK, OK)
 OPERATE: Row = (LOGIN, DENIED, DENIED, OK, OK)
 #: Admins (superusers, or the hosts.*_host permissions) only.
 ADMIN: Row = (LOGIN, DENIED, DENIED, DENIED, OK)
+#: An object that is nobody's to see (another user's API token): 404 for every role.
+NOT_ANYONES: Row = (LOGIN, DENIED, Expect(404), Expect(404), Expect(404))
 
 # The classification: URL name -> {method -> outcome per role (ROLES order)}.
 MATRIX: dict[str, dict[str, Row]] = {
@@ -171,6 +173,12 @@ MATRIX: dict[str, dict[str, Row]] = {
     # Superusers only, checked in the view after the (active) host was looked up; an empty
     # POST is the form with its errors.
     "balancing:policy": page(ADMIN, POST=ADMIN),
+    # --- the user's own API tokens (web.tokens) ------------------------------------------
+    "tokens:list": page(READ),
+    # An empty POST is valid (blank days: the limit): a token is made and shown once (200).
+    "tokens:create": only(POST=READ),
+    # Only one's own tokens: the world's users have none, so the key is nobody's (404).
+    "tokens:revoke": page(NOT_ANYONES, POST=NOT_ANYONES),
 }
 
 #: Namespaces whose URLs are not ours to classify.
@@ -319,6 +327,7 @@ def build_world() -> World:
         "balancing:approve": {"pk": plan.pk},
         "balancing:request": on_host,
         "balancing:policy": on_host,
+        "tokens:revoke": {"key": "0123456789abcde"},
     }
     return World(users=users, kwargs=kwargs)
 
