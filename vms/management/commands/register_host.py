@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
 from hosts.forms import HostRegisterForm
-from numaportal.virt.errors import VirtError
 from vms import requests
 from vms.management.errors import refusal
 
@@ -45,15 +44,9 @@ class Command(BaseCommand):
         )
         if not form.is_valid():
             raise refusal(ValidationError(form.errors.as_data()), what)
-        data = form.cleaned_data
         try:
-            host = requests.register_host(
-                name=data["name"],
-                uri=data["uri"],
-                enabled=data["enabled"],
-                worker_queue=data["worker_queue"],
-            )
-        except (VirtError, ValidationError, ValueError) as exc:
+            host = requests.register_from_form(form.cleaned_data)
+        except ValidationError as exc:
             raise refusal(exc, what) from None
         self.stdout.write(
             self.style.SUCCESS(
