@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from api.views.hosts import HostViewSet
 from api.views.tokens import LoginView, LogoutView
+from api.views.vms import VmDetailView, VmListView
 
 app_name = "api"
 
@@ -14,6 +15,8 @@ router.register("hosts", HostViewSet, basename="host")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
+    path("v1/vms/", VmListView.as_view(), name="vm-list"),
+    path("v1/vms/<slug:host>/<uuid:uuid>/", VmDetailView.as_view(), name="vm-detail"),
     path("v1/auth/login/", LoginView.as_view(), name="login"),
     path("v1/auth/logout/", LogoutView.as_view(), name="logout"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
