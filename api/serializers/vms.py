@@ -63,7 +63,7 @@ class VmSerializer(serializers.ModelSerializer):
         )
 
 
-class VcpuInfoSerializer(serializers.Serializer):
+class VmVcpuInfoSerializer(serializers.Serializer):
     """One row of ``virsh vcpuinfo`` (:class:`vms.selectors.VcpuRow`)."""
 
     vcpu = serializers.IntegerField()
@@ -78,36 +78,36 @@ class VcpuInfoSerializer(serializers.Serializer):
     cells = serializers.CharField(help_text="cells of its affinity")
 
 
-class LiveConfigCountSerializer(serializers.Serializer):
+class VmLiveConfigCountSerializer(serializers.Serializer):
     config = serializers.IntegerField()
     live = serializers.IntegerField(allow_null=True, help_text="null when not running")
 
 
-class VcpuCountSerializer(serializers.Serializer):
+class VmVcpuCountSerializer(serializers.Serializer):
     """``virsh vcpucount``: maximum and current, config and live."""
 
-    maximum = LiveConfigCountSerializer()
-    current = LiveConfigCountSerializer()
+    maximum = VmLiveConfigCountSerializer()
+    current = VmLiveConfigCountSerializer()
 
 
-class PinsSerializer(serializers.Serializer):
+class VmPinsSerializer(serializers.Serializer):
     """``virsh vcpupin``: vCPU -> cpuset, of the vCPUs that have a ``<vcpupin>``."""
 
     live = serializers.DictField(child=serializers.CharField())
     config = serializers.DictField(child=serializers.CharField())
 
 
-class EmulatorPinSerializer(serializers.Serializer):
+class VmEmulatorPinSerializer(serializers.Serializer):
     live = serializers.CharField(help_text="cpuset (blank: none)")
     config = serializers.CharField(help_text="cpuset (blank: none)")
 
 
-class NumatuneSerializer(serializers.Serializer):
+class VmNumatuneSerializer(serializers.Serializer):
     mode = serializers.CharField(help_text="blank: no <numatune>")
     nodeset = serializers.CharField()
 
 
-class MemorySegmentSerializer(serializers.Serializer):
+class VmMemoryCellSerializer(serializers.Serializer):
     cell = serializers.IntegerField()
     mib = serializers.FloatField(help_text="the VM's own memory on the cell (MiB)")
     pct = serializers.FloatField(help_text="share of the VM's own memory (percent)")
@@ -119,7 +119,7 @@ class MemorySegmentSerializer(serializers.Serializer):
     files_mib = serializers.FloatField(source="files", help_text="mapped files' page cache")
 
 
-class MemoryBarSerializer(serializers.Serializer):
+class VmMemorySerializer(serializers.Serializer):
     """The VM's memory per cell as the on-host worker last read it (``numastat -p``)."""
 
     sampled_at = serializers.DateTimeField()
@@ -127,7 +127,7 @@ class MemoryBarSerializer(serializers.Serializer):
     total_mib = serializers.FloatField()
     remote_mib = serializers.FloatField()
     remote_pct = serializers.FloatField()
-    cells = MemorySegmentSerializer(source="segments", many=True)
+    cells = VmMemoryCellSerializer(source="segments", many=True)
 
     def to_representation(self, bar):
         data = super().to_representation(bar)
@@ -135,7 +135,7 @@ class MemoryBarSerializer(serializers.Serializer):
         return data
 
 
-class LocalityCellSerializer(serializers.Serializer):
+class VmLocalityCellSerializer(serializers.Serializer):
     cell = serializers.IntegerField()
     mib = serializers.FloatField()
     weight = serializers.FloatField(help_text="how much memory there counts, 0..1")
@@ -143,25 +143,25 @@ class LocalityCellSerializer(serializers.Serializer):
     distance = serializers.FloatField(allow_null=True, help_text="nearest home cell's distance")
 
 
-class LocalityNowSerializer(serializers.Serializer):
+class VmLocalitySerializer(serializers.Serializer):
     """The VM's locality at its host's newest on-host sample."""
 
     taken_at = serializers.DateTimeField()
     locality = serializers.FloatField(allow_null=True, help_text="0..1")
     home_cells = serializers.CharField()
-    cells = LocalityCellSerializer(many=True)
+    cells = VmLocalityCellSerializer(many=True)
 
 
 class VmDetailSerializer(VmSerializer):
-    vcpuinfo = VcpuInfoSerializer(source="vcpu_rows", many=True, read_only=True)
+    vcpuinfo = VmVcpuInfoSerializer(source="vcpu_rows", many=True, read_only=True)
     vcpucount = serializers.SerializerMethodField()
     pins = serializers.SerializerMethodField()
     emulatorpin = serializers.SerializerMethodField()
     numatune = serializers.SerializerMethodField()
-    memory = MemoryBarSerializer(
+    memory = VmMemorySerializer(
         source="memory_bar", read_only=True, allow_null=True, help_text="null: never sampled"
     )
-    locality = LocalityNowSerializer(
+    locality = VmLocalitySerializer(
         source="locality_now", read_only=True, allow_null=True, help_text="null: no sample"
     )
     locality_threshold = serializers.FloatField(read_only=True)
@@ -184,14 +184,14 @@ class VmDetailSerializer(VmSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(VcpuCountSerializer)
+    @extend_schema_field(VmVcpuCountSerializer)
     def get_vcpucount(self, vm: VirtualMachine) -> dict:
         return {
             "maximum": {"config": vm.vcpu_max_config, "live": vm.vcpu_max_live},
             "current": {"config": vm.vcpu_current_config, "live": vm.vcpu_current_live},
         }
 
-    @extend_schema_field(PinsSerializer)
+    @extend_schema_field(VmPinsSerializer)
     def get_pins(self, vm: VirtualMachine) -> dict:
         vcpus = vm.vcpus.all()
         return {
@@ -199,11 +199,11 @@ class VmDetailSerializer(VmSerializer):
             "config": {str(p.vcpu): p.pin_config for p in vcpus if p.pin_config},
         }
 
-    @extend_schema_field(EmulatorPinSerializer)
+    @extend_schema_field(VmEmulatorPinSerializer)
     def get_emulatorpin(self, vm: VirtualMachine) -> dict:
         return {"live": vm.emulatorpin, "config": vm.emulatorpin_config}
 
-    @extend_schema_field(NumatuneSerializer)
+    @extend_schema_field(VmNumatuneSerializer)
     def get_numatune(self, vm: VirtualMachine) -> dict:
         return {"mode": vm.numatune_mode, "nodeset": vm.numatune_nodeset}
 

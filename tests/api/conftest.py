@@ -9,13 +9,20 @@ them (that endpoint itself is tested in ``test_hosts_api``).
 
 from __future__ import annotations
 
+import functools
 import gc
+import json
 from collections.abc import Callable
 
 import pytest
+import requests
+import schemathesis
 from django.contrib.auth.models import Group
 from django.test import Client
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.renderers import OpenApiJsonRenderer
 from knox.models import AuthToken
+from schemathesis.core.transport import Response as SchemathesisResponse
 
 from hosts.models import Host
 from numaportal.roles import OPERATOR_GROUP, VIEWER_GROUP, ensure_role_groups
@@ -106,3 +113,31 @@ def synced_host(fresh_test_driver) -> Host:
     host.refresh_from_db()
     assert host.sync_status == Host.SyncStatus.OK, host.last_error
     return host
+
+
+# --- responses against the OpenAPI schema ------------------------------------------------------
+
+
+@functools.cache
+def openapi_schema():
+    """The schema ``/api/schema/`` serves, loaded by schemathesis (once per process)."""
+    document = json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(public=True)))
+    return schemathesis.openapi.from_dict(document)
+
+
+def assert_conforms(response, path: str, method: str = "GET") -> None:
+    """*response* (a Django test response) is what the schema says *path* answers."""
+    operation = openapi_schema()[path][method]
+    operation.validate_response(
+        SchemathesisResponse(
+            status_code=response.status_code,
+            headers={"content-type": [response["Content-Type"]]},
+            content=response.content,
+            request=requests.Request(method, f"http://testserver{path}").prepare(),
+            elapsed=0.0,
+            message=response.reason_phrase,
+            encoding="utf-8",
+            http_version="1.1",
+            verify=True,
+        )
+    )

@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from hosts.forms import HostRegisterForm
 from hosts.models import Host
-from tests.api.conftest import PASSWORD, ROLES, TEST_URI, token_client
+from tests.api.conftest import PASSWORD, ROLES, TEST_URI, assert_conforms, token_client
 
 pytestmark = [pytest.mark.api, pytest.mark.django_db]
 
@@ -43,6 +43,7 @@ def test_list(api, synced_host, role):
     response = api(role).get(LIST)
     assert response.status_code == expected(READ, role, 200), response.content
     if response.status_code == 200:
+        assert_conforms(response, LIST)
         body = response.json()
         assert [h["name"] for h in body["results"]] == ["td"]
         assert body["results"][0]["sync_status"] == "ok"
@@ -57,6 +58,7 @@ def test_detail_with_topology(api, synced_host, role):
     assert response.status_code == expected(READ, role, 200), response.content
     if response.status_code != 200:
         return
+    assert_conforms(response, "/api/v1/hosts/{name}/")
     body = response.json()
     # the test driver: 2 cells of 8 CPUs (as the sync stored them)
     assert [c["cell"] for c in body["cells"]] == [0, 1]
@@ -76,6 +78,7 @@ def test_register(api, role, django_capture_on_commit_callbacks):
         assert not Host.objects.filter(name="new").exists()
         assert not callbacks
         return
+    assert_conforms(response, LIST, "POST")
     body = response.json()
     assert body["name"] == "new" and body["uri"] == TEST_URI
     assert body["sync_status"] == "checking"
@@ -94,6 +97,7 @@ def test_sync(api, synced_host, role, django_capture_on_commit_callbacks):
         assert synced_host.sync_status == Host.SyncStatus.OK
         assert not callbacks
         return
+    assert_conforms(response, "/api/v1/hosts/{name}/sync/", "POST")
     assert response.json()["sync_status"] == "queued"
     assert synced_host.sync_status == Host.SyncStatus.QUEUED
     assert len(callbacks) == 1

@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.api.conftest import ROLES, TEST_URI, TEST_VM_NAME, TEST_VM_UUID
+from tests.api.conftest import ROLES, TEST_URI, TEST_VM_NAME, TEST_VM_UUID, assert_conforms
 from tests.querycount import assert_constant_queries
 from tests.web.conftest import make_host, make_vm
 from vms import sync
@@ -99,7 +99,9 @@ def pinned_test_vm(fresh_test_driver):
 
 
 def test_detail_shows_what_libvirt_has(viewer_api, pinned_test_vm):
-    body = viewer_api.get(driver_vm_url()).json()
+    response = viewer_api.get(driver_vm_url())
+    assert_conforms(response, "/api/v1/vms/{host}/{uuid}/")
+    body = response.json()
     vcpus, cpumaps = pinned_test_vm.vcpus()
     # virsh vcpuinfo: each vCPU's physical CPU and affinity, as libvirt reports them
     assert [row["vcpu"] for row in body["vcpuinfo"]] == [v[0] for v in vcpus]
@@ -184,7 +186,9 @@ def sampled_vm():
 
 
 def test_detail_tuning_memory_and_locality(viewer_api, sampled_vm):
-    body = viewer_api.get(detail("hv01", sampled_vm.uuid)).json()
+    response = viewer_api.get(detail("hv01", sampled_vm.uuid))
+    assert_conforms(response, "/api/v1/vms/{host}/{uuid}/")
+    body = response.json()
     assert body["vcpucount"] == {
         "maximum": {"config": 4, "live": 4},
         "current": {"config": 2, "live": 2},
@@ -271,6 +275,7 @@ def test_filters_give_the_pages_vms(viewer_api, users, fleet, query):
     page.force_login(users["viewer"])
     response = viewer_api.get(LIST, query)
     assert response.status_code == 200, response.content
+    assert_conforms(response, "/api/v1/vms/")
     names = [vm["name"] for vm in response.json()["results"]]
     assert names == page_names(page, query)
     assert response.json()["count"] == len(names)
