@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from api.views.hosts import HostViewSet
+from api.views.numastat import NumastatView
 from api.views.tokens import LoginView, LogoutView
 from api.views.vms import VmDetailView, VmListView
 
@@ -15,6 +16,7 @@ router.register("hosts", HostViewSet, basename="host")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
+    path("v1/hosts/<slug:name>/numastat/", NumastatView.as_view(), name="host-numastat"),
     path("v1/vms/", VmListView.as_view(), name="vm-list"),
     path("v1/vms/<slug:host>/<uuid:uuid>/", VmDetailView.as_view(), name="vm-detail"),
     path("v1/auth/login/", LoginView.as_view(), name="login"),
