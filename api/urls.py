@@ -7,7 +7,9 @@ from rest_framework.routers import DefaultRouter
 from api.views.balancing import NumaBalancingView, PlanViewSet, PolicyViewSet
 from api.views.changes import ChangeViewSet
 from api.views.hosts import HostViewSet
+from api.views.numastat import NumastatView
 from api.views.tokens import LoginView, LogoutView
+from api.views.vms import VmDetailView, VmListView
 
 app_name = "api"
 
@@ -24,6 +26,9 @@ urlpatterns = [
         NumaBalancingView.as_view(),
         name="host-numa-balancing",
     ),
+    path("v1/hosts/<slug:name>/numastat/", NumastatView.as_view(), name="host-numastat"),
+    path("v1/vms/", VmListView.as_view(), name="vm-list"),
+    path("v1/vms/<slug:host>/<uuid:uuid>/", VmDetailView.as_view(), name="vm-detail"),
     path("v1/auth/login/", LoginView.as_view(), name="login"),
     path("v1/auth/logout/", LogoutView.as_view(), name="logout"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
