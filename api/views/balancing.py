@@ -30,6 +30,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.errors import validation_error
+from api.parameters import host_name
 from api.serializers.balancing import (
     ApproveSerializer,
     NumaBalancingSerializer,
@@ -210,7 +211,11 @@ class NumaBalancingView(generics.GenericAPIView):
     # Checked after the host was found (404 first), as the page: see switch_numa_balancing.
     write_permission = roles.VIEW_HOST
 
-    @extend_schema(request=NumaBalancingSerializer, responses={201: ChangeSerializer})
+    @extend_schema(
+        parameters=[host_name("name")],
+        request=NumaBalancingSerializer,
+        responses={201: ChangeSerializer},
+    )
     def post(self, request: Request, name: str) -> Response:
         """Recorded ``queued`` and written by the host's own worker: the answer is the
         change record (poll its ``url``)."""

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.errors import validation_error
+from api.parameters import host_name
 from api.serializers.numastat import NumastatHistorySerializer
 from hosts import history as numastat_history
 from hosts.models import Host
@@ -47,9 +48,7 @@ class NumastatView(GenericAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter(
-                "name", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$"
-            ),
+            host_name("name"),
             OpenApiParameter(
                 "window",
                 OpenApiTypes.STR,

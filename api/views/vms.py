@@ -16,6 +16,7 @@ from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api.parameters import host_name
 from api.serializers.vms import VmDetailSerializer, VmSerializer
 from balancing import locality as locality_thresholds
 from hosts import selectors
@@ -29,9 +30,7 @@ from vms.models import VirtualMachine
 __all__ = ["HOST_NAME", "VmDetailView", "VmListView"]
 
 #: A host's name in a path (Django's ``<slug:>``), for the schema.
-HOST_NAME = OpenApiParameter(
-    "host", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$"
-)
+HOST_NAME = host_name("host")
 
 
 def _yes_no(name: str, words: str) -> OpenApiParameter:
