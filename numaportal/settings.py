@@ -370,6 +370,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Hosts, VMs, numastat, changes and balancing: the pages' services, as JSON.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page for the viewer role (a session or a token), like every page.
+    "SERVE_PERMISSIONS": ["api.permissions.Roles"],
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI's files from the drf-spectacular-sidecar package, served as static files.
     "SWAGGER_UI_DIST": "SIDECAR",

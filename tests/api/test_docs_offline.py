@@ -36,8 +36,9 @@ class _Links(HTMLParser):
 
 
 @pytest.fixture
-def docs_html() -> str:
-    response = Client().get(DOCS)
+def docs_html(viewer_api) -> str:
+    assert Client().get(DOCS).status_code == 401  # the viewer role, as every page
+    response = viewer_api.get(DOCS)
     assert response.status_code == 200
     return response.content.decode()
 
@@ -86,8 +87,8 @@ def test_every_asset_of_the_docs_page_is_a_static_file_the_portal_has(docs_html,
         assert body == Path(found).read_bytes(), url
 
 
-def test_the_schema_is_served_as_openapi_3(client):
-    response = client.get(SCHEMA, HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def test_the_schema_is_served_as_openapi_3(viewer_api):
+    response = viewer_api.get(SCHEMA, HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
