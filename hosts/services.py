@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -22,6 +23,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from hosts.models import FACT_FIELDS, Cell, Host, PhysicalCpu
+from numaportal import roles
 from numaportal.virt import connection as virt_connection
 from numaportal.virt import hostfacts
 from numaportal.virt.connection_check import ConnectionAnswer, check_connection
@@ -213,14 +215,16 @@ def add_host(
     return host
 
 
-def remove_host(host: Host) -> bool:
-    """Remove a host from the portal; True if it was forgotten entirely.
+def remove_host(host: Host, *, actor: Any = None) -> bool:
+    """Remove a host from the portal; True if it was forgotten entirely. *actor* (a user;
+    None: the portal itself) needs ``hosts.delete_host`` (PermissionDenied otherwise).
 
     A host that never connected (its registration's connection test failed or is still
     running, and it never synced) has nothing to keep: its row goes, and so its name can be
     registered again with a corrected URI. Any other host is removed softly: it stops being
     synced and listed; its VMs and history stay, and its name stays taken.
     """
+    roles.require(actor, roles.DELETE_HOST, "remove hosts")
     if host.registration_pending:
         try:
             with transaction.atomic():

@@ -34,6 +34,21 @@ VIEWER_APPS = ("hosts", "vms", "changes")
 OPERATOR_PERMISSIONS = (("changes", "add_change"),)
 
 
+def require(actor: Any, permission: str, doing: str) -> None:
+    """The services' check of who acts: *actor* None is the portal itself (the scheduler, a
+    management command on the portal machine); a user must be signed in, active and hold
+    *permission*, else :class:`django.core.exceptions.PermissionDenied` saying who may not do
+    what (*doing*: "sync hosts")."""
+    from django.core.exceptions import PermissionDenied
+
+    if actor is None:
+        return
+    if not getattr(actor, "is_authenticated", False) or not actor.is_active:
+        raise PermissionDenied(f"log in to {doing}")
+    if not actor.has_perm(permission):
+        raise PermissionDenied(f"{actor.get_username()} may not {doing}")
+
+
 def ensure_viewer_group(**_kwargs: Any) -> None:
     """Ensure every role group (the name is the post_migrate hook's, kept for apps.py)."""
     from django.contrib.auth.models import Group, Permission

@@ -21,6 +21,7 @@ from django.utils import timezone
 from hosts import tasks as host_tasks
 from hosts.models import Host
 from hosts.services import add_host
+from numaportal import roles
 from numaportal.queueing import central_queue, enqueue, queue_refusal
 from numaportal.virt.errors import VirtError
 from vms import tasks
@@ -65,10 +66,12 @@ def register_host(
     return host
 
 
-def register_from_form(data: Mapping[str, Any]) -> Host:
+def register_from_form(data: Mapping[str, Any], *, actor: Any = None) -> Host:
     """:func:`register_host` with the cleaned data of :class:`hosts.forms.HostRegisterForm` (the
     page's and the API's), every refusal a ValidationError: the URI validator's words under
-    "uri", as the form shows them next to that field."""
+    "uri", as the form shows them next to that field. *actor* (a user; None: the portal
+    itself) needs ``hosts.add_host`` (PermissionDenied otherwise)."""
+    roles.require(actor, roles.ADD_HOST, "register hosts")
     try:
         return register_host(
             name=data["name"],
@@ -120,8 +123,9 @@ def _enqueue_sync(host_id: int, task_id: str) -> None:
     _enqueue_for_host(tasks.sync_host, host_id, task_id, Host.SyncStatus.ERROR, "sync")
 
 
-def request_sync(host: Host) -> None:
+def request_sync(host: Host, *, actor: Any = None) -> None:
     """Mark the host "sync queued" and enqueue ``hosts.tasks.sync_host`` once committed.
+    *actor* (a user; None: the portal itself) needs ``hosts.change_host``.
 
     The task id is generated here and stored on the host (``sync_task_id``) so a page can
     follow it. A sync writes the database, so it runs on a central worker (an on-host worker
@@ -131,6 +135,7 @@ def request_sync(host: Host) -> None:
     tested again instead (:func:`request_check`): "Sync now" is its retry, and an in-process
     open of a host that may never answer is what the test exists to avoid.
     """
+    roles.require(actor, roles.CHANGE_HOST, "sync hosts")
     if host.sync_status in (Host.SyncStatus.CHECKING, Host.SyncStatus.CHECK_FAILED):
         request_check(host)
         return

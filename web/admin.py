@@ -143,7 +143,7 @@ class HostAdmin(admin.ModelAdmin):
     def sync_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
         hosts = list(queryset.active())
         for host in hosts:
-            requests.request_sync(host)
+            requests.request_sync(host, actor=request.user)
         self.message_user(request, f"Queued a sync of {len(hosts)} host(s).", messages.SUCCESS)
 
     def has_remove_permission(self, request: HttpRequest) -> bool:
@@ -153,7 +153,7 @@ class HostAdmin(admin.ModelAdmin):
     @admin.action(description="Remove selected hosts (keeps history)", permissions=["remove"])
     def remove_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
         hosts = list(queryset.active())
-        forgotten = sum(services.remove_host(host) for host in hosts)
+        forgotten = sum(services.remove_host(host, actor=request.user) for host in hosts)
         removed = len(hosts) - forgotten
         words = [f"Removed {removed} host(s); their VMs and history are kept."] if removed else []
         if forgotten:

@@ -59,7 +59,8 @@ class HostViewSet(
         form = HostRegisterForm(request.data)
         if not form.is_valid():
             raise validation_error(ValidationError(form.errors.as_data()))
-        host = requests.register_from_form(form.cleaned_data)  # ValidationError: 400, fields
+        # ValidationError: 400 with the fields; PermissionDenied: 403.
+        host = requests.register_from_form(form.cleaned_data, actor=request.user)
         host = self.get_queryset().get(pk=host.pk)
         return Response(
             HostDetailSerializer(host, context=self.get_serializer_context()).data,
@@ -72,7 +73,7 @@ class HostViewSet(
         """Sync now (a host that never passed its connection test is tested again); follow
         ``sync_status``."""
         host = self.get_object()
-        requests.request_sync(host)
+        requests.request_sync(host, actor=request.user)
         host.refresh_from_db()
         return Response(
             HostSerializer(host, context=self.get_serializer_context()).data,
@@ -81,4 +82,4 @@ class HostViewSet(
 
     def perform_destroy(self, instance: Host) -> None:
         # Removed from the portal, its VMs and history kept (forgotten if it never connected).
-        services.remove_host(instance)
+        services.remove_host(instance, actor=self.request.user)

@@ -72,7 +72,7 @@ def host_add(request: HttpRequest) -> HttpResponse:
     form = HostRegisterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            host = requests.register_from_form(form.cleaned_data)
+            host = requests.register_from_form(form.cleaned_data, actor=request.user)
         except ValidationError as exc:
             # The validator's own words, next to the field they are about.
             form.add_error(None, exc)
@@ -267,7 +267,8 @@ def _sync_context(host: Host) -> dict:
 def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
     demand(request.user, roles.CHANGE_HOST)
-    requests.request_sync(host)  # a host that never passed its connection test is tested again
+    # A host that never passed its connection test is tested again.
+    requests.request_sync(host, actor=request.user)
     host.refresh_from_db()
     if is_htmx(request):
         return render(request, "hosts/_sync_status.html", _sync_context(host))
@@ -284,7 +285,7 @@ def host_remove(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
     demand(request.user, roles.DELETE_HOST)
     if request.method == "POST":
-        if services.remove_host(host):
+        if services.remove_host(host, actor=request.user):
             messages.success(
                 request,
                 f"Host {host.name} forgotten: it never connected; its name is free again.",
