@@ -31,6 +31,12 @@ class ForbiddenInOneLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "status_code", None) != 403:
             return True
+        if getattr(record, "forbidden_in_one_line", False):
+            # Rewritten already: a second django.setup() in the process (numaportal.wsgi
+            # imported by a test, say) configures LOGGING again, and dictConfig adds this
+            # filter to the logger a second time; the first one took the reason away.
+            return True
+        record.forbidden_in_one_line = True
         request = getattr(record, "request", None)
         user = getattr(request, "user", None)
         name = user.get_username() if user is not None and user.is_authenticated else "anonymous"
