@@ -45,7 +45,7 @@ def test_a_viewer_or_operator_is_refused_by_every_host_service(who, request, hos
 def test_an_inactive_admin_is_refused(admin, host) -> None:
     admin.is_active = False
     admin.save()
-    with pytest.raises(PermissionDenied, match="^log in to sync hosts$"):
+    with pytest.raises(PermissionDenied, match=r"^log in to sync hosts$"):
         requests.request_sync(host, actor=admin)
 
 
