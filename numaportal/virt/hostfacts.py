@@ -13,6 +13,7 @@ from typing import Any
 
 import libvirt
 
+from numaportal.virt import simulated
 from numaportal.virt.cpuset import cpumap_to_cpuset
 from numaportal.virt.errors import translate
 from numaportal.virt.topology import TopologyError, parse_capabilities
@@ -70,9 +71,19 @@ def cell_ids(capabilities_xml: str) -> list[int]:
         return []
 
 
-def _cells_free_memory_kib(conn: libvirt.virConnect, cell_ids: list[int]) -> dict[int, int]:
+def _capabilities(conn: libvirt.virConnect, uri: str) -> str:
+    """``getCapabilities``, or a simulated host's fixture (the test driver has no cells)."""
+    return simulated.capabilities_xml(uri) or conn.getCapabilities()
+
+
+def _cells_free_memory_kib(
+    conn: libvirt.virConnect, cell_ids: list[int], uri: str
+) -> dict[int, int]:
     if not cell_ids:
         return {}
+    simulated_free = simulated.cells_free_memory_kib(uri)
+    if simulated_free is not None:
+        return {cid: simulated_free[cid] for cid in cell_ids if cid in simulated_free}
     # getCellsFreeMemory(start, max) indexes by cell id and returns bytes. Cell ids can be
     # sparse; ask for the whole range once and keep the ids that exist, falling back to one
     # call per cell if the range call fails on a missing id.
@@ -92,18 +103,31 @@ def cells_free_memory_kib(conn: libvirt.virConnect) -> dict[int, int]:
     """``virsh freecell --all`` per cell id, in KiB: what a host without an on-host worker
     still tells about its cells (getCellsFreeMemory). Empty when it reports no cells."""
     try:
-        capabilities = conn.getCapabilities()
-        return _cells_free_memory_kib(conn, cell_ids(capabilities))
+        uri = conn.getURI()
+        capabilities = _capabilities(conn, uri)
+        return _cells_free_memory_kib(conn, cell_ids(capabilities), uri)
     except libvirt.libvirtError as exc:
         raise translate(exc, uri_of(conn)) from exc
+
+
+def _fixture_cpus(capabilities_xml: str) -> frozenset[int]:
+    try:
+        return parse_capabilities(capabilities_xml).cpu_ids
+    except TopologyError:
+        return frozenset()
 
 
 def host_info(conn: libvirt.virConnect) -> HostInfo:
     """Collect the host facts the inventory needs (topology parsing is topology.py's job)."""
     try:
         uri = conn.getURI()
-        capabilities = conn.getCapabilities()
+        capabilities = _capabilities(conn, uri)
         cpu_count, cpumap, _online = conn.getCPUMap()
+        cpus_online = cpumap_to_cpuset(cpumap)
+        if simulated.host_file(uri) is not None:
+            # The test driver's CPU map is 8 wide: a simulated host's CPUs are its fixture's.
+            cpus_online = _fixture_cpus(capabilities)
+            cpu_count = len(cpus_online)
         return HostInfo(
             uri=uri,
             hostname=conn.getHostname(),
@@ -111,9 +135,9 @@ def host_info(conn: libvirt.virConnect) -> HostInfo:
             libvirt_version=conn.getLibVersion(),
             hypervisor_version=conn.getVersion(),
             cpu_count=cpu_count,
-            cpus_online=cpumap_to_cpuset(cpumap),
+            cpus_online=cpus_online,
             capabilities_xml=capabilities,
-            cells_free_memory_kib=_cells_free_memory_kib(conn, cell_ids(capabilities)),
+            cells_free_memory_kib=_cells_free_memory_kib(conn, cell_ids(capabilities), uri),
         )
     except libvirt.libvirtError as exc:
         raise translate(exc, uri_of(conn)) from exc

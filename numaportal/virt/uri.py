@@ -16,6 +16,7 @@ import ipaddress
 import os
 import re
 
+from numaportal.virt import simulated
 from numaportal.virt.errors import InvalidURI
 
 __all__ = ["MAX_URI_LENGTH", "validate_uri"]
@@ -199,10 +200,13 @@ def validate_uri(uri: str, *, file_dir: str | os.PathLike[str] | None = None) ->
     path, _q, raw_query = ("/" + path_query).partition("?") if slash else ("", "", "")
 
     if driver == "test":
-        # test:///path.xml would make the worker read (and echo parts of) any file it can.
-        if uri.lower() != "test:///default":
-            raise _refuse("the test driver is only allowed as test:///default")
-        return "test:///default"
+        # test:///path.xml would make the worker read (and echo parts of) any file it can;
+        # only the fleet simulator's own directory is allowed, and only when it is switched on.
+        if uri.lower() == "test:///default":
+            return "test:///default"
+        if simulated.host_file(uri) is not None:
+            return uri
+        raise _refuse("the test driver is only allowed as test:///default")
 
     if path not in _QEMU_PATHS:
         raise _refuse(f"path {path!r} is not allowed for qemu (use /system or /session)")
