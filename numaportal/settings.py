@@ -331,6 +331,9 @@ NUMAPORTAL_MEMORY_MOVE_TIMEOUT = min(
 # While a memory move runs, its progress (MiB moved so far) is read and recorded this often.
 NUMAPORTAL_MEMORY_MOVE_PROGRESS_S = float(os.environ.get("NUMAPORTAL_MEMORY_MOVE_PROGRESS_S", "2"))
 NUMAPORTAL_SAMPLE_INTERVAL = float(os.environ.get("NUMAPORTAL_SAMPLE_INTERVAL", "60"))
+#: A host whose last successful sync is older than this (s) is "stale" on the ops dashboard:
+#: three periodic syncs (300 s each) missed.
+NUMAPORTAL_HOST_STALE_AFTER = float(os.environ.get("NUMAPORTAL_HOST_STALE_AFTER", "900"))
 NUMAPORTAL_SAMPLE_RAW_HOURS = float(os.environ.get("NUMAPORTAL_SAMPLE_RAW_HOURS", "48"))
 NUMAPORTAL_ROLLUP_BUCKET_S = int(os.environ.get("NUMAPORTAL_ROLLUP_BUCKET_S", "900"))
 NUMAPORTAL_ROLLUP_DAYS = float(os.environ.get("NUMAPORTAL_ROLLUP_DAYS", "90"))

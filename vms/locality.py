@@ -139,6 +139,18 @@ def locality(
     return min(1.0, max(0.0, weighted / total))
 
 
+def remote_mib(memory_mib: Mapping[int, float], home: Collection[int]) -> float | None:
+    """How much of a VM's own memory (MiB per cell) lies outside its home cells, unweighted:
+    the "remote memory" an operator moves first. None when the home cells are unknown."""
+    if not home:
+        return None
+    return sum(
+        mib
+        for cell, mib in memory_mib.items()
+        if cell not in home and isinstance(mib, int | float) and math.isfinite(mib) and mib > 0
+    )
+
+
 __all__ = [
     "LOCAL_DISTANCE",
     "Distances",
@@ -147,4 +159,5 @@ __all__ = [
     "locality",
     "nearest_distance",
     "parse_distances",
+    "remote_mib",
 ]

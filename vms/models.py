@@ -178,6 +178,9 @@ class VmLocalitySample(models.Model):
     own_mib = models.JSONField(default=dict)
     #: The cells its vCPUs could run on when sampled (nodeset), which the locality is about.
     home_cells = models.CharField(max_length=255, blank=True)
+    #: vms.locality.remote_mib: its own memory on cells outside the home cells (MiB); null
+    #: when the home cells are unknown. The dashboard's "most remote memory" sorts by it.
+    remote_mib = models.FloatField(null=True, blank=True)
     latest = models.BooleanField(default=True)
 
     class Meta:
@@ -198,6 +201,11 @@ class VmLocalitySample(models.Model):
             models.Index(
                 fields=["locality"],
                 name="vm_locality_latest",
+                condition=models.Q(latest=True),
+            ),
+            models.Index(
+                fields=["remote_mib"],
+                name="vm_locality_latest_remote",
                 condition=models.Q(latest=True),
             ),
         ]

@@ -145,6 +145,10 @@ def store_vm_memory(
     return len({row.vm_id for row in rows})
 
 
+def _rounded(mib: float | None) -> float | None:
+    return None if mib is None else round(mib, 1)
+
+
 def _store_locality(
     host: Host,
     taken_at: datetime,
@@ -170,6 +174,7 @@ def _store_locality(
                 # rounded to 0.1 MiB: what the pages show, and a smaller row
                 own_mib={str(cell): round(max(mib, 0.0), 1) for cell, mib in sorted(cells.items())},
                 home_cells=vm.cells if home else "",
+                remote_mib=_rounded(locality.remote_mib(cells, home)),
                 latest=True,
             )
         )

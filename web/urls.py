@@ -6,7 +6,8 @@ from web import metrics, views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("status/", views.status_fragment, name="status-fragment"),
+    path("status/", views.status_page, name="status"),
+    path("status/table/", views.status_fragment, name="status-fragment"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("hosts/", include("web.hosts.urls", namespace="hosts")),
     path("vms/", include("web.vms.urls", namespace="vms")),

@@ -1,34 +1,37 @@
-"""Project-level pages: the home page that says what is running (and the least-local VMs), and
-what the login page says to a locked-out login."""
+"""Project-level pages: the ops dashboard (the landing page), the status page that says what is
+running, and what the login page says to a locked-out login."""
 
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from balancing import locality
 from numaportal import roles
-from web import status
+from web import dashboard, status
 from web.access import requires
 
 
 @require_safe
-@requires(roles.VIEW_STATUS)
+@requires(roles.VIEW_HOST)
 def home(request: HttpRequest) -> HttpResponse:
-    context: dict[str, object] = {"components": status.collect()}
-    # The status table needs the viewer role (it names the database, broker, workers and the
-    # libvirt host); the least-local VMs need the VMs' view permission on top.
-    if request.user.has_perm(roles.VIEW_VM):
-        context["least_local"] = locality.least_local()
-        context["locality_below_count"] = locality.below_threshold_count()
-    return render(request, "home.html", context)
+    """The ops dashboard: the fleet's state, each figure a link to the filtered list."""
+    board = dashboard.collect(request.user, timezone.now())
+    return render(request, "home.html", {"board": board})
+
+
+@require_safe
+@requires(roles.VIEW_STATUS)
+def status_page(request: HttpRequest) -> HttpResponse:
+    """What is running: database, Redis, workers, beat, libvirt (the viewer role: it names them)."""
+    return render(request, "status.html", {"components": status.collect()})
 
 
 @require_safe
 @requires(roles.VIEW_STATUS)
 def status_fragment(request: HttpRequest) -> HttpResponse:
-    """The status table alone; htmx on the home page swaps it in every few seconds."""
+    """The status table alone; htmx on the status page swaps it in every few seconds."""
     return render(request, "_status_table.html", {"components": status.collect()})
 
 

@@ -15,7 +15,14 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from vms.locality import cell_weight, cell_weights, locality, nearest_distance, parse_distances
+from vms.locality import (
+    cell_weight,
+    cell_weights,
+    locality,
+    nearest_distance,
+    parse_distances,
+    remote_mib,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -228,3 +235,11 @@ def test_importing_it_loads_no_django() -> None:
     loaded = json.loads(result.stdout)
     assert "vms.locality" in loaded
     assert [m for m in loaded if m.split(".")[0] in {"django", "celery"}] == []
+
+
+def test_remote_memory_is_own_memory_outside_the_home_cells():
+    assert remote_mib({0: 600.0, 1: 300.0, 2: 100.0}, {0}) == 400.0
+    assert remote_mib({0: 600.0, 1: 300.0}, {0, 1}) == 0
+    # Negative, NaN or infinite readings are not memory; unknown home cells mean "unknown".
+    assert remote_mib({0: 1.0, 1: -5.0, 2: float("nan"), 3: float("inf")}, {0}) == 0
+    assert remote_mib({0: 600.0, 1: 300.0}, set()) is None

@@ -23,6 +23,9 @@ def test_login_then_home_shows_the_real_services(client, operator, admin_passwor
         reverse("login"), {"username": "ops", "password": admin_password}, follow=True
     )
     assert response.status_code == 200
+    # Logging in lands on the ops dashboard; the services have their own page.
+    assert "<h1>Dashboard</h1>" in response.content.decode()
+    response = client.get(reverse("status"))
     page = response.content.decode()
     assert "What is running" in page
     rows = {c.name: c for c in response.context["components"]}

@@ -221,7 +221,7 @@ def test_the_helper_passes_a_constant_page():
 # --- project pages ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["home", "status-fragment"])
+@pytest.mark.parametrize("name", ["home", "status", "status-fragment"])
 def test_home_and_status_table_with_more_hosts(root, quick_status, name):
     assert_constant_queries(root, reverse(name), times(add_host))
 

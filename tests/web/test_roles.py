@@ -161,7 +161,7 @@ def test_the_status_page_waits_for_no_broadcast(world, db, quick_status, no_cele
     viewer.force_login(world.users["viewer"])
     refuse = AssertionError("the status page broadcast to the workers")
     with mock.patch.object(celery_app.control, "broadcast", side_effect=refuse) as broadcast:
-        for name in ("home", "status-fragment"):
+        for name in ("status", "status-fragment"):
             response = viewer.get(reverse(name))
             assert response.status_code == 200
             rows = {c.name: c for c in response.context["components"]}

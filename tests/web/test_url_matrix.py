@@ -120,6 +120,7 @@ MATRIX: dict[str, dict[str, Row]] = {
     # Home and its status table: the viewer role (roles.VIEW_STATUS). It names the database,
     # the broker, the workers and the libvirt host: nothing for a user without a role.
     "home": page(READ),
+    "status": page(READ),
     "status-fragment": page(READ),
     # hosts.view_host or a bearer token; 401 rather than a login redirect (scrapers).
     "metrics": page((UNAUTHORIZED, UNAUTHORIZED, OK, OK, OK)),
