@@ -1,4 +1,5 @@
-"""A newcomer logs in with a browser and sees what is running."""
+"""A newcomer logs in with a browser, lands on the ops dashboard and finds what is running on
+the status page."""
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -16,6 +17,11 @@ def test_login_and_status_page(browser, live_server, operator, admin_password):
     browser.find_element(By.ID, "id_password").send_keys(admin_password)
     browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
 
+    # Logging in lands on the ops dashboard; its navigation leads to the services' status.
+    WebDriverWait(browser, 15).until(
+        ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Dashboard")
+    )
+    browser.find_element(By.CSS_SELECTOR, ".topbar nav a[href='/status/']").click()
     WebDriverWait(browser, 15).until(
         ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "What is running")
     )
