@@ -89,6 +89,7 @@ class Round:
     rss_kib: int = 0
     depth: list[tuple[float, int]] = field(default_factory=list)
     rows: int = 0
+    message_bytes: int = 0
 
 
 def _worker_env(database_name: str) -> dict[str, str]:
@@ -186,6 +187,9 @@ def run_round(
             done = finished(since)
             if now >= next_tick:
                 result.depth.append((now - start, broker.llen(QUEUE)))
+                if not result.message_bytes:
+                    head = broker.lindex(QUEUE, -1)  # the next message a worker takes
+                    result.message_bytes = len(head) if head else 0
                 result.rss_kib = max(result.rss_kib, rss_kib(worker))
                 next_tick += 1.0
             if done >= total:
@@ -227,7 +231,7 @@ def report(r: Round, hosts: int) -> None:
         f"({r.done / r.wall_s if r.wall_s else 0:5.1f} hosts/s); per host ms median "
         f"{statistics.median(t) if t else 0:.0f} p90 {pct(t, 90):.0f} p99 {pct(t, 99):.0f} "
         f"max {max(t) if t else 0:.0f}; rows written/host {r.rows / max(r.done, 1):.0f}; "
-        f"worker RSS {r.rss_kib / 1024:.0f} MiB"
+        f"worker RSS {r.rss_kib / 1024:.0f} MiB; a queued message {r.message_bytes} bytes"
     )
     print(f"{'':<11} queue depth (time:messages): {depth}")
 
@@ -249,7 +253,13 @@ def main() -> None:
         )
         first = run_round("first sync", max(counts), env, queue_syncs, synced_since, ARGS.hosts)
         report(first, ARGS.hosts)
-        print(f"{'':<11} VMs stored: {VirtualMachine.objects.count()}")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            size_mib = cursor.fetchone()[0] / 2**20
+        print(
+            f"{'':<11} VMs stored: {VirtualMachine.objects.count()}; database size "
+            f"{size_mib:.0f} MiB"
+        )
         one = Host.objects.filter(name__startswith="sim-hv").order_by("pk").first()
         with CaptureQueriesContext(connection) as queries:
             sync.sync_host(one.pk)
