@@ -22,7 +22,7 @@ from balancing import planner
 from balancing.models import BalancingPlan
 from changes.models import Change
 from hosts import selectors as host_selectors
-from hosts.diagram import CellMemory, DiagramVm, render_topology_svg
+from hosts.diagram import HALF_WIDTH, CellMemory, DiagramVm, render_topology_svg
 from hosts.models import Host
 from numaportal.formatting import format_kib
 from numaportal.virt.cpuset import format_cpuset, format_nodeset
@@ -390,14 +390,20 @@ def diagrams(
     cells, _ = host_selectors.host_cells(plan.host)
     memory_now = host_selectors.cell_memory(cells)
     # hosts.diagram escapes every name it draws; its output is the one |safe on the site.
+    # Side by side: each drawing wraps at half the page's width, so it shows at its size.
     before = render_topology_svg(
-        topology, before_diagram_vms(content, vms, topology), memory_now, id_prefix="before"
+        topology,
+        before_diagram_vms(content, vms, topology),
+        memory_now,
+        id_prefix="before",
+        wrap_width=HALF_WIDTH,
     )
     after = render_topology_svg(
         topology,
         after_diagram_vms(content, vms),
         projected_memory(memory_now, content),
         id_prefix="after",
+        wrap_width=HALF_WIDTH,
     )
     return Diagrams(before=mark_safe(before), after=mark_safe(after))  # noqa: S308
 

@@ -193,6 +193,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Serve static files from the apps directly (no collectstatic step for a first run);
 # everything is vendored, nothing is loaded from a CDN.
 WHITENOISE_USE_FINDERS = True
+# Files served at the site's root: /favicon.ico (browsers ask for it on every page unless told
+# otherwise) and /favicon.svg, vendored among the static files (templates/base.html links them).
+WHITENOISE_ROOT = BASE_DIR / "numaportal" / "static" / "numaportal" / "favicon"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

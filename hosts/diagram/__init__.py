@@ -15,7 +15,8 @@ http(s)/relative URLs. The fragment is also well-formed XML, which is how the te
 
 Stable hooks for page tests and ``diagram.js``: ``data-cell``, ``data-cpu``, ``data-vm-uuid``,
 ``data-vcpu`` attributes; classes ``cell``, ``socket``, ``die``, ``core``, ``thread``, ``chip``,
-``floating``, ``emulator``, ``overcommitted``.
+``floating``, ``emulator``, ``overcommitted``, ``cpu-id``, ``emulator-summary``, ``more``
+(the last two focusable, their full list in ``<title>`` and ``aria-label``).
 
 Modules, each importing only those above it in this list:
 
@@ -23,6 +24,8 @@ Modules, each importing only those above it in this list:
 - ``colours``: a VM's colour from its uuid, readable text on it
 - ``markup``: escaping, attribute lists, safe links, short text pieces
 - ``marks``: what is on each physical CPU (:func:`cpu_marks`), over-commit included
+- ``textfit``: room for text in a thread box: label widths, what fits beside the CPU id, the
+  rows of a cell's thread boxes (so no text is drawn over another), summaries of what does not
 - ``layout``: the box tree of a cell and its geometry
 - ``cell_svg``: one cell's ``<svg>``
 - ``cell_summary``: one cell's ``<summary>`` line
@@ -33,10 +36,13 @@ Modules, each importing only those above it in this list:
 
 from hosts.diagram.colours import contrast_ratio, vm_colour, vm_text_colour
 from hosts.diagram.fragment import render_cell_svg, render_topology_svg
+from hosts.diagram.layout import HALF_WIDTH, MAX_WIDTH
 from hosts.diagram.marks import CpuMarks, VcpuRef, cpu_marks
 from hosts.diagram.model import CellMemory, DiagramVm
 
 __all__ = [
+    "HALF_WIDTH",
+    "MAX_WIDTH",
     "CellMemory",
     "CpuMarks",
     "DiagramVm",

@@ -7,23 +7,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hosts.diagram.colours import OVER_COLOUR, vm_colour, vm_text_colour
-from hosts.diagram.layout import (
-    BOX_STYLE,
-    CHIP_GAP,
-    CHIP_H,
-    FLOAT_STRIP_H,
-    HEADER_H,
-    MAX_CHIP_ROWS,
-    MAX_WIDTH,
-    OVER_H,
-    THREAD_W,
-    Box,
-    cell_tree,
-    measure,
-)
+from hosts.diagram.layout import BOX_STYLE, MAX_WIDTH, Box, cell_tree, measure
 from hosts.diagram.marks import CpuMarks, VcpuRef
 from hosts.diagram.markup import attrs, clip, esc
 from hosts.diagram.model import DiagramVm
+from hosts.diagram.textfit import (
+    BADGE_STEP,
+    BADGE_W,
+    CHIP_GAP,
+    CHIP_H,
+    FLOAT_STRIP_H,
+    ID_FONT,
+    MARK_FONT,
+    OVER_FONT,
+    THREAD_PAD,
+    THREAD_W,
+    ThreadRows,
+    fit_emulators,
+    over_label,
+    thread_rows,
+)
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.topology import Cell, Cpu
 
@@ -104,7 +107,53 @@ def _pin_text(vm: DiagramVm) -> str:
     return format_cpuset(vm.emulatorpin) if vm.emulatorpin else "-"
 
 
-def _draw_thread(box: Box, marks: CpuMarks, rows: int, hatch: str, out: list[str]) -> None:
+def _focusable(classes: str, tip: str, x: float, y: float, body: str) -> str:
+    """A summary mark: its full list as a tooltip (``<title>``) and, reachable with the
+    keyboard, as its accessible name."""
+    return (
+        f"<g{attrs(class_=classes, tabindex=0, role='img', aria_label=tip)}"
+        f' transform="translate({x:g},{y:g})"><title>{esc(tip)}</title>{body}</g>'
+    )
+
+
+def _draw_emulators(box: Box, marks: CpuMarks, layout: ThreadRows, out: list[str]) -> None:
+    """One "E" per VM in its colour, right-aligned beside the CPU id or on their own row;
+    a summary ("38 emulators") when they do not fit."""
+    cpu = box.cpu
+    assert cpu is not None
+    vms = marks.emulator
+    fit = fit_emulators(len(vms), layout.emulator_room(cpu.id))
+    if not vms or fit is None:
+        return
+    top = 3.0 if layout.emulator_y is None else layout.emulator_y + 1.5
+    if fit.badges:
+        for i, vm in enumerate(reversed(vms)):
+            x = box.w - THREAD_PAD - BADGE_STEP * i - BADGE_W
+            out.append(
+                f"<g{attrs(class_='emulator-mark', data_vm_uuid=vm.uuid)}"
+                f' transform="translate({x:g},{top:g})">'
+                f"<title>{esc(f'{vm.name}: emulator threads pinned to ' + _pin_text(vm))}</title>"
+                f'<rect width="{BADGE_W}" height="11" rx="2"{attrs(fill=vm_colour(vm.uuid))}'
+                f' stroke="#1d2330" stroke-width="0.6"/>'
+                f'<text x="5.5" y="8.8" font-size="8.5" font-weight="700" text-anchor="middle"'
+                f' font-family="{FONT}"{attrs(fill=vm_text_colour(vm.uuid))}>E</text></g>'
+            )
+        return
+    tip = f"emulator threads of {len(vms)} VMs pinned here: " + ", ".join(vm.name for vm in vms)
+    x = box.w - THREAD_PAD - fit.width if layout.emulator_y is None else THREAD_PAD
+    out.append(
+        _focusable(
+            "emulator-summary",
+            tip,
+            x,
+            top,
+            f'<text x="0" y="8.8" font-size="{MARK_FONT}" fill="#1d2330"'
+            f' font-family="{FONT}">{esc(fit.summary)}</text>',
+        )
+    )
+
+
+def _draw_thread(box: Box, marks: CpuMarks, layout: ThreadRows, hatch: str, out: list[str]) -> None:
     cpu = box.cpu
     assert cpu is not None
     classes = ["thread"]
@@ -126,43 +175,32 @@ def _draw_thread(box: Box, marks: CpuMarks, rows: int, hatch: str, out: list[str
     out.append(
         f"<rect{attrs(class_='thread-box', width=box.w, height=box.h, rx=3, fill=fill)}"
         f"{attrs(stroke=stroke, stroke_width=stroke_w)}/>"
-        f'<text x="4" y="12" font-size="10.5" font-weight="700" fill="#1d2330"'
-        f' font-family="{FONT}">{cpu.id}</text>'
+        f'<text class="cpu-id" x="{THREAD_PAD}" y="12" font-size="{ID_FONT}" font-weight="700"'
+        f' fill="#1d2330" font-family="{FONT}">{cpu.id}</text>'
     )
-
-    # Emulator marks, right-aligned in the header: one "E" per VM, in its colour.
-    shown = marks.emulator[:3]
-    for i, vm in enumerate(reversed(shown)):
-        x = box.w - 4 - 12 * (i + 1) + 1
-        out.append(
-            f"<g{attrs(class_='emulator-mark', data_vm_uuid=vm.uuid)}"
-            f' transform="translate({x:g},3)">'
-            f"<title>{esc(f'{vm.name}: emulator threads pinned to ' + _pin_text(vm))}</title>"
-            f'<rect width="11" height="11" rx="2"{attrs(fill=vm_colour(vm.uuid))}'
-            f' stroke="#1d2330" stroke-width="0.6"/>'
-            f'<text x="5.5" y="8.8" font-size="8.5" font-weight="700" text-anchor="middle"'
-            f' font-family="{FONT}"{attrs(fill=vm_text_colour(vm.uuid))}>E</text></g>'
-        )
-    if len(marks.emulator) > len(shown):
-        more = len(marks.emulator) - len(shown)
-        out.append(
-            f'<text x="{box.w - 4 - 12 * len(shown) - 2:g}" y="11.5" font-size="8.5"'
-            f' text-anchor="end" fill="#1d2330" font-family="{FONT}">'
-            f"<title>{esc(', '.join(vm.name for vm in marks.emulator))}</title>E+{more}</text>"
-        )
+    _draw_emulators(box, marks, layout, out)
 
     chips = _chip_refs(marks)
+    rows = layout.chip_rows
     visible = chips if len(chips) <= rows else chips[: rows - 1]
-    y = HEADER_H
+    y = layout.chips_y
     for ref, kind in visible:
         _draw_chip(ref, kind, 3, y, out)
         y += CHIP_H + CHIP_GAP
     if len(visible) < len(chips):
         hidden = chips[len(visible) :]
-        tip = ", ".join(f"{ref.vm.name}:{ref.vcpu}" for ref, _ in hidden)
+        tip = f"{len(hidden)} more vCPUs here: " + ", ".join(
+            f"{ref.vm.name}:{ref.vcpu}" for ref, _ in hidden
+        )
         out.append(
-            f'<text class="more" x="5" y="{y + 9.8:g}" font-size="9" fill="#1d2330"'
-            f' font-family="{FONT}"><title>{esc(tip)}</title>+{len(hidden)} more</text>'
+            _focusable(
+                "more",
+                tip,
+                5,
+                y,
+                f'<text x="0" y="9.8" font-size="9" fill="#1d2330" font-family="{FONT}">'
+                f"+{len(hidden)} more</text>",
+            )
         )
 
     if marks.floating:
@@ -176,12 +214,11 @@ def _draw_thread(box: Box, marks: CpuMarks, rows: int, hatch: str, out: list[str
                 f' height="{FLOAT_STRIP_H}"{attrs(fill=vm_colour(vm.uuid))}>'
                 f"<title>{esc(vm.name)} may float here</title></rect>"
             )
-    if marks.overcommitted:
-        bottom = box.h - (FLOAT_STRIP_H + 4 if marks.floating else 3)
+    if marks.overcommitted and layout.over_y is not None:
         out.append(
-            f'<text class="overcommitted-label" x="{box.w / 2:g}" y="{bottom:g}"'
-            f' font-size="8" font-weight="700" text-anchor="middle"'
-            f' fill="{OVER_COLOUR}" font-family="{FONT}">over-committed</text>'
+            f'<text class="overcommitted-label" x="{box.w / 2:g}" y="{layout.over_y + 9:g}"'
+            f' font-size="{OVER_FONT}" font-weight="700" text-anchor="middle"'
+            f' fill="{OVER_COLOUR}" font-family="{FONT}">{over_label()}</text>'
         )
     out.append("</g>")
 
@@ -189,7 +226,7 @@ def _draw_thread(box: Box, marks: CpuMarks, rows: int, hatch: str, out: list[str
 def _draw_box(
     box: Box,
     marks: Mapping[int, CpuMarks],
-    rows: int,
+    rows: ThreadRows,
     hatch: str,
     out: list[str],
     *,
@@ -217,17 +254,21 @@ def _draw_box(
         out.append("</g>")
 
 
-def cell_svg(cell: Cell, marks: Mapping[int, CpuMarks], id_prefix: str) -> str:
-    """*cell* as an ``<svg>``; *id_prefix* makes its hatch pattern's id unique on the page."""
+def cell_svg(
+    cell: Cell, marks: Mapping[int, CpuMarks], id_prefix: str, max_width: float = MAX_WIDTH
+) -> str:
+    """*cell* as an ``<svg>`` wrapped at *max_width*; *id_prefix* makes its hatch pattern's id
+    unique on the page."""
     tree = cell_tree(cell)
     cell_marks = [marks[cpu.id] for cpu in cell.cpus]
-    # One thread height per cell keeps the grid even: enough chip rows for the busiest thread.
-    busiest = max((len(_chip_refs(m)) for m in cell_marks), default=0)
-    rows = max(1, min(busiest, MAX_CHIP_ROWS))
-    thread_h = HEADER_H + rows * (CHIP_H + CHIP_GAP) + FLOAT_STRIP_H + 4
-    if any(m.overcommitted for m in cell_marks):
-        thread_h += OVER_H
-    measure(tree, MAX_WIDTH, thread_h)
+    # One thread layout per cell keeps the grid even: enough chip rows for the busiest
+    # thread, a row for the emulator marks when they do not fit beside every CPU id.
+    layout = thread_rows(
+        ((m.cpu_id, len(m.emulator)) for m in cell_marks),
+        max((len(_chip_refs(m)) for m in cell_marks), default=0),
+        overcommitted=any(m.overcommitted for m in cell_marks),
+    )
+    measure(tree, max_width, layout.height)
     hatch = f"{id_prefix}-float-{cell.id}"
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="cell-diagram"'
@@ -239,6 +280,6 @@ def cell_svg(cell: Cell, marks: Mapping[int, CpuMarks], id_prefix: str) -> str:
         '<line x1="0" y1="0" x2="0" y2="6" stroke="#c9d3e6" stroke-width="2.2"/>'
         "</pattern></defs>"
     ]
-    _draw_box(tree, marks, rows, hatch, out, root=True)
+    _draw_box(tree, marks, layout, hatch, out, root=True)
     out.append("</svg>")
     return "".join(out)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from hosts.diagram.cell_summary import cell_summary
 from hosts.diagram.cell_svg import cell_svg
+from hosts.diagram.layout import MAX_WIDTH
 from hosts.diagram.legend import legend
 from hosts.diagram.marks import CpuMarks, cpu_marks, vm_order
 from hosts.diagram.markup import attrs, esc, safe_href
@@ -37,9 +38,11 @@ def _prefix(id_prefix: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "", id_prefix) or "numa"
 
 
-def _cell_body(cell: Cell, marks: Mapping[int, CpuMarks], prefix: str) -> str:
+def _cell_body(
+    cell: Cell, marks: Mapping[int, CpuMarks], prefix: str, wrap_width: float = MAX_WIDTH
+) -> str:
     """What a cell's ``.cell-body`` holds: its drawing, or the memory-only note."""
-    return cell_svg(cell, marks, prefix) if cell.cpus else esc(MEMORY_ONLY)
+    return cell_svg(cell, marks, prefix, wrap_width) if cell.cpus else esc(MEMORY_ONLY)
 
 
 def _deferred_body(cell: Cell, url: str) -> str:
@@ -60,6 +63,7 @@ def render_topology_svg(
     collapse_threshold: int = 128,
     id_prefix: str = "numa",
     cell_url: Callable[[int], str] | None = None,
+    wrap_width: float = MAX_WIDTH,
 ) -> str:
     """The host's topology diagram as an HTML fragment (legend + one ``<details>`` per cell).
 
@@ -70,6 +74,8 @@ def render_topology_svg(
     *cell_url* (cell id -> URL serving :func:`render_cell_svg` of that cell) defers the
     drawings of collapsed cells: their summaries are sent, their drawings load when opened,
     so that a 448-thread host's page carries ten summary lines, not ten drawings.
+    *wrap_width*: the width the cells' drawings wrap their boxes at (``HALF_WIDTH`` for two
+    diagrams side by side, so that they show at their size rather than scaled down).
     Safe to include with ``|safe``: everything from outside is escaped.
     """
     vm_list = sorted(vms, key=vm_order)
@@ -104,16 +110,23 @@ def render_topology_svg(
         elif url is not None:
             out.append(_deferred_body(cell, url))
         else:
-            out.append(f'<div class="cell-body">{_cell_body(cell, marks, prefix)}</div>')
+            body = _cell_body(cell, marks, prefix, wrap_width)
+            out.append(f'<div class="cell-body">{body}</div>')
         out.append("</details>")
     out.append("</div>")
     return "".join(out)
 
 
 def render_cell_svg(
-    topology: HostTopology, vms: Iterable[DiagramVm], cell_id: int, *, id_prefix: str = "numa"
+    topology: HostTopology,
+    vms: Iterable[DiagramVm],
+    cell_id: int,
+    *,
+    id_prefix: str = "numa",
+    wrap_width: float = MAX_WIDTH,
 ) -> str:
     """What :func:`render_topology_svg` puts in the ``.cell-body`` of cell *cell_id*, alone:
     the body a deferred cell loads. KeyError when the host has no such cell."""
     cell = topology.cell(cell_id)
-    return _cell_body(cell, cpu_marks(topology, sorted(vms, key=vm_order)), _prefix(id_prefix))
+    marks = cpu_marks(topology, sorted(vms, key=vm_order))
+    return _cell_body(cell, marks, _prefix(id_prefix), wrap_width)

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hosts.diagram.textfit import THREAD_W
 from numaportal.virt.cpuset import format_cpuset
 from numaportal.virt.topology import Cell, Cpu
 
-THREAD_W = 78
-CHIP_H = 13
-CHIP_GAP = 2
-HEADER_H = 16
-FLOAT_STRIP_H = 5
-OVER_H = 11
-MAX_CHIP_ROWS = 3
 #: Width the cell SVG wraps its boxes at: the portal's 1200px main column, so it shows 1:1
 #: (narrower screens scale it down with CSS max-width: 100%; diagram.js zooms).
 MAX_WIDTH = 1150
+#: Half of it, for two diagrams side by side (a balancing plan's before and after): each
+#: column of the 1200px main column is ~555px wide, so these too show 1:1, not at half size.
+HALF_WIDTH = 550
 
 BOX_STYLE = {
     # kind: (padding, gap, fill, stroke, dash, label font size)

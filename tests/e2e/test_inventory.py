@@ -162,10 +162,6 @@ def test_collapsed_cells_draw_when_opened(browser, live_server, operator, admin_
         lambda b: len(b.find_elements(By.CSS_SELECTOR, ".numa-diagram g.thread[data-cpu]")) == 16
     )
     assert browser.find_element(By.CSS_SELECTOR, 'details[data-cell="4"] .cell-body').is_displayed()
-    errors = [
-        e
-        for e in browser.get_log("browser")
-        if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]
-    ]
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
     screenshot(browser, "host-cells-on-expand")
