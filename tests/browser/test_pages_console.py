@@ -79,7 +79,8 @@ def test_every_main_page_loads_without_console_errors(
     settled(browser)
     sign_in(browser, live_server, superuser)
     pages = {
-        reverse("home"): "running",
+        reverse("home"): "dashboard",
+        reverse("status"): "running",
         reverse("hosts:list"): "Hosts",
         host.get_absolute_url(): "hv01",
         reverse("hosts:numastat", args=[host.name]): "hv01",
