@@ -21,6 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from balancing.models import BalancingPlan
 from numaportal.virt.topology import parse_capabilities
 from tests.browser.conftest import computed_plan, crowd, dense_host, sign_in
+from tests.screenshots import screenshot
 from tests.web.conftest import CAPABILITY_FIXTURES, make_host
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -56,18 +57,23 @@ def measured(browser, cpus: int) -> dict:
     return layout
 
 
-def check_pages(browser, live_server, superuser, host) -> dict[str, int]:
+def check_pages(browser, live_server, superuser, host, shot: str = "") -> dict[str, int]:
+    """Both pages measured; *shot* names their screenshots (``<shot>-host``, ``<shot>-plan``)."""
     cpus = len(parse_capabilities(host.capabilities_xml).cpu_ids)
     sign_in(browser, live_server, superuser)
     browser.get(live_server.url + host.get_absolute_url())
     expand_all(browser, cpus)
     texts = {"host page": measured(browser, cpus)["texts"]}
+    if shot:
+        screenshot(browser, f"{shot}-host")
 
     plan = computed_plan(host)
     assert plan.status == BalancingPlan.Status.READY, (plan.status, plan.error)
     browser.get(live_server.url + reverse("balancing:plan", args=[plan.pk]))
     expand_all(browser, cpus)
     texts["plan page"] = measured(browser, cpus)["texts"]
+    if shot:
+        screenshot(browser, f"{shot}-plan")
     return texts
 
 
@@ -85,5 +91,5 @@ def test_the_issues_dense_host_draws_no_text_over_text(
     browser, live_server, superuser, record_property
 ) -> None:
     host = dense_host()
-    texts = check_pages(browser, live_server, superuser, host)
+    texts = check_pages(browser, live_server, superuser, host, shot="dense-host-diagram")
     record_property("texts", texts)

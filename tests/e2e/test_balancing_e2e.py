@@ -5,12 +5,10 @@ a VM split over both cells, two unpinned VMs, one pinned the seed's way), presse
 balancing", lands on the plan page while it says "computing" and polls (htmx); the worker thread
 of the ``worker_queue`` fixture (the host's queue) computes the plan with the real planner, and
 the page fills in: status, both diagrams, the score table, the changes, the approve form.
-The screenshot goes to ``test-output/balancing-plan.png`` for a person to look at.
+The screenshot goes to ``test-output/screenshots/balancing-plan.png`` for a person to look at.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -19,14 +17,14 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from balancing.models import BalancingPlan
-from tests.e2e.test_numastat_e2e import js_errors, screenshot
+from tests.e2e.test_numastat_e2e import js_errors
 from tests.e2e.test_pin_vcpu import sqlite_readers_do_not_lock  # noqa: F401 - autouse fixture
+from tests.screenshots import screenshot
 from tests.web.conftest import make_host, make_vm
 from tests.web.test_balancing_plans import seed_inventory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-OUTPUT = Path(__file__).resolve().parent.parent.parent / "test-output"
 PASSWORD = "op-password-123"
 
 
@@ -85,4 +83,4 @@ def test_operator_plans_balancing_in_a_browser(
     assert after["x"] > before["x"] + before["width"] - 5
     assert abs(after["y"] - before["y"]) < 5
     assert js_errors(browser) == []
-    screenshot(browser, OUTPUT / "balancing-plan.png")
+    screenshot(browser, "balancing-plan")

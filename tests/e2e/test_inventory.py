@@ -3,38 +3,23 @@ collapsed cells, loaded when opened), a VM page.
 
 Hosts are synced in-process (``sync.sync_host``) from libvirt's test driver (2 cells x 8
 CPUs) and from the lab daemon (qemu:///system with its numalab-* VMs). Screenshots go to
-``test-output/e2e/`` (git-ignored) so that a person can look at them after the run.
+``test-output/screenshots/`` (:mod:`tests.screenshots`).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.screenshots import screenshot
 from tests.web.conftest import make_host, make_vm
 from tests.web.test_host_page import five_cell_xml
 from vms import requests, sync
 from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-OUTPUT = Path(__file__).resolve().parent.parent.parent / "test-output" / "e2e"
-
-
-def screenshot(browser, name: str) -> Path:
-    """A full-page PNG: the window is stretched to the document's height first."""
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1280, min(max(int(height) + 40, 900), 6000))
-    browser.execute_script("window.scrollTo(0, 0)")
-    path = OUTPUT / f"{name}.png"
-    assert browser.save_screenshot(str(path))
-    browser.set_window_size(1280, 900)
-    return path
 
 
 def log_in(browser, live_server, password: str) -> None:
@@ -74,7 +59,7 @@ def test_dashboard_and_host_topology_in_a_browser(
     cells = rows["testdrv"].find_elements(By.CSS_SELECTOR, "td.num")
     assert [c.text.split()[0] for c in cells[:2]] == ["2", "16"]
     assert "in sync" in rows["lab"].text
-    screenshot(browser, "dashboard")
+    screenshot(browser, "hosts")
 
     # the test driver's host page: summary, diagram with every CPU, distances
     rows["testdrv"].find_element(By.LINK_TEXT, "testdrv").click()
@@ -112,6 +97,27 @@ def test_dashboard_and_host_topology_in_a_browser(
     strips = browser.find_elements(By.CSS_SELECTOR, "table.vcpuinfo td.strip code")
     assert strips and all(set(s.text) <= {"y", "-"} for s in strips)
     screenshot(browser, "vm-lab")
+
+
+def test_the_dashboard_shows_the_lab_hosts_state(
+    browser, live_server, operator, admin_password, synced_hosts
+):
+    """The landing page after a sync of the test driver and the lab daemon: both in sync, and
+    the figure links to the hosts list filtered by that state."""
+    log_in(browser, live_server, admin_password)
+    browser.get(live_server.url + "/")
+    figures = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('[data-host-state]')]"
+        ".map(a => [a.dataset.hostState, [a.querySelector('.dash-count').textContent,"
+        " a.getAttribute('href')]]))"
+    )
+    assert figures["in sync"] == ["2", "/hosts/?state=in_sync"]
+    assert figures["sync failed"][0] == "0"
+    screenshot(browser, "dashboard")
+    browser.find_element(By.CSS_SELECTOR, "[data-host-state='in sync']").click()
+    WebDriverWait(browser, 10).until(EC.url_contains("state=in_sync"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.hosts tbody tr[data-host]")
+    assert {r.get_attribute("data-host") for r in rows} == {"testdrv", "lab"}
 
 
 def test_add_host_form_shows_libvirts_refusal(browser, live_server, operator, admin_password):

@@ -2,14 +2,13 @@
 
 A 2-cell host gets 26 hours of one-minute samples through ``store_cell_samples`` (the
 sampler's path), with a reboot and a sampling outage so that the charts have gaps. The
-screenshot goes to ``test-output/numastat.png`` (git-ignored) for a person to look at.
+screenshot goes to ``test-output/screenshots/numastat-history.png`` for a person to look at.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -21,10 +20,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 from hosts.models import Host, SampleSource
 from hosts.numastat import CHARTED
 from hosts.sampling import store_cell_samples
+from tests.screenshots import screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-OUTPUT = Path(__file__).resolve().parent.parent.parent / "test-output"
 CHARTS = (*CHARTED, "local_ratio", "free_mib")
 MINUTES = 26 * 60
 REBOOT_AGO = 8 * 60  # minutes
@@ -72,16 +71,6 @@ def feed(host) -> None:
             },
             boot_time=1_700_100_000 if booted else 1_700_000_000,
         )
-
-
-def screenshot(browser, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    # the window's own chrome takes some of its height even headless: leave room for it
-    browser.set_window_size(1280, min(max(int(height) + 160, 900), 6000))
-    browser.execute_script("window.scrollTo(0, 0)")
-    assert browser.save_screenshot(str(path))
-    browser.set_window_size(1280, 900)
 
 
 def log_in(browser, live_server, password: str, next_url: str) -> None:
@@ -152,5 +141,5 @@ def test_numastat_history_in_a_browser(browser, live_server, operator, admin_pas
     browser.find_element(By.CSS_SELECTOR, '#window-select a[data-window="24h"]').click()
     WebDriverWait(browser, 10).until(EC.url_contains("window=24h"))
     drawn_charts(browser)
-    screenshot(browser, OUTPUT / "numastat.png")
+    screenshot(browser, "numastat-history")
     assert js_errors(browser) == []

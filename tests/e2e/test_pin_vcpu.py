@@ -21,12 +21,12 @@ from selenium.webdriver.support.ui import WebDriverWait
 from balancing.models import BalancingPolicy
 from changes.models import Change
 from numaportal.virt.cpuset import cpumap_to_cpuset
-from tests.e2e.test_inventory import screenshot
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     define_throwaway,
     qemu_conn,
     running_domain,
 )
+from tests.screenshots import screenshot
 from vms import requests, sync
 from vms.models import VirtualMachine
 
