@@ -279,7 +279,17 @@ def open_connection(
         raise
     # A hung open leaves its thread blocked inside libvirt, holding its slot; it is a daemon
     # thread, it closes the connection itself if it ever completes, and nothing can kill it.
-    if not attempt.done.wait(timeout) and attempt.abandon():
+    try:
+        finished = attempt.done.wait(timeout)
+    except BaseException:
+        # Interrupted while waiting (a worker's soft time limit raises in this thread): the
+        # helper must close the connection itself if it ever opens, as on a timeout.
+        if not attempt.abandon() and attempt.conn is not None:
+            # It opened just as we were interrupted: nobody else will close it.
+            with contextlib.suppress(libvirt.libvirtError):
+                attempt.conn.close()
+        raise
+    if not finished and attempt.abandon():
         raise HostUnreachable(f"timed out after {timeout:g}s connecting to {uri}", None, uri)
     if attempt.error is not None:
         raise translate(attempt.error, uri)
