@@ -108,8 +108,15 @@ def _enqueue_for_host(
     enqueue(task, [host_id], task_id=task_id, refused=refused, **options)
 
 
+def _time_limits(soft_s: float) -> dict[str, float]:
+    """The task's time limits, sent with the message: the worker applies the publisher's
+    (vms.tasks says why a task has its own)."""
+    return {"soft_time_limit": soft_s, "time_limit": soft_s + settings.NUMAPORTAL_HARD_LIMIT_GRACE}
+
+
 def _enqueue_check(host_id: int, task_id: str, **options: Any) -> None:
     failed = Host.SyncStatus.CHECK_FAILED
+    options.update(_time_limits(settings.NUMAPORTAL_CHECK_TIME_LIMIT))
     _enqueue_for_host(tasks.check_host, host_id, task_id, failed, "connection test", **options)
 
 
@@ -176,6 +183,7 @@ def request_check(host: Host) -> None:
 
 
 def _enqueue_sync(host_id: int, task_id: str, **options: Any) -> None:
+    options.update(_time_limits(settings.NUMAPORTAL_SYNC_TIME_LIMIT))
     _enqueue_for_host(tasks.sync_host, host_id, task_id, Host.SyncStatus.ERROR, "sync", **options)
 
 

@@ -28,6 +28,13 @@ CHECK_LIMIT_S = settings.NUMAPORTAL_CHECK_TIME_LIMIT
 SAMPLE_LIMIT_S = settings.NUMAPORTAL_SAMPLE_TIME_LIMIT
 
 
+def _soft_limit(request: object, default: float) -> float:
+    """The soft limit this run had: the publisher puts its task's limits in the message
+    (``timelimit``: hard, soft), and those, not this worker's settings, are the ones applied."""
+    limits = getattr(request, "timelimit", None) or (None, None)
+    return float(limits[1] or default)
+
+
 def _outcome(host: Host) -> dict[str, str]:
     return {"host": host.name, "status": host.sync_status, "error": host.last_error}
 
@@ -51,7 +58,8 @@ def sync_host(self, host_id: int) -> dict[str, str]:
         log.warning("sync of host %s skipped: no such host", host_id)
         return _missing(host_id)
     except SoftTimeLimitExceeded:
-        timed_out = sync.record_timeout(host_id, "sync", SYNC_LIMIT_S)
+        limit = _soft_limit(self.request, SYNC_LIMIT_S)
+        timed_out = sync.record_timeout(host_id, "sync", limit)
         return _missing(host_id) if timed_out is None else _outcome(timed_out)
     return _outcome(host)
 
@@ -71,7 +79,8 @@ def check_host(self, host_id: int) -> dict[str, str]:
         log.warning("connection test of host %s skipped: no such host", host_id)
         return _missing(host_id)
     except SoftTimeLimitExceeded:
-        timed_out = sync.record_timeout(host_id, "connection test and sync", CHECK_LIMIT_S)
+        limit = _soft_limit(self.request, CHECK_LIMIT_S)
+        timed_out = sync.record_timeout(host_id, "connection test and sync", limit)
         return _missing(host_id) if timed_out is None else _outcome(timed_out)
     return _outcome(host)
 
