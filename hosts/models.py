@@ -36,6 +36,9 @@ class Host(models.Model):
         OK = "ok", "in sync"
         ERROR = "error", "sync failed"
 
+    #: A sync or connection test is queued or running: another one is not queued meanwhile.
+    SYNC_PENDING = (SyncStatus.QUEUED, SyncStatus.RUNNING, SyncStatus.CHECKING)
+
     name = models.SlugField(max_length=64, unique=True, help_text="Short name, e.g. hv01.")
     uri = models.CharField(
         "libvirt URI", max_length=1024, help_text="e.g. qemu+ssh://root@hv01.example.net/system"
@@ -65,6 +68,10 @@ class Host(models.Model):
         max_length=16, choices=SyncStatus.choices, default=SyncStatus.NEVER, editable=False
     )
     sync_task_id = models.CharField(max_length=64, blank=True, editable=False)
+    #: While a sync or connection test is queued: when it is planned to start (the periodic
+    #: sweep spreads them); while it runs: when it started. A pending state older than the
+    #: task's hard time limit was lost (its worker was killed) and no longer blocks a new one.
+    sync_due_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_sync_ok_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)

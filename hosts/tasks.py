@@ -5,6 +5,7 @@ take names, not database ids, touch no database and return JSON through the brok
 """
 
 from celery import shared_task
+from django.conf import settings
 
 from hosts import onhost, probing, rollups, services
 
@@ -21,7 +22,16 @@ def rollup_numastat() -> dict[str, int]:
     return rollups.rollup_and_prune().as_dict()
 
 
-@shared_task(name="hosts.tasks.probe_host")
+# A probe reads every VM's numa_maps, longer than one libvirt call on a big host; past one
+# sampling interval its answer is superseded by the next one anyway (vms.tasks: why a limit).
+_PROBE_LIMIT_S = max(settings.NUMAPORTAL_SAMPLE_TIME_LIMIT, settings.NUMAPORTAL_SAMPLE_INTERVAL)
+
+
+@shared_task(
+    name="hosts.tasks.probe_host",
+    soft_time_limit=_PROBE_LIMIT_S,
+    time_limit=_PROBE_LIMIT_S + settings.NUMAPORTAL_HARD_LIMIT_GRACE,
+)
 def probe_host(host_name: str, uri: str, worker_queue: str) -> dict[str, object]:
     """On-host: read one sample and hand it back (``vms.tasks.store_sample`` stores it)."""
     return probing.take_sample(host_name, uri, worker_queue, probe=True).to_message()

@@ -13,6 +13,12 @@ from typing import Any
 
 from django.conf import settings
 
+#: The sweeps' beat entries, whose (admin-editable) intervals their spread is fitted into.
+SYNC_ENTRY = "sync-all-hosts"
+SAMPLE_ENTRY = "sample-all-hosts"
+#: The sync sweep's default interval.
+SYNC_EVERY_S = 300
+
 
 @dataclass(frozen=True)
 class DefaultSchedule:
@@ -34,13 +40,13 @@ def default_schedules() -> tuple[DefaultSchedule, ...]:
             "Tells the status page that beat and a worker are alive.",
         ),
         DefaultSchedule(
-            "sync-all-hosts",
+            SYNC_ENTRY,
             "hosts.tasks.sync_all_hosts",
-            300,
+            SYNC_EVERY_S,
             "Inventory sync of every enabled host (topology, VMs, pins).",
         ),
         DefaultSchedule(
-            "sample-all-hosts",
+            SAMPLE_ENTRY,
             "hosts.tasks.sample_all_hosts",
             sample_every,
             "numastat sample of every enabled host (on-host worker, or libvirt free memory).",
@@ -123,3 +129,15 @@ def ensure_default_schedules(**_kwargs: Any) -> int:
         )
         created += 1
     return created
+
+
+def interval_s(name: str, default: float) -> float:
+    """The interval in seconds of the beat entry *name* as it is now (an operator may have
+    edited it in the admin); *default* when the row is missing, disabled, or not an interval
+    schedule (a crontab entry has no fixed interval)."""
+    from django_celery_beat.models import PeriodicTask
+
+    row = PeriodicTask.objects.filter(name=name, enabled=True).select_related("interval").first()
+    if row is None or row.interval is None:
+        return float(default)
+    return float(row.interval.schedule.run_every.total_seconds())

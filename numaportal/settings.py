@@ -256,7 +256,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # fails within about two seconds (connect timeout, two quick retries) and the record says so
 # (numaportal.queueing), instead of the request hanging while Celery retries.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2}
+# visibility_timeout (kombu's default, spelled out): a message a worker took (acks late) and
+# did not acknowledge within it is handed to another worker. The periodic sweeps queue their
+# per-host tasks with an ETA at most one interval (300 s) ahead (numaportal.spread): a worker
+# holds such a message unacknowledged until its ETA, far below this, so none is run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "visibility_timeout": 3600}
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
     "interval_start": 0,
@@ -294,6 +298,28 @@ NUMAPORTAL_NUMALAB_URI = os.environ.get(
     f"qemu+tcp://127.0.0.1:{os.environ.get('NUMAPORTAL_NUMALAB_PORT', '16510')}/system",
 )
 NUMAPORTAL_LIBVIRT_TIMEOUT = float(os.environ.get("NUMAPORTAL_LIBVIRT_TIMEOUT", "15"))
+# Per-task time limits (soft; the hard limit, which kills the worker's child process, comes
+# NUMAPORTAL_HARD_LIMIT_GRACE s later) instead of the global CELERY_TASK_SOFT_TIME_LIMIT, so a
+# host that stops answering holds a worker for its own bounded time, not 300 s. A sync is one
+# open (at most NUMAPORTAL_LIBVIRT_TIMEOUT), a peer gone silent after it is dropped by libvirt's
+# keepalive within about 20 s (numaportal.virt.connection), then the reads: four open timeouts.
+# A connection test adds one open timeout (the test's child process) to its sync; a sample is
+# one open and one call.
+NUMAPORTAL_SYNC_TIME_LIMIT = float(
+    os.environ.get("NUMAPORTAL_SYNC_TIME_LIMIT") or max(30.0, 4 * NUMAPORTAL_LIBVIRT_TIMEOUT)
+)
+NUMAPORTAL_CHECK_TIME_LIMIT = NUMAPORTAL_SYNC_TIME_LIMIT + NUMAPORTAL_LIBVIRT_TIMEOUT
+NUMAPORTAL_SAMPLE_TIME_LIMIT = float(
+    os.environ.get("NUMAPORTAL_SAMPLE_TIME_LIMIT") or max(10.0, NUMAPORTAL_LIBVIRT_TIMEOUT + 5)
+)
+NUMAPORTAL_HARD_LIMIT_GRACE = 10.0
+# The periodic sweeps start each host's task at a stable offset within this many seconds
+# (numaportal.spread), never more than the sweep's interval minus the task's hard time limit:
+# the default spreads the 300 s sync over 300 - 70 = 230 s, the 60 s sample over 30 s.
+NUMAPORTAL_SYNC_SPREAD_S = float(
+    os.environ.get("NUMAPORTAL_SYNC_SPREAD_S")
+    or max(0.0, 300 - NUMAPORTAL_SYNC_TIME_LIMIT - NUMAPORTAL_HARD_LIMIT_GRACE)
+)
 # The one directory a host URI's file parameters (?keyfile=, ?known_hosts=, ?pkipath=) may
 # name files in, checked at registration after resolving '..' and symlinks: without it a URI
 # could have the workers' ssh read any file they can (?keyfile=/etc/shadow).
@@ -334,6 +360,9 @@ NUMAPORTAL_MEMORY_MOVE_TIMEOUT = min(
 # While a memory move runs, its progress (MiB moved so far) is read and recorded this often.
 NUMAPORTAL_MEMORY_MOVE_PROGRESS_S = float(os.environ.get("NUMAPORTAL_MEMORY_MOVE_PROGRESS_S", "2"))
 NUMAPORTAL_SAMPLE_INTERVAL = float(os.environ.get("NUMAPORTAL_SAMPLE_INTERVAL", "60"))
+NUMAPORTAL_SAMPLE_SPREAD_S = float(
+    os.environ.get("NUMAPORTAL_SAMPLE_SPREAD_S") or NUMAPORTAL_SAMPLE_INTERVAL / 2
+)
 #: A host whose last successful sync is older than this (s) is "stale" on the ops dashboard:
 #: three periodic syncs (300 s each) missed.
 NUMAPORTAL_HOST_STALE_AFTER = float(os.environ.get("NUMAPORTAL_HOST_STALE_AFTER", "900"))

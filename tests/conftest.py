@@ -17,6 +17,15 @@ if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
     Path(settings.DATABASES["default"]["TEST"]["NAME"]).parent.mkdir(exist_ok=True)
 
 
+@pytest.fixture(autouse=True)
+def sweeps_start_at_once(settings):
+    """The periodic sweeps spread their hosts' tasks over minutes in production; a test that
+    runs a sweep waits for its tasks, so here they start at once. The spread's own tests
+    (tests/web/test_sync_scheduling.py) set it back."""
+    settings.NUMAPORTAL_SYNC_SPREAD_S = 0
+    settings.NUMAPORTAL_SAMPLE_SPREAD_S = 0
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES

@@ -16,9 +16,9 @@ __all__ = ["WorkerProcess"]
 
 class WorkerProcess(DrillWorker):
     """A worker process on *queue* over this test's database (PostgreSQL, or SQLite's test
-    database file), broker and cache."""
+    database file), broker and cache; *pool*: see :class:`web.drill_worker.DrillWorker`."""
 
-    def __init__(self, queue: str, log: Path, **env: str) -> None:
+    def __init__(self, queue: str, log: Path, *, pool: str = "solo", **env: str) -> None:
         db = connection.settings_dict
         if "sqlite" in db["ENGINE"]:
             url = f"sqlite:///{db['NAME']}"  # the test database's file (settings: TEST NAME)
@@ -37,4 +37,5 @@ class WorkerProcess(DrillWorker):
                 "CACHE_URL": settings.CACHES["default"]["LOCATION"],
                 **env,
             },
+            pool=pool,
         )

@@ -54,6 +54,14 @@ def sample_host(host_id: int, *, probe: bool) -> SampleResult:
     return store_sample(host.pk, take_sample(host.name, host.uri, host.worker_queue, probe=probe))
 
 
+def record_timeout(host_id: int, limit_s: float) -> SampleResult:
+    """The sample task's soft time limit stopped it: the host's last sample says so."""
+    host = Host.objects.get(pk=host_id)
+    problem = f"sample timed out after {limit_s:g} s"
+    record_sample(host, timezone.now(), SampleSource.LIBVIRT, [problem])
+    return SampleResult(host.name, SampleSource.LIBVIRT, 0, 0, problem)
+
+
 def store_sample(host_id: int, sample: HostSample) -> SampleResult:
     """Store a sample (taken here or handed back by an on-host worker) with its deltas."""
     host = Host.objects.get(pk=host_id)

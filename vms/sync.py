@@ -15,8 +15,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from hosts import services as host_services
@@ -27,7 +29,7 @@ from numaportal.virt.inventory import HostInventory, domain_from_snapshot, read_
 from vms.inventory import store_domain, store_domains
 from vms.models import VirtualMachine
 
-__all__ = ["apply_inventory", "check_and_sync", "refresh_vm", "sync_host"]
+__all__ = ["apply_inventory", "check_and_sync", "record_timeout", "refresh_vm", "sync_host"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 # --- sync -----------------------------------------------------------------------------------
 
 
-def check_and_sync(host_id: int) -> Host:
+def check_and_sync(host_id: int, task_id: str = "") -> Host:
     """A registration's worker half: test the connection, then sync if the host answered.
 
     The test runs in a child process killed after NUMAPORTAL_LIBVIRT_TIMEOUT
@@ -58,23 +60,28 @@ def check_and_sync(host_id: int) -> Host:
         # Forgotten, or given another URI (whose own test is queued) while this one ran.
         log.info("connection test of host %s no longer applies", host.name)
         return host
-    return sync_host(host_id)
+    return sync_host(host_id, task_id)
 
 
-def sync_host(host_id: int) -> Host:
+def sync_host(host_id: int, task_id: str = "") -> Host:
     """Read the host over libvirt and store its inventory; record success or libvirt's error.
 
     Errors of the host (unreachable, refused, unparseable capabilities or domain XML) are
     recorded on it (status "error", ``last_error`` = libvirt's message) and not raised: the
     previously stored inventory stays as it was. Anything else (a bug, the database) is
     recorded too and then raised.
+
+    *task_id* (a queued task's id): when another sync or connection test of the host is
+    pending under another id (a later request replaced this one after it was given up as
+    lost), this one does nothing and returns the host as it is: one sync per host at a time.
     """
     host = Host.objects.get(pk=host_id)
     if host.is_removed:
         log.info("not syncing removed host %s", host.name)
         return host
-    Host.objects.filter(pk=host.pk).update(sync_status=Host.SyncStatus.RUNNING)
-    host.sync_status = Host.SyncStatus.RUNNING
+    if not _start(host, task_id):
+        log.info("sync %s of host %s superseded by %s", task_id, host.name, host.sync_task_id)
+        return host
     try:
         with virt_connection.connect(
             host.uri, timeout=settings.NUMAPORTAL_LIBVIRT_TIMEOUT, readonly=True
@@ -85,10 +92,42 @@ def sync_host(host_id: int) -> Host:
         log.warning("sync of host %s failed: %s", host.name, exc)
         record_sync_error(host, str(exc))
         return host
+    except SoftTimeLimitExceeded:
+        raise  # not an internal error: the task records the timeout (vms.tasks)
     except Exception as exc:
         record_sync_error(host, f"internal error: {exc}")
         raise
     log.info("synced host %s: %d domains", host.name, len(inventory.domains))
+    return host
+
+
+def _start(host: Host, task_id: str) -> bool:
+    """Mark the host "syncing" since now; False when another task's sync or connection test
+    is pending (one conditional UPDATE, so two tasks cannot both start)."""
+    now = timezone.now()
+    rows = Host.objects.filter(pk=host.pk)
+    if task_id:
+        rows = rows.filter(Q(sync_task_id=task_id) | ~Q(sync_status__in=Host.SYNC_PENDING))
+    if not rows.update(sync_status=Host.SyncStatus.RUNNING, sync_due_at=now):
+        host.refresh_from_db()
+        return False
+    host.sync_status, host.sync_due_at = Host.SyncStatus.RUNNING, now
+    return True
+
+
+def record_timeout(host_id: int, what: str, limit_s: float) -> Host | None:
+    """The task's soft time limit stopped it: status "sync failed", "<what> timed out after
+    N s", so the host is no longer "syncing" (and a new sync may be queued). None when the
+    host is gone."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return None
+    message = f"{what} timed out after {limit_s:g} s"
+    log.warning("%s of host %s", message, host.name)
+    if host.sync_status == Host.SyncStatus.CHECKING:  # stopped before the test answered
+        host_services.record_check_failure(host, host.uri, message)
+    else:
+        record_sync_error(host, message)
     return host
 
 

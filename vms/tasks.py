@@ -7,35 +7,82 @@ messages name them, and a sync is still "a host's" in the operator's words.
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from hosts.models import Host
 from vms import locality_rollups, sampling, sync
 
 log = logging.getLogger(__name__)
 
+# Each task's own time limits (settings: derived from NUMAPORTAL_LIBVIRT_TIMEOUT), instead of
+# the global 300 s: a host that stops answering holds a worker process that long at most. The
+# soft limit raises SoftTimeLimitExceeded in the task, which records the timeout on the host;
+# the hard limit, a little later, kills the worker's child process when libvirt holds the
+# thread inside a C call (signals are handled between Python bytecodes): the host then stays
+# "syncing" until the state is stale (vms.requests) and the next sweep queues it again. Both
+# need the prefork pool (the default, and the Procfile's); a solo-pool worker enforces neither.
+_GRACE = settings.NUMAPORTAL_HARD_LIMIT_GRACE
+SYNC_LIMIT_S = settings.NUMAPORTAL_SYNC_TIME_LIMIT
+CHECK_LIMIT_S = settings.NUMAPORTAL_CHECK_TIME_LIMIT
+SAMPLE_LIMIT_S = settings.NUMAPORTAL_SAMPLE_TIME_LIMIT
 
-@shared_task(name="hosts.tasks.sync_host")
-def sync_host(host_id: int) -> dict[str, str]:
+
+def _soft_limit(request: object, default: float) -> float:
+    """The soft limit this run had: the publisher puts its task's limits in the message
+    (``timelimit``: hard, soft), and those, not this worker's settings, are the ones applied."""
+    limits = getattr(request, "timelimit", None) or (None, None)
+    return float(limits[1] or default)
+
+
+def _outcome(host: Host) -> dict[str, str]:
+    return {"host": host.name, "status": host.sync_status, "error": host.last_error}
+
+
+def _missing(host_id: int) -> dict[str, str]:
+    return {"host": str(host_id), "status": "missing", "error": "no such host"}
+
+
+@shared_task(
+    name="hosts.tasks.sync_host",
+    bind=True,
+    soft_time_limit=SYNC_LIMIT_S,
+    time_limit=SYNC_LIMIT_S + _GRACE,
+)
+def sync_host(self, host_id: int) -> dict[str, str]:
     """Sync one host. A host's failure is recorded on the host (and returned), not raised:
     a broken host must not fill the worker log with tracebacks every five minutes."""
     try:
-        host = sync.sync_host(host_id)
+        host = sync.sync_host(host_id, self.request.id or "")
     except Host.DoesNotExist:
         log.warning("sync of host %s skipped: no such host", host_id)
-        return {"host": str(host_id), "status": "missing", "error": "no such host"}
-    return {"host": host.name, "status": host.sync_status, "error": host.last_error}
+        return _missing(host_id)
+    except SoftTimeLimitExceeded:
+        limit = _soft_limit(self.request, SYNC_LIMIT_S)
+        timed_out = sync.record_timeout(host_id, "sync", limit)
+        return _missing(host_id) if timed_out is None else _outcome(timed_out)
+    return _outcome(host)
 
 
-@shared_task(name="vms.tasks.check_host")
-def check_host(host_id: int) -> dict[str, str]:
+@shared_task(
+    name="vms.tasks.check_host",
+    bind=True,
+    soft_time_limit=CHECK_LIMIT_S,
+    time_limit=CHECK_LIMIT_S + _GRACE,
+)
+def check_host(self, host_id: int) -> dict[str, str]:
     """A registration (or a changed URI): test the connection, then sync (:func:`vms.sync.
     check_and_sync`). Like a sync, the outcome is recorded on the host and returned."""
     try:
-        host = sync.check_and_sync(host_id)
+        host = sync.check_and_sync(host_id, self.request.id or "")
     except Host.DoesNotExist:
         log.warning("connection test of host %s skipped: no such host", host_id)
-        return {"host": str(host_id), "status": "missing", "error": "no such host"}
-    return {"host": host.name, "status": host.sync_status, "error": host.last_error}
+        return _missing(host_id)
+    except SoftTimeLimitExceeded:
+        limit = _soft_limit(self.request, CHECK_LIMIT_S)
+        timed_out = sync.record_timeout(host_id, "connection test and sync", limit)
+        return _missing(host_id) if timed_out is None else _outcome(timed_out)
+    return _outcome(host)
 
 
 @shared_task(name="vms.tasks.store_sample")
@@ -48,7 +95,11 @@ def store_sample(message: object, host_id: int) -> dict[str, object]:
         return {"host": str(host_id), "error": "no such host"}
 
 
-@shared_task(name="hosts.tasks.sample_host_libvirt")
+@shared_task(
+    name="hosts.tasks.sample_host_libvirt",
+    soft_time_limit=SAMPLE_LIMIT_S,
+    time_limit=SAMPLE_LIMIT_S + _GRACE,
+)
 def sample_host_libvirt(host_id: int) -> dict[str, object]:
     """For hosts without an on-host worker: free memory per cell through libvirt only."""
     return _sample(host_id, probe=False)
@@ -56,7 +107,10 @@ def sample_host_libvirt(host_id: int) -> dict[str, object]:
 
 def _sample(host_id: int, *, probe: bool) -> dict[str, object]:
     try:
-        return sampling.sample_host(host_id, probe=probe).as_dict()
+        try:
+            return sampling.sample_host(host_id, probe=probe).as_dict()
+        except SoftTimeLimitExceeded:
+            return sampling.record_timeout(host_id, SAMPLE_LIMIT_S).as_dict()
     except Host.DoesNotExist:
         return {"host": str(host_id), "error": "no such host"}
 

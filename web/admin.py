@@ -141,10 +141,12 @@ class HostAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync selected hosts now", permissions=["change"])
     def sync_selected_hosts(self, request: HttpRequest, queryset: QuerySet[Host]) -> None:
-        hosts = list(queryset.active())
-        for host in hosts:
-            requests.request_sync(host, actor=request.user)
-        self.message_user(request, f"Queued a sync of {len(hosts)} host(s).", messages.SUCCESS)
+        outcomes = [requests.request_sync(h, actor=request.user) for h in queryset.active()]
+        pending = outcomes.count(requests.SyncRequest.PENDING)
+        words = f"Queued a sync of {len(outcomes) - pending} host(s)."
+        if pending:
+            words += f" {pending} already had one queued or running."
+        self.message_user(request, words, messages.SUCCESS)
 
     def has_remove_permission(self, request: HttpRequest) -> bool:
         # The host page's "Remove" asks for the same (web.hosts.views.host_remove).

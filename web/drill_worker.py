@@ -25,21 +25,32 @@ __all__ = ["DrillWorker", "drop_unacked"]
 
 class DrillWorker:
     """``celery worker --queues QUEUE --pool solo`` in a process of its own, answering a ping
-    when the constructor returns (RuntimeError with its log if it did not start)."""
+    when the constructor returns (RuntimeError with its log if it did not start).
+
+    *pool* "prefork" (the Procfile's workers' pool, one child process) for what only that pool
+    does, such as enforcing the tasks' time limits; its session is its own, so that killing
+    it kills its child too."""
 
     def __init__(
-        self, queue: str, log: Path, env: Mapping[str, str] | None = None, start_s: float = 60
+        self,
+        queue: str,
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        start_s: float = 60,
+        pool: str = "solo",
     ) -> None:
         self.queue = queue
         self.hostname = f"drill-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
         self.log_path = log
         self.log = log.open("w")
+        self.own_session = pool != "solo"
+        extra = ["--concurrency", "1"] if self.own_session else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "numaportal", "worker", "--queues", queue,
-             "--pool", "solo", "--hostname", self.hostname, "--loglevel", "WARNING",
+             "--pool", pool, *extra, "--hostname", self.hostname, "--loglevel", "WARNING",
              "--without-heartbeat", "--without-gossip", "--without-mingle"],
             cwd=settings.BASE_DIR, env={**os.environ, **(env or {})},
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=self.own_session,
         )  # fmt: skip
         deadline = time.monotonic() + start_s
         while not app.control.ping(destination=[self.hostname], timeout=0.5):
@@ -48,7 +59,10 @@ class DrillWorker:
                 raise RuntimeError(f"the drill's worker did not start: {log.read_text()}")
 
     def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
+        if self.own_session:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the pool's child as well
+        else:
+            os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
     def close(self) -> None:

@@ -71,7 +71,8 @@ class HostViewSet(
     @action(detail=True, methods=["post"])
     def sync(self, request: Request, name: str) -> Response:
         """Sync now (a host that never passed its connection test is tested again); follow
-        ``sync_status``."""
+        ``sync_status``. A host whose sync is already queued or running gets no second one:
+        the answer shows the pending one."""
         host = self.get_object()
         requests.request_sync(host, actor=request.user)
         host.refresh_from_db()

@@ -279,7 +279,17 @@ def open_connection(
         raise
     # A hung open leaves its thread blocked inside libvirt, holding its slot; it is a daemon
     # thread, it closes the connection itself if it ever completes, and nothing can kill it.
-    if not attempt.done.wait(timeout) and attempt.abandon():
+    try:
+        finished = _wait(attempt.done, timeout)
+    except BaseException:
+        # Interrupted while waiting (a worker's soft time limit raises in this thread): the
+        # helper must close the connection itself if it ever opens, as on a timeout.
+        if not attempt.abandon() and attempt.conn is not None:
+            # It opened just as we were interrupted: nobody else will close it.
+            with contextlib.suppress(libvirt.libvirtError):
+                attempt.conn.close()
+        raise
+    if not finished and attempt.abandon():
         raise HostUnreachable(f"timed out after {timeout:g}s connecting to {uri}", None, uri)
     if attempt.error is not None:
         raise translate(attempt.error, uri)
@@ -288,6 +298,24 @@ def open_connection(
         raise HostUnreachable(f"libvirt returned no connection for {uri}", None, uri)
     _set_keepalive(conn, uri)
     return conn
+
+
+#: The longest single wait of :func:`_wait`.
+_WAIT_SLICE_S = 0.25
+
+
+def _wait(event: threading.Event, timeout: float) -> bool:
+    """``event.wait(timeout)`` in short slices. Python runs a signal's handler (a Celery
+    worker's soft time limit: SIGUSR1, raising in the task) in the main thread only, and the
+    kernel may deliver a process-wide signal to any thread, here the helper blocked in libvirt:
+    one long wait would then let the handler run only when it ends, after the full timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return event.is_set()
+        if event.wait(min(remaining, _WAIT_SLICE_S)):
+            return True
 
 
 def _set_keepalive(conn: libvirt.virConnect, uri: str) -> None:

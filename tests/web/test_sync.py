@@ -235,7 +235,7 @@ def test_apply_inventory_query_count_does_not_grow_with_vms(test_inventory):
 
 @pytest.mark.django_db
 def test_request_sync_queues_on_commit_with_own_task_id(
-    django_capture_on_commit_callbacks, monkeypatch
+    django_capture_on_commit_callbacks, monkeypatch, settings
 ):
     sent = []
     monkeypatch.setattr(vm_tasks.sync_host, "apply_async", lambda **kw: sent.append(kw))
@@ -247,8 +247,17 @@ def test_request_sync_queues_on_commit_with_own_task_id(
         assert sent == []  # nothing leaves before commit
     assert len(callbacks) == 1
     # A sync writes the database: central workers, not the host's own (host.t1, no database).
+    # "Sync now" starts at once (no ETA), with the sync's own time limits.
     assert sent == [
-        {"args": [host.pk], "task_id": host.sync_task_id, "queue": "celery", "ignore_result": True}
+        {
+            "args": [host.pk],
+            "task_id": host.sync_task_id,
+            "queue": "celery",
+            "ignore_result": True,
+            "soft_time_limit": settings.NUMAPORTAL_SYNC_TIME_LIMIT,
+            "time_limit": settings.NUMAPORTAL_SYNC_TIME_LIMIT
+            + settings.NUMAPORTAL_HARD_LIMIT_GRACE,
+        }
     ]
     uuid.UUID(host.sync_task_id)
 

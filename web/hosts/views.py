@@ -267,12 +267,19 @@ def _sync_context(host: Host) -> dict:
 def host_sync(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host.objects.active(), name=name)
     demand(request.user, roles.CHANGE_HOST)
-    # A host that never passed its connection test is tested again.
-    requests.request_sync(host, actor=request.user)
+    # A host that never passed its connection test is tested again; one whose sync is
+    # already queued or running gets no second one: the page shows (and polls) that one.
+    outcome = requests.request_sync(host, actor=request.user)
     host.refresh_from_db()
     if is_htmx(request):
         return render(request, "hosts/_sync_status.html", _sync_context(host))
-    if host.sync_status == Host.SyncStatus.CHECKING:
+    if outcome is requests.SyncRequest.PENDING:
+        messages.info(
+            request,
+            f"A sync of {host.name} is already pending ({host.get_sync_status_display()}): "
+            "no second one was queued.",
+        )
+    elif outcome is requests.SyncRequest.CHECK_QUEUED:
         messages.info(request, f"Connection test of {host.name} queued.")
     else:
         messages.info(request, f"Sync of {host.name} queued.")
