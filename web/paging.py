@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 from numaportal.bounds import parse_whole
 
-__all__ = ["paginate"]
+__all__ = ["paginate", "sort_links"]
 
 
 def paginate(
@@ -25,3 +25,21 @@ def paginate(
     query = request.GET.copy()
     query.pop(param, None)
     return page, query.urlencode()
+
+
+def sort_links(
+    request: HttpRequest, columns: Any, *, param: str = "sort", page_param: str = "page"
+) -> dict[str, dict[str, str]]:
+    """For each sortable column (its ``param`` word), the link of its heading and how the list
+    is sorted by it now: ``{"name": {"url": "?host=hv01&sort=-name", "order": "asc"}}``. The
+    link keeps the filters, starts again at the first page, and sorts by the column, or in
+    reverse when the list is already sorted by it ascending. ``order`` is "asc", "desc" or ""."""
+    current = request.GET.get(param, "")
+    query = request.GET.copy()
+    query.pop(page_param, None)
+    links = {}
+    for column in columns:
+        order = "asc" if current == column else "desc" if current == f"-{column}" else ""
+        query[param] = f"-{column}" if order == "asc" else column
+        links[column] = {"url": f"?{query.urlencode()}", "order": order}
+    return links

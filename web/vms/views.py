@@ -26,11 +26,11 @@ from numaportal.forms import add_service_errors
 from numaportal.virt.cpuset import format_cpuset
 from vms import forms, locality_history
 from vms import selectors as vm_selectors
-from vms.filters import VirtualMachineFilter
+from vms.filters import SORT_FIELDS, VirtualMachineFilter
 from vms.memory import memory_bar
 from vms.models import VirtualMachine
 from web.access import demand, requires
-from web.paging import paginate
+from web.paging import paginate, sort_links
 
 PAGE_SIZE = 100
 
@@ -44,7 +44,13 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "vms/vm_list.html",
-        {"filter": vm_filter, "page": page, "vms": page.object_list, "query": query},
+        {
+            "filter": vm_filter,
+            "page": page,
+            "vms": page.object_list,
+            "query": query,
+            "sort_links": sort_links(request, [word for _, word in SORT_FIELDS]),
+        },
     )
 
 
