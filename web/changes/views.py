@@ -33,7 +33,7 @@ ACTIVE_STATUSES = frozenset({"queued", "running"})
 
 
 def _queryset():
-    return Change.objects.select_related("host", "vm__host").order_by("-created_at", "-pk")
+    return Change.objects.history()
 
 
 @require_safe
