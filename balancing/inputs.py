@@ -21,6 +21,7 @@ __all__ = [
     "balanced_vms",
     "demand_of",
     "demands_for_host",
+    "demands_for_hosts",
     "hotadd_policy_for_host",
     "policy_for_host",
 ]
@@ -62,6 +63,20 @@ def demand_of(vm: VirtualMachine) -> VmDemand:
 def demands_for_host(host: Host) -> list[VmDemand]:
     """Every running VM of *host* as a :class:`VmDemand`, by name; two queries."""
     return [demand_of(vm) for vm in balanced_vms(host)]
+
+
+def demands_for_hosts(hosts: list[Host]) -> dict[int, list[VmDemand]]:
+    """:func:`demands_for_host` of every host of *hosts* at once (host id -> its demands, each
+    list by name as there): two queries for any number of hosts (the scheduler's sweep)."""
+    out: dict[int, list[VmDemand]] = {host.pk: [] for host in hosts}
+    for vm in (
+        VirtualMachine.objects.present()
+        .filter(host__in=[host.pk for host in hosts], vcpu_current_live__isnull=False)
+        .order_by("host_id", "name", "uuid")
+        .prefetch_related(Prefetch("vcpus", queryset=VcpuPin.objects.order_by("vcpu")))
+    ):
+        out[vm.host_id].append(demand_of(vm))
+    return out
 
 
 def policy_for_host(host: Host) -> Policy:
