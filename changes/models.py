@@ -179,6 +179,9 @@ class Change(models.Model):
             models.Index(fields=["vm", "created_at"], name="change_vm_created"),
             models.Index(fields=["host", "created_at"], name="change_host_created"),
             models.Index(fields=["status", "created_at"], name="change_status_created"),
+            # The history's order (newest first, the id for equal times): its pages' keys are
+            # read from this index alone (web.paging.paginate(keys=True)).
+            models.Index(fields=["-created_at", "-id"], name="change_history_order"),
         ]
 
     def __str__(self) -> str:

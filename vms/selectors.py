@@ -259,5 +259,6 @@ def vm_with_vcpus(host_name: str, uuid: str) -> QuerySet[VirtualMachine]:
 
 
 def host_vm_filter(qs: QuerySet[VirtualMachine]) -> QuerySet[VirtualMachine]:
-    """VM list rows: host joined, nothing per row."""
-    return qs.select_related("host")
+    """VM list rows: host joined, nothing per row, without the tuning snapshots (two JSON
+    documents per VM that only the VM page reads: a fleet's VM list sorted 20,000 of them)."""
+    return qs.select_related("host").defer("tuning_live", "tuning_config")

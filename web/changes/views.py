@@ -41,7 +41,7 @@ def _queryset():
 def change_list(request: HttpRequest) -> HttpResponse:
     change_filter = ChangeFilter(request.GET, queryset=_queryset())
     # a bad value lists nothing and says why (next to its field, or above the form)
-    page, query = paginate(request, filter_results(change_filter), PAGE_SIZE)
+    page, query = paginate(request, filter_results(change_filter), PAGE_SIZE, keys=True)
     changes = list(page.object_list)
     return render(
         request,

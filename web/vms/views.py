@@ -40,7 +40,7 @@ PAGE_SIZE = 100
 def vm_list(request: HttpRequest) -> HttpResponse:
     queryset = vm_selectors.host_vm_filter(VirtualMachine.objects.all())
     vm_filter = VirtualMachineFilter(request.GET, queryset=queryset)
-    page, query = paginate(request, filter_results(vm_filter), PAGE_SIZE)
+    page, query = paginate(request, filter_results(vm_filter), PAGE_SIZE, keys=True)
     return render(
         request,
         "vms/vm_list.html",
