@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from balancing import scheduler as plan_scheduler
 from balancing.models import BalancingPlan, BalancingPolicy
@@ -21,10 +22,12 @@ from hosts.models import Host
 from tests.querycount import assert_constant_queries
 from tests.web.conftest import make_host, make_vm
 from tests.web.test_balancing_plans import seed_inventory
-from vms.models import VirtualMachine
+from vms.models import VirtualMachine, VmCellMemory, VmLocalitySample
 from web.hosts import views as host_views
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
+
+MIB = 1024 * 1024
 
 
 @pytest.fixture
@@ -296,3 +299,75 @@ def test_balancing_sweep_planning_costs_no_queries_per_vm_or_per_unchanged_host(
     assert made == 1
     assert BalancingPlan.objects.filter(host=bigger).count() == 1
     assert bigger_beside_unchanged == one_host
+
+
+# --- /metrics: the per-VM series -----------------------------------------------------------------
+
+
+def _vm_with_memory(host, name: str, cells: dict[int, float]) -> VirtualMachine:
+    vm = make_vm(host, name)
+    for cell, mib in cells.items():
+        VmCellMemory.objects.create(
+            vm=vm, cell_id=cell, sampled_at=timezone.now(), heap_mib=mib, private_mib=1
+        )
+    VmLocalitySample.objects.create(
+        vm=vm, host=host, taken_at=timezone.now(), locality=0.75, home_cells="0", latest=True
+    )
+    return vm
+
+
+def _series(body: bytes) -> dict[str, dict[tuple, float]]:
+    out: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+KINDS = {
+    ("0", "heap"): 2 * MIB,
+    ("0", "private"): MIB,
+    ("1", "heap"): 0.5 * MIB,
+    ("1", "private"): MIB,
+}
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("kind", KINDS),
+        ("total", {("0", "total"): 3 * MIB, ("1", "total"): 1.5 * MIB}),
+        ("off", {}),
+        ("nonsense", KINDS),  # an unknown mode: the default
+    ],
+)
+def test_metrics_vm_memory_series_per_cell_and_kind_total_or_off(
+    viewer_client, settings, mode, expected
+):
+    settings.NUMAPORTAL_METRICS_VM_MEMORY = mode
+    _vm_with_memory(make_host("hv01"), "vm1", {0: 2, 1: 0.5})
+    series = _series(viewer_client.get(reverse("metrics")).content)
+    memory = {
+        (dict(k)["cell"], dict(k)["kind"]): v
+        for k, v in series.get("numaportal_vm_memory_bytes", {}).items()
+        if dict(k)["kind"] in ("heap", "private", "total")
+    }
+    assert memory == expected
+    for labels in series.get("numaportal_vm_memory_bytes", {}):
+        assert dict(labels)["host"] == "hv01" and dict(labels)["vm"] == "vm1"
+    # the locality is one series per VM whatever the mode
+    assert series["numaportal_vm_locality_ratio"] == {(("host", "hv01"), ("vm", "vm1")): 0.75}
+
+
+def test_metrics_series_grow_by_vm_and_cell_only_never_by_vcpu(viewer_client):
+    """Per VM: one locality series and 4 memory series per cell it has memory on, whatever its
+    vCPUs; the documented count of the README's fleet table."""
+    host = make_host("hv01")
+    _vm_with_memory(host, "small", {0: 1})
+    many = make_vm(host, "wide", vcpus=8)
+    VmCellMemory.objects.create(vm=many, cell_id=0, sampled_at=timezone.now(), heap_mib=1)
+    series = _series(viewer_client.get(reverse("metrics")).content)
+    per_vm: dict[str, int] = {}
+    for labels in series["numaportal_vm_memory_bytes"]:
+        per_vm[dict(labels)["vm"]] = per_vm.get(dict(labels)["vm"], 0) + 1
+    assert per_vm == {"small": 4, "wide": 4}
