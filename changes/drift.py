@@ -36,6 +36,8 @@ def _outside_changes(
             continue
         now = {k: stored.get(k) for k in _DRIFT_KEYS}
         then = {k: left.get(k) for k in _DRIFT_KEYS}
+        if now == then:  # most VMs of a fleet: nothing to put in words
+            continue
         for line in changes_in(part, then, now):
             lines.append(f"{line} since change {change_id}")
     return lines

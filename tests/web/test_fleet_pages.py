@@ -15,6 +15,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from balancing import scheduler as plan_scheduler
+from balancing.inputs import demands_for_host, demands_for_hosts
 from balancing.models import BalancingPlan, BalancingPolicy
 from changes import drift
 from changes.models import Change
@@ -22,7 +23,7 @@ from hosts.models import Host
 from tests.querycount import assert_constant_queries
 from tests.web.conftest import make_host, make_vm
 from tests.web.test_balancing_plans import seed_inventory
-from vms.models import VirtualMachine, VmCellMemory, VmLocalitySample
+from vms.models import VcpuPin, VirtualMachine, VmCellMemory, VmLocalitySample
 from web.hosts import views as host_views
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -371,3 +372,18 @@ def test_metrics_series_grow_by_vm_and_cell_only_never_by_vcpu(viewer_client):
     for labels in series["numaportal_vm_memory_bytes"]:
         per_vm[dict(labels)["vm"]] = per_vm.get(dict(labels)["vm"], 0) + 1
     assert per_vm == {"small": 4, "wide": 4}
+
+
+def test_the_sweep_reads_each_host_s_demands_as_planning_it_does(host_factory, vm_factory):
+    """The sweep's rows for every host at once are the demands a plan of each host reads (so
+    the inventory digests agree and an unchanged host is not planned again)."""
+    hosts = []
+    for i in range(3):
+        host, vms = seed_inventory(host_factory, vm_factory, name=f"hv{i:02d}")
+        VirtualMachine.objects.filter(pk=vms["web01"].pk).update(balancing_locked=True)
+        VcpuPin.objects.filter(vm=vms["db01"], vcpu=1).update(online=False)
+        hosts.append(host)
+    together = demands_for_hosts(hosts)
+    for host in hosts:
+        assert together[host.pk] == demands_for_host(host)
+        assert [d.name for d in together[host.pk]] == ["db01", "seed01", "web01", "web02"]
