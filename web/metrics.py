@@ -164,6 +164,15 @@ def _label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def _number(value: float) -> str:
+    """A sample value: Python's shortest round-trip text of the float, which the text format
+    reads as Go's ParseFloat does (``3145728000.0``, ``1.5e-05``); infinities and NaN in the
+    format's words. prometheus_client's floatToGoString, which also rewrites big numbers the
+    way Go prints them, was a quarter of a fleet's scrape."""
+    text = repr(float(value))
+    return floatToGoString(value) if text[-1] in "fn" else text
+
+
 def _head(name: str, documentation: str, out: list[str]) -> None:
     text = documentation.replace("\\", r"\\").replace("\n", r"\n")
     out.append(f"# HELP {name} {text}\n# TYPE {name} gauge\n")
@@ -198,7 +207,7 @@ def _vm_memory(out: list[str], mode: str) -> None:
         cell = f'{name}{{cell="{cell_id}",{labels[2]}kind="'
         values = mib if mode == "kind" else [sum(mib)]
         for value, (_, kind) in zip(values, kinds, strict=True):
-            out.append(f"{cell}{kind}{vm}{floatToGoString(value * MIB)}\n")
+            out.append(f"{cell}{kind}{vm}{_number(value * MIB)}\n")
 
 
 def _vm_locality(out: list[str]) -> None:
@@ -221,8 +230,7 @@ def _vm_locality(out: list[str]) -> None:
             continue
         seen.add((host_name, vm_name))
         out.append(
-            f'{name}{{host="{_label(host_name)}",vm="{_label(vm_name)}"}} '
-            f"{floatToGoString(value)}\n"
+            f'{name}{{host="{_label(host_name)}",vm="{_label(vm_name)}"}} {_number(value)}\n'
         )
 
 

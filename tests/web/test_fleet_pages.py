@@ -24,6 +24,7 @@ from tests.querycount import assert_constant_queries
 from tests.web.conftest import make_host, make_vm
 from tests.web.test_balancing_plans import seed_inventory
 from vms.models import VcpuPin, VirtualMachine, VmCellMemory, VmLocalitySample
+from web import metrics
 from web.hosts import views as host_views
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
@@ -387,3 +388,21 @@ def test_the_sweep_reads_each_host_s_demands_as_planning_it_does(host_factory, v
     for host in hosts:
         assert together[host.pk] == demands_for_host(host)
         assert [d.name for d in together[host.pk]] == ["db01", "seed01", "web01", "web02"]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (3145728000.0, "3145728000.0"),
+        (0.25, "0.25"),
+        (0, "0.0"),
+        (1.5e-05, "1.5e-05"),
+        (float("inf"), "+Inf"),
+        (float("-inf"), "-Inf"),
+        (float("nan"), "NaN"),
+    ],
+)
+def test_metrics_sample_values_are_float_texts_the_format_reads(value, text):
+    assert metrics._number(value) == text
+    if value == value:  # not NaN
+        assert float(text.replace("Inf", "inf")) == value
