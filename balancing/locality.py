@@ -24,6 +24,7 @@ __all__ = [
     "LEAST_LOCAL",
     "LeastLocal",
     "below_threshold",
+    "below_threshold_by_host",
     "below_threshold_count",
     "least_local",
     "threshold_for",
@@ -59,7 +60,7 @@ def threshold_for(host: Host) -> float:
     return DEFAULT_LOCALITY_THRESHOLD if value is None else float(value)
 
 
-def _now(host: Host | None) -> QuerySet[VmLocalitySample]:
+def _now(host: Host | None, hosts: list[Host] | None = None) -> QuerySet[VmLocalitySample]:
     rows = VmLocalitySample.objects.filter(
         latest=True,
         locality__isnull=False,
@@ -69,6 +70,8 @@ def _now(host: Host | None) -> QuerySet[VmLocalitySample]:
     )
     if host is not None:
         rows = rows.filter(host=host)
+    if hosts is not None:
+        rows = rows.filter(host__in=[h.pk for h in hosts])
     return rows.annotate(
         threshold=Coalesce(
             F("host__balancing_policy__locality_threshold"),
@@ -110,3 +113,18 @@ def below_threshold(host: Host) -> dict[str, float]:
         .values_list("vm__name", "locality")
     )
     return {name: round(value, 4) for name, value in rows}
+
+
+def below_threshold_by_host(hosts: list[Host]) -> dict[int, dict[str, float]]:
+    """:func:`below_threshold` of every host of *hosts* at once: host id -> its VMs below
+    its threshold now (name -> locality); one query for any number of hosts."""
+    out: dict[int, dict[str, float]] = {host.pk: {} for host in hosts}
+    rows = (
+        _now(None, hosts)
+        .filter(locality__lt=F("threshold"))
+        .order_by("host_id", "vm__name", "vm_id")
+        .values_list("host_id", "vm__name", "locality")
+    )
+    for host_id, name, value in rows:
+        out[host_id][name] = round(value, 4)
+    return out

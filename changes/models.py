@@ -64,6 +64,16 @@ class ChangeQuerySet(models.QuerySet["Change"]):
     def for_vm(self, vm: VirtualMachine) -> ChangeQuerySet:
         return self.filter(vm=vm)
 
+    def history(self) -> ChangeQuerySet:
+        """The change history's rows (the list page and its CSV export), newest first: host
+        and VM joined, without the before / after snapshots and progress (the domain's XML
+        twice each, which only a change's own page shows) nor the VM's tuning snapshots."""
+        return (
+            self.select_related("host", "vm__host")
+            .defer("before", "after", "progress", "vm__tuning_live", "vm__tuning_config")
+            .order_by("-created_at", "-pk")
+        )
+
     def recent_for_vm(self, vm: VirtualMachine, limit: int = 10) -> ChangeQuerySet:
         """The VM page's "recent changes" (newest first; uses the (vm, created_at) index)."""
         return self.filter(vm=vm).select_related("host").order_by("-created_at")[:limit]
@@ -169,6 +179,9 @@ class Change(models.Model):
             models.Index(fields=["vm", "created_at"], name="change_vm_created"),
             models.Index(fields=["host", "created_at"], name="change_host_created"),
             models.Index(fields=["status", "created_at"], name="change_status_created"),
+            # The history's order (newest first, the id for equal times): its pages' keys are
+            # read from this index alone (web.paging.paginate(keys=True)).
+            models.Index(fields=["-created_at", "-id"], name="change_history_order"),
         ]
 
     def __str__(self) -> str:

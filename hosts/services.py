@@ -12,6 +12,7 @@ process that is killed when the host does not answer in time
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any
@@ -250,14 +251,23 @@ def record_sync_error(host: Host, message: str) -> None:
 
 
 def load_topology(host: Host) -> HostTopology | None:
-    """The host's topology rebuilt from its stored capabilities XML; None if never synced."""
+    """The host's topology rebuilt from its stored capabilities XML; None if never synced.
+
+    Parsed once per process for each distinct XML document (a frozen HostTopology, safe to
+    share): the scheduler's sweep reads every host's topology, and a sync that changed the
+    host stores another document, parsed afresh."""
     if not host.capabilities_xml:
         return None
     try:
-        return parse_capabilities(host.capabilities_xml)
+        return _parse_stored_capabilities(host.capabilities_xml)
     except TopologyError:
         log.warning("stored capabilities of host %s no longer parse", host.name)
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_stored_capabilities(xml: str) -> HostTopology:
+    return parse_capabilities(xml)
 
 
 def store_host_facts(host: Host, inventory: HostInventory, now: datetime) -> None:

@@ -372,6 +372,9 @@ NUMAPORTAL_ROLLUP_DAYS = float(os.environ.get("NUMAPORTAL_ROLLUP_DAYS", "90"))
 # /metrics (Prometheus): scrapers send `Authorization: Bearer <token>`; empty: only logged-in
 # users with hosts.view_host may read it. Set it in the environment, never in git.
 NUMAPORTAL_METRICS_TOKEN = os.environ.get("NUMAPORTAL_METRICS_TOKEN", "").strip()
+# numaportal_vm_memory_bytes: "kind" (per VM, cell and numastat -p kind: 4 series per cell a
+# VM has memory on), "total" (one per VM and cell, kind="total") or "off" (web/metrics.py).
+NUMAPORTAL_METRICS_VM_MEMORY = os.environ.get("NUMAPORTAL_METRICS_VM_MEMORY", "kind").strip()
 
 # The REST API (api/): session login for the browser (CSRF kept), knox tokens for scripts
 # ("Authorization: Token <key>"; stored hashed, revocable, expiring). The roles are the pages'

@@ -1,4 +1,5 @@
-"""The VM list's filters (django-filter): by host, state, pinning, cross-node, gone."""
+"""The VM list's filters (django-filter): by host, state, pinning, cross-node, gone; and its
+sort order (``?sort=<column>``, ``?sort=-<column>`` for descending)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,29 @@ STATES = [
 NAME_MAX = 255
 
 YES_NO = [("", "any"), ("true", "yes"), ("false", "no")]
+
+#: The columns the VM list sorts by: field -> the ``sort`` parameter's word.
+SORT_FIELDS = (
+    ("name", "name"),
+    ("host__name", "host"),
+    ("state", "state"),
+    ("vcpu_current_config", "vcpus"),
+    ("memory_kib", "memory"),
+    ("pinning", "pinning"),
+)
+#: After the chosen column, rows of equal values keep the list's own order (and a page never
+#: shows a row of the next one: the primary key last).
+SORT_TIES = ("host__name", "name", "pk")
+
+
+class SortFilter(django_filters.OrderingFilter):
+    """django-filter's OrderingFilter, with :data:`SORT_TIES` after the chosen column."""
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        if not value:
+            return qs
+        chosen = [self.get_ordering_value(param) for param in value]
+        return qs.order_by(*chosen, *(tie for tie in SORT_TIES if tie not in chosen))
 
 
 class VirtualMachineFilter(django_filters.FilterSet):
@@ -60,6 +84,7 @@ class VirtualMachineFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(
         lookup_expr="icontains", label="Name contains", max_length=NAME_MAX
     )
+    sort = SortFilter(fields=SORT_FIELDS, label="Sort by")
 
     class Meta:
         model = VirtualMachine

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 
@@ -22,13 +31,15 @@ from vms.models import VcpuPin, VirtualMachine, VmCellMemory
 
 __all__ = [
     "VcpuRow",
-    "dashboard_hosts",
+    "dashboard_rows",
     "diagram_vms",
+    "fleet_drift_totals",
     "host_vm_filter",
     "host_vm_rows",
     "vcpu_affinity",
     "vcpuinfo_rows",
     "vm_with_vcpus",
+    "with_cell_memory",
 ]
 
 
@@ -47,13 +58,14 @@ def _count(model, **filters) -> Coalesce:
     return Coalesce(Subquery(subquery, output_field=IntegerField()), 0)
 
 
-def dashboard_hosts() -> list[Host]:
-    """Active hosts with their counts and cells: two queries for any number of hosts.
-
-    Each host carries ``cell_memory``: its cells as :class:`CellUsage` (formatted memory).
+def dashboard_rows(hosts: QuerySet[Host] | None = None) -> QuerySet[Host]:
+    """Active hosts (of *hosts*, e.g. a filter's) by name with their counts and cells, lazily:
+    the hosts list pages through it, so the counts are computed for one page of hosts only
+    (a COUNT, then two queries for the page). Pass the page's hosts to :func:`with_cell_memory`.
     """
-    hosts = list(
-        Host.objects.active()
+    hosts = Host.objects.all() if hosts is None else hosts
+    return (
+        hosts.active()
         .annotate(
             cell_count=_count(Cell),
             cpu_count=_count(PhysicalCpu),
@@ -65,10 +77,30 @@ def dashboard_hosts() -> list[Host]:
             ),
         )
         .prefetch_related(Prefetch("cells", queryset=Cell.objects.order_by("cell_id")))
+        .order_by("name")
     )
+
+
+def with_cell_memory(hosts) -> list[Host]:
+    """*hosts* (rows of :func:`dashboard_rows`) as a list, each carrying ``cell_memory``: its
+    cells as :class:`CellUsage` (formatted memory)."""
+    hosts = list(hosts)
     for host in hosts:
         host.cell_memory = cell_usage(host.cells.all())
     return hosts
+
+
+def fleet_drift_totals() -> dict[str, int]:
+    """The dashboard's drift summary over every active host (whatever page or filter the list
+    shows): VMs with live-only tuning, and VMs changed outside the portal; one query."""
+    return (
+        VirtualMachine.objects.present()
+        .filter(host__removed_at__isnull=True)
+        .aggregate(
+            drift_total=Count("pk", filter=Q(drift=True)),
+            changed_outside_total=Count("pk", filter=Q(changed_outside=True)),
+        )
+    )
 
 
 # --- host page --------------------------------------------------------------------------------
@@ -227,5 +259,6 @@ def vm_with_vcpus(host_name: str, uuid: str) -> QuerySet[VirtualMachine]:
 
 
 def host_vm_filter(qs: QuerySet[VirtualMachine]) -> QuerySet[VirtualMachine]:
-    """VM list rows: host joined, nothing per row."""
-    return qs.select_related("host")
+    """VM list rows: host joined, nothing per row, without the tuning snapshots (two JSON
+    documents per VM that only the VM page reads: a fleet's VM list sorted 20,000 of them)."""
+    return qs.select_related("host").defer("tuning_live", "tuning_config")

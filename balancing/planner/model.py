@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -29,13 +30,20 @@ class InfeasibleError(PlanError):
 
 
 def cpus_text(ids: Iterable[int] | None) -> str:
-    ids = frozenset(ids or ())
-    return format_cpuset(ids) if ids else ""
+    return _formatted(frozenset(ids or ()), nodes=False)
 
 
 def nodes_text(ids: Iterable[int] | None) -> str:
-    ids = frozenset(ids or ())
-    return format_nodeset(ids) if ids else ""
+    return _formatted(frozenset(ids or ()), nodes=True)
+
+
+# A sweep digests every VM of a fleet (balancing.staleness): the same few cpusets and nodesets
+# again and again. Strings, safe to share.
+@functools.lru_cache(maxsize=8192)
+def _formatted(ids: frozenset[int], *, nodes: bool) -> str:
+    if not ids:
+        return ""
+    return format_nodeset(ids) if nodes else format_cpuset(ids)
 
 
 def _parse_ids(value: Any, *, nodes: bool = False) -> frozenset[int]:

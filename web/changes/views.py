@@ -33,7 +33,7 @@ ACTIVE_STATUSES = frozenset({"queued", "running"})
 
 
 def _queryset():
-    return Change.objects.select_related("host", "vm__host").order_by("-created_at", "-pk")
+    return Change.objects.history()
 
 
 @require_safe
@@ -41,7 +41,7 @@ def _queryset():
 def change_list(request: HttpRequest) -> HttpResponse:
     change_filter = ChangeFilter(request.GET, queryset=_queryset())
     # a bad value lists nothing and says why (next to its field, or above the form)
-    page, query = paginate(request, filter_results(change_filter), PAGE_SIZE)
+    page, query = paginate(request, filter_results(change_filter), PAGE_SIZE, keys=True)
     changes = list(page.object_list)
     return render(
         request,

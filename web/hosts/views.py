@@ -24,10 +24,12 @@ from changes.requests import request_numa_balancing
 from hosts import history as numastat_history
 from hosts import numastat, selectors, services
 from hosts.diagram import render_cell_svg, render_topology_svg
+from hosts.filters import HostFilter
 from hosts.forms import CellChoiceForm, HostRegisterForm
 from hosts.models import Host
 from hosts.topology_summary import distance_classes, distance_matrix, lscpu_summary
 from numaportal import roles
+from numaportal.bounds import filter_results
 from numaportal.forms import add_service_errors
 from vms import requests
 from vms import selectors as vm_selectors
@@ -47,21 +49,27 @@ SYNC_POLL_STATUSES = frozenset(
 #: Rows per page of the host page's VM table and of its VM memory per cell: a host with a
 #: thousand VMs would otherwise ship (and render) a thousand rows of each.
 VM_PAGE_SIZE = 50
+#: Hosts per page of the hosts list (the dashboard).
+HOST_PAGE_SIZE = 50
 
 
 @require_safe
 @requires(roles.VIEW_HOST)
 def host_list(request: HttpRequest) -> HttpResponse:
-    hosts = vm_selectors.dashboard_hosts()
-    drift_total = sum(host.drift_count for host in hosts)
-    changed_outside_total = sum(host.changed_outside_count for host in hosts)
+    """The dashboard: active hosts by name, HOST_PAGE_SIZE a page, filtered by name and sync
+    state; the drift summary counts the whole fleet."""
+    host_filter = HostFilter(request.GET, queryset=Host.objects.all())
+    rows = vm_selectors.dashboard_rows(filter_results(host_filter))
+    page, query = paginate(request, rows, HOST_PAGE_SIZE)
     return render(
         request,
         "hosts/host_list.html",
         {
-            "hosts": hosts,
-            "drift_total": drift_total,
-            "changed_outside_total": changed_outside_total,
+            "filter": host_filter,
+            "page": page,
+            "query": query,
+            "hosts": vm_selectors.with_cell_memory(page.object_list),
+            **vm_selectors.fleet_drift_totals(),
         },
     )
 

@@ -26,11 +26,11 @@ from numaportal.forms import add_service_errors
 from numaportal.virt.cpuset import format_cpuset
 from vms import forms, locality_history
 from vms import selectors as vm_selectors
-from vms.filters import VirtualMachineFilter
+from vms.filters import SORT_FIELDS, VirtualMachineFilter
 from vms.memory import memory_bar
 from vms.models import VirtualMachine
 from web.access import demand, requires
-from web.paging import paginate
+from web.paging import paginate, sort_links
 
 PAGE_SIZE = 100
 
@@ -40,11 +40,17 @@ PAGE_SIZE = 100
 def vm_list(request: HttpRequest) -> HttpResponse:
     queryset = vm_selectors.host_vm_filter(VirtualMachine.objects.all())
     vm_filter = VirtualMachineFilter(request.GET, queryset=queryset)
-    page, query = paginate(request, filter_results(vm_filter), PAGE_SIZE)
+    page, query = paginate(request, filter_results(vm_filter), PAGE_SIZE, keys=True)
     return render(
         request,
         "vms/vm_list.html",
-        {"filter": vm_filter, "page": page, "vms": page.object_list, "query": query},
+        {
+            "filter": vm_filter,
+            "page": page,
+            "vms": page.object_list,
+            "query": query,
+            "sort_links": sort_links(request, [word for _, word in SORT_FIELDS]),
+        },
     )
 
 
