@@ -21,6 +21,7 @@ from balancing import locality as balancing_locality
 from balancing.models import BalancingPlan
 from changes.kinds.numa_balancing import VALUE_WORDS
 from changes.models import Change
+from hosts import filters as host_filters
 from hosts import states
 from hosts.models import Host
 from numaportal import roles
@@ -104,7 +105,11 @@ def _numa_balancing_figures() -> list[Figure]:
     unknown = sum(count for value, count in rows if value is None)
     if unknown:
         figures.append(
-            Figure("not read (no on-host worker)", unknown, _url("hosts:list", numa_balancing=""))
+            Figure(
+                "not read (no on-host worker)",
+                unknown,
+                _url("hosts:list", numa_balancing=host_filters.UNKNOWN),
+            )
         )
     return figures
 

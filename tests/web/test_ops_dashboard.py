@@ -56,6 +56,17 @@ def test_hosts_by_state_each_linked(ops_client, host_factory, settings):
     assert "(7 registered)" in page
     assert states["stale"][1] == "/hosts/?state=stale"
     assert states["sync failed"][1] == "/hosts/?state=failed"
+    # Each figure's link lists exactly the hosts it counts (removed hosts never).
+    listed = {
+        label: sorted(h.name for h in ops_client.get(url).context["page"].object_list)
+        for label, (_count, url) in states.items()
+    }
+    assert listed == {
+        "in sync": ["fresh1", "fresh2"],
+        "stale": ["old", "old-queued"],
+        "sync failed": ["broken", "untested"],
+        "starting": ["booting"],
+    }
 
 
 def test_drifted_vms_failed_changes_and_waiting_plans(ops_client, host_factory, vm_factory):
@@ -117,8 +128,11 @@ def test_numa_balancing_per_host(ops_client, host_factory):
     assert found == {
         "0 (off)": (1, "/hosts/?numa_balancing=0"),
         "1 (on)": (2, "/hosts/?numa_balancing=1"),
-        "not read (no on-host worker)": (1, "/hosts/?numa_balancing="),
+        "not read (no on-host worker)": (1, "/hosts/?numa_balancing=unknown"),
     }
+    for label, (count, url) in found.items():
+        rows = ops_client.get(url).context["page"].object_list
+        assert len(rows) == count, label
 
 
 def test_figures_follow_the_users_permissions(client, django_user_model, host_factory, vm_factory):
