@@ -19,6 +19,7 @@ from balancing.models import BalancingPolicy
 from changes.models import Change
 from hosts.models import Cell, CellSample, Host, PhysicalCpu, SampleSource
 from numaportal.virt.cpuset import format_cpuset, format_nodeset
+from numaportal.virt.hostprobe import NUMASTAT_COUNTERS
 from numaportal.virt.topology import HostTopology, parse_capabilities
 from vms.models import VcpuPin, VirtualMachine, VmCellMemory, VmLocalitySample
 
@@ -183,19 +184,7 @@ def build_fleet(hosts: int, vms_per_host: int, changes: int, seed: int = 16) -> 
                 source=SampleSource.PROBE,
                 free_kib=cell.memory_kib // 4,
                 boot_time=1_700_000_000,
-                **{
-                    name: 1_000_000 * (n + 1)
-                    for n, name in enumerate(
-                        (
-                            "numa_hit",
-                            "numa_miss",
-                            "numa_foreign",
-                            "interleave_hit",
-                            "local_node",
-                            "other_node",
-                        )
-                    )
-                },
+                **{name: 1_000_000 * (n + 1) for n, name in enumerate(NUMASTAT_COUNTERS)},
                 interval_s=60.0,
             )
             for host, fixture in zip(host_rows, fixture_of, strict=True)
