@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +61,16 @@ def _start_log() -> str:
     return f"\nits start ({path}) said:\n" + "\n".join(lines)
 
 
+def _start_gave_up() -> bool:
+    """True when the background start of `make test` ended without a lab (scripts/test writes
+    "the NUMA lab's start ended: exit N" when it is done)."""
+    path = Path(os.environ.get("NUMAPORTAL_NUMALAB_START_LOG", "/nonexistent"))
+    if not path.is_file():
+        return False
+    ended = re.findall(r"the NUMA lab's start ended: exit (\d+)", path.read_text(errors="replace"))
+    return bool(ended) and ended[-1] != "0"
+
+
 def _fail(what: str) -> None:
     pytest.fail(
         f"the NUMA lab is not usable: {what}\n"
@@ -90,6 +101,8 @@ def numalab_conn() -> Iterator[libvirt.virConnect]:
             conn = open_connection(lab.URI, timeout=15)
         except VirtError as exc:
             last = str(exc)
+            if _start_gave_up():
+                _fail(f"its start gave up; {lab.URI} does not answer ({last})")
             if time.monotonic() > deadline:
                 _fail(f"{lab.URI} did not answer within {WAIT:.0f} s ({last})")
             time.sleep(3)
