@@ -79,6 +79,10 @@ def _point_at(broker: str, cache_location: str, settings, backend: str | None = 
     kombu_pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
+    # app.control's mailbox (ping, inspect) caches the producer pool it first used
+    # (kombu's Mailbox.producer_pool is a cached_property): reset() closed it, so every later
+    # ping would fail with "Acquire on closed pool" (CI run 2: 19 tests after this one).
+    app.control.mailbox.__dict__.pop("producer_pool", None)
     locks._redis_clients.clear()
 
 
