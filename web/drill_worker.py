@@ -53,10 +53,15 @@ class DrillWorker:
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=self.own_session,
         )  # fmt: skip
         deadline = time.monotonic() + start_s
-        while not app.control.ping(destination=[self.hostname], timeout=0.5):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"the drill's worker did not start: {log.read_text()}")
+        try:
+            while not app.control.ping(destination=[self.hostname], timeout=0.5):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the drill's worker did not start: {log.read_text()}")
+        except BaseException:
+            # Whatever stopped the wait (no answer, a broker error in the ping itself), the
+            # process must not outlive it: nobody else holds it to stop it.
+            self.close()
+            raise
 
     def kill(self) -> None:
         if self.own_session:
