@@ -15,7 +15,10 @@ from balancing.models import BalancingPlan
 @shared_task(name="balancing.tasks.apply_plan")
 def apply_plan(plan_id: str) -> dict[str, str]:
     """Run an approved plan's change records in order; stops at the first failure."""
-    plan = apply.apply_plan(plan_id)
+    try:
+        plan = apply.apply_plan(plan_id)
+    except BalancingPlan.DoesNotExist:
+        return {"plan": str(plan_id), "status": "missing", "outcome": "no such plan"}
     return {"plan": str(plan.pk), "status": plan.status, "outcome": plan.outcome}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from changes import drift, executor, reconcile
+from changes.models import Change
 
 
 # ignore_result: the record in the database is the result. Without it, publishing also
@@ -17,7 +18,12 @@ from changes import drift, executor, reconcile
 # "Retry limit exceeded ... must be restarted"; the request must fail at once instead.
 @shared_task(name="changes.tasks.apply_change", ignore_result=True)
 def apply_change(change_id: str) -> dict[str, str]:
-    change = executor.apply_change(change_id)
+    try:
+        change = executor.apply_change(change_id)
+    except Change.DoesNotExist:
+        # A message whose record is not in this database (another portal's Redis, a restored
+        # backup): nothing to apply, and not worth a traceback.
+        return {"change": str(change_id), "status": "missing", "error": "no such change"}
     return {"change": str(change.id), "status": change.status, "error": change.error}
 
 
