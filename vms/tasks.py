@@ -5,6 +5,8 @@ messages name them, and a sync is still "a host's" in the operator's words.
 """
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -43,6 +45,23 @@ def _missing(host_id: int) -> dict[str, str]:
     return {"host": str(host_id), "status": "missing", "error": "no such host"}
 
 
+def _recorded(
+    request: Any, host_id: int, run: Callable[[int, str], Host], what: str, limit_s: float
+) -> dict[str, str]:
+    """``run(host_id, task_id)`` (a sync, or a connection test then a sync) with its outcome
+    recorded on the host and returned: a missing host is skipped, a soft time limit recorded
+    as "<what> timed out after N s" (the limit this run had, from its message)."""
+    try:
+        host = run(host_id, request.id or "")
+    except Host.DoesNotExist:
+        log.warning("%s of host %s skipped: no such host", what, host_id)
+        return _missing(host_id)
+    except SoftTimeLimitExceeded:
+        timed_out = sync.record_timeout(host_id, what, _soft_limit(request, limit_s))
+        return _missing(host_id) if timed_out is None else _outcome(timed_out)
+    return _outcome(host)
+
+
 @shared_task(
     name="hosts.tasks.sync_host",
     bind=True,
@@ -52,16 +71,7 @@ def _missing(host_id: int) -> dict[str, str]:
 def sync_host(self, host_id: int) -> dict[str, str]:
     """Sync one host. A host's failure is recorded on the host (and returned), not raised:
     a broken host must not fill the worker log with tracebacks every five minutes."""
-    try:
-        host = sync.sync_host(host_id, self.request.id or "")
-    except Host.DoesNotExist:
-        log.warning("sync of host %s skipped: no such host", host_id)
-        return _missing(host_id)
-    except SoftTimeLimitExceeded:
-        limit = _soft_limit(self.request, SYNC_LIMIT_S)
-        timed_out = sync.record_timeout(host_id, "sync", limit)
-        return _missing(host_id) if timed_out is None else _outcome(timed_out)
-    return _outcome(host)
+    return _recorded(self.request, host_id, sync.sync_host, "sync", SYNC_LIMIT_S)
 
 
 @shared_task(
@@ -73,16 +83,9 @@ def sync_host(self, host_id: int) -> dict[str, str]:
 def check_host(self, host_id: int) -> dict[str, str]:
     """A registration (or a changed URI): test the connection, then sync (:func:`vms.sync.
     check_and_sync`). Like a sync, the outcome is recorded on the host and returned."""
-    try:
-        host = sync.check_and_sync(host_id, self.request.id or "")
-    except Host.DoesNotExist:
-        log.warning("connection test of host %s skipped: no such host", host_id)
-        return _missing(host_id)
-    except SoftTimeLimitExceeded:
-        limit = _soft_limit(self.request, CHECK_LIMIT_S)
-        timed_out = sync.record_timeout(host_id, "connection test and sync", limit)
-        return _missing(host_id) if timed_out is None else _outcome(timed_out)
-    return _outcome(host)
+    return _recorded(
+        self.request, host_id, sync.check_and_sync, "connection test and sync", CHECK_LIMIT_S
+    )
 
 
 @shared_task(name="vms.tasks.store_sample")

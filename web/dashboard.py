@@ -88,7 +88,7 @@ def _host_figures(now: datetime) -> tuple[list[Figure], int]:
 
 def _numa_balancing_figures() -> list[Figure]:
     """Hosts per numa_balancing value (what the last on-host read said), "unknown" last."""
-    rows = (
+    rows = list(
         Host.objects.active()
         .values_list("numa_balancing")
         .annotate(n=Count("pk"))
