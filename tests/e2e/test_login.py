@@ -18,9 +18,12 @@ def test_login_and_status_page(browser, live_server, operator, admin_password):
     browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
 
     # Logging in lands on the ops dashboard; its navigation leads to the services' status.
-    WebDriverWait(browser, 15).until(
-        ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Dashboard")
-    )
+    # Wait for the new page's own element, not for a heading: the login page's <h1> can be
+    # read while the browser replaces the document ("Node with given id does not belong to
+    # the document", CI run 5).
+    WebDriverWait(browser, 15).until(ec.url_to_be(live_server.url + "/"))
+    WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "dash-hosts")))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Dashboard"
     browser.find_element(By.CSS_SELECTOR, ".topbar nav a[href='/status/']").click()
     WebDriverWait(browser, 15).until(
         ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "What is running")
